@@ -1,0 +1,358 @@
+"""Load and validate config.yaml: every bad key is reported at once.
+
+Lookup order: --config FILE, else $NEWSLETTER_CONFIG, else ./config.yaml; with
+no file at all, the embedded defaults are used. Relative paths are resolved
+against the config file's folder. Secrets are never in the file: the file names
+the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from newsletter.errors import NewsletterError
+from newsletter.model import ALL_EDITIONS, Edition
+
+CONFIG_ENV = "NEWSLETTER_CONFIG"
+SECRET_ENV = "NEWSLETTER_SECRET"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name such as 'Asia/Seoul'"
+        ) from None
+    return name
+
+
+def _ensure_slash(url: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url if url.endswith("/") else url + "/"
+
+
+HttpUrl = Annotated[str, AfterValidator(_ensure_slash)]
+
+
+class SiteConfig(_Section):
+    title: str = "ML Papers"
+    description: str = "Daily notes on machine-learning papers, in Korean and English."
+    base_url: HttpUrl = "http://localhost:8000/"
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "Asia/Seoul"
+    language_default: Literal["ko", "en"] = "ko"
+    author: str = ""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class PathsConfig(_Section):
+    digests: Path = Path("examples/digests")
+    public: Path = Path("public")
+    state: Path = Path("state")
+    outbox: Path = Path("outbox")
+    templates: Path | None = None
+
+
+class FeedsConfig(_Section):
+    max_items: int = Field(30, ge=1)
+
+
+class SmtpConfig(_Section):
+    host: str = "localhost"
+    port: int = Field(25, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    timeout: float = Field(30.0, gt=0)
+    connections: int = Field(2, ge=1, le=64)
+    rate_limit: float = Field(0, ge=0)
+    max_per_connection: int = Field(1000, ge=1)
+
+    def password(self) -> str | None:
+        """The SMTP password from the environment variable the config names."""
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise NewsletterError(
+                f"email.smtp.password_env names ${self.password_env}, which is not set",
+                hint=f"export {self.password_env}=... before running, or remove the key",
+            )
+        return value
+
+
+def _check_mailbox(value: str) -> str:
+    _name, address = parseaddr(value)
+    if "@" not in address or "\n" in value or "\r" in value:
+        raise ValueError(f"{value!r} is not an address like 'ML Papers <papers@example.org>'")
+    return value
+
+
+Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
+
+DEFAULT_SUBJECTS = {
+    "ko": "[ML 논문] {date} · {count}편",
+    "en": "[ML Papers] {date} · {count} papers",
+    "both": "[ML 논문 · Papers] {date} · {count}편",
+}
+
+
+class EmailConfig(_Section):
+    transport: Literal["file", "smtp"] = "file"
+    from_: Mailbox = Field("ML Papers <papers@example.org>", alias="from")
+    reply_to: Mailbox | None = None
+    unsubscribe_mailto: str | None = None
+    subject: dict[Edition, str] = Field(default_factory=lambda: dict(DEFAULT_SUBJECTS))
+    max_bytes: int = Field(100_000, ge=10_000)
+    max_lateness_days: int = Field(2, ge=0)
+    bounce_limit: int = Field(3, ge=1)
+    smtp: SmtpConfig = SmtpConfig()
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_templates(cls, value: dict[Edition, str]) -> dict[Edition, str]:
+        merged = {Edition(k): v for k, v in DEFAULT_SUBJECTS.items()} | value
+        for edition, template in merged.items():
+            try:
+                template.format(date="", count=0)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"subject for {edition.value!r} is not a valid template ({exc}); "
+                    "only {date} and {count} may be used"
+                ) from None
+        return merged
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.from_)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2]
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    public_url: HttpUrl | None = None
+
+
+def _check_send_time(value: str) -> str:
+    try:
+        dt.time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time like '07:00'") from None
+    return value
+
+
+class ScheduleConfig(_Section):
+    send_time: Annotated[str, AfterValidator(_check_send_time)] = "07:00"
+    poll_seconds: float = Field(30, gt=0)
+    settle_seconds: float = Field(10, ge=0)
+
+    @property
+    def send_clock(self) -> dt.time:
+        return dt.time.fromisoformat(self.send_time)
+
+
+class Config(_Section):
+    site: SiteConfig = SiteConfig()
+    paths: PathsConfig = PathsConfig()
+    editions: tuple[Edition, ...] = ALL_EDITIONS
+    feeds: FeedsConfig = FeedsConfig()
+    email: EmailConfig = EmailConfig()
+    server: ServerConfig = ServerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    database_url: str | None = None
+    # Where the config came from; relative paths were resolved against its folder.
+    source: Path | None = Field(None, exclude=True)
+
+    @field_validator("editions")
+    @classmethod
+    def _editions_not_empty(cls, value: tuple[Edition, ...]) -> tuple[Edition, ...]:
+        if not value:
+            raise ValueError("at least one edition is needed: ko, en or both")
+        return tuple(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _server_url_defaults_to_site(self) -> Config:
+        if self.server.public_url is None:
+            object.__setattr__(
+                self, "server", self.server.model_copy(update={"public_url": self.site.base_url})
+            )
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """SQLAlchemy URL: the configured one, else a SQLite file in paths.state."""
+        return self.database_url or f"sqlite:///{self.paths.state / 'newsletter.db'}"
+
+    def secret(self, required: bool = True) -> bytes | None:
+        """The HMAC key for unsubscribe/confirm tokens, from $NEWSLETTER_SECRET."""
+        value = os.environ.get(SECRET_ENV)
+        if not value:
+            if required:
+                raise NewsletterError(
+                    f"${SECRET_ENV} is not set; it signs unsubscribe and confirmation links",
+                    hint=f"export {SECRET_ENV}=$(python3 -c 'import secrets; "
+                    "print(secrets.token_hex(32))') and keep it stable",
+                )
+            return None
+        return value.encode()
+
+
+# Hints for the mistakes people make; keyed by pydantic's error type.
+_HINTS = {
+    "extra_forbidden": "remove it, or check its spelling against the README's configuration reference",
+    "missing": "add it",
+    "literal_error": "use one of the values listed",
+    "enum": "use one of: ko, en, both",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "float_parsing": "write a number",
+    "greater_than_equal": "use a larger value",
+    "greater_than": "use a larger value",
+    "less_than_equal": "use a smaller value",
+    "string_type": "quote the value as text",
+    "dict_type": "this key holds a section of keys",
+    "model_type": "this key holds a section of keys",
+}
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The valid key names in the section that holds loc's last part."""
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return [field.alias or name for name, field in model.model_fields.items() if name != "source"]
+
+
+def _format_errors(exc: ValidationError, source: str) -> NewsletterError:
+    import difflib
+
+    lines = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        path = ".".join(str(part) for part in loc) or "(top level)"
+        path = path.replace("from_", "from")
+        message = error["msg"].removeprefix("Value error, ")
+        hint = _HINTS.get(error["type"])
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+            known = _known_keys(loc)
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
+            )
+        lines.append(f"  {path}: {message}" + (f" ({hint})" if hint else ""))
+    count = len(lines)
+    return NewsletterError(
+        f"{source}: {count} problem{'s' if count > 1 else ''} in the config:\n" + "\n".join(lines),
+        hint="see 'Configuration' in the README for every key and its default",
+    )
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    paths = raw.get("paths")
+    if not isinstance(paths, dict):
+        return
+    for key, value in paths.items():
+        if isinstance(value, str) and value:
+            path = Path(value).expanduser()
+            paths[key] = path if path.is_absolute() else base / path
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """--config, else $NEWSLETTER_CONFIG, else ./config.yaml if present."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    default = Path("config.yaml")
+    return default if default.exists() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load, resolve and validate a config file; defaults when there is none."""
+    import yaml
+
+    file = find_config_file(path)
+    if file is None:
+        return _validate({}, Path.cwd(), "embedded defaults", None)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise NewsletterError(
+            f"config file {file} does not exist",
+            hint="pass --config with an existing file, or copy the example config.yaml",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NewsletterError(f"cannot read config file {file}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else str(file)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise NewsletterError(
+            f"{where}: not valid YAML: {problem}",
+            hint="check the indentation and quoting on that line",
+        ) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise NewsletterError(
+            f"{file}: the config must be a mapping of keys (site:, paths:, email:, ...)",
+            hint="see the example config.yaml",
+        )
+    return _validate(raw, file.resolve().parent, str(file), file.resolve())
+
+
+def config_from_dict(raw: dict[str, Any], base: Path) -> Config:
+    """Validate an in-memory config (tests, library users); paths relative to base."""
+    return _validate(raw, base, "config", None)
+
+
+def _validate(raw: dict[str, Any], base: Path, label: str, source: Path | None) -> Config:
+    import copy
+
+    raw = copy.deepcopy(raw)
+    raw.setdefault("paths", {})
+    if isinstance(raw["paths"], dict):
+        defaults = PathsConfig()
+        for key in ("digests", "public", "state", "outbox"):
+            raw["paths"].setdefault(key, str(getattr(defaults, key)))
+    _resolve_paths(raw, base)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _format_errors(exc, label) from None
+    object.__setattr__(config, "source", source)
+    return config

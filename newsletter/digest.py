@@ -1,0 +1,301 @@
+"""Digest text -> Digest. The only module that knows the file format.
+
+See DIGEST_FORMAT in the README: a date line, then entries of title, authors in
+parentheses, body (abstract, Korean comment, English comment) and a tag line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.errors import DigestError
+from newsletter.model import Digest, Entry, Problem
+
+_KOREAN_DATE = re.compile(r"^(\d{4})\s*년\s*(\d{1,2})\s*월\s*(\d{1,2})\s*일$")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+# A tag: letters of any script, digits, '_', '-', '.'; \w covers the first three.
+_TAG = r"#[\w.\-]+"
+_TAG_LINE = re.compile(rf"^{_TAG}(?:\s+{_TAG})*$")
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+# Lines a web page paste leaves on their own: a URL, or only punctuation.
+_FRAGMENT = re.compile(r"^(?:\(?https?://\S+|[^\w\s]+)$")
+# C0/C1 control characters other than tab: they break XML (lxml refuses them).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_JOIN_WITHOUT_SPACE = tuple(".,;:!?)]}")
+
+
+@dataclass(frozen=True)
+class ParsedDigest:
+    digest: Digest
+    warnings: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class DigestReport:
+    """What checking one file found: a digest, or errors; warnings either way."""
+
+    file: str
+    digest: Digest | None
+    warnings: tuple[Problem, ...] = ()
+    errors: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.digest is not None and not self.errors
+
+
+@dataclass(frozen=True)
+class _Line:
+    number: int
+    text: str
+
+
+def parse_digest(text: str, source: str = "<digest>") -> ParsedDigest:
+    """Parse a digest's text. Raises DigestError naming the file and line."""
+    warnings: list[Problem] = []
+    lines = _clean_lines(text, source, warnings)
+    content = [line for line in lines if line.text]
+    if not content:
+        raise DigestError(
+            source,
+            None,
+            "the file is empty",
+            hint="a digest starts with a date line such as '2025년 4월 4일'",
+        )
+    date = _parse_date(content[0], source)
+    entries = []
+    block: list[_Line] = []
+    for line in content[1:]:
+        block.append(line)
+        if _TAG_LINE.match(line.text):
+            entries.append(_parse_entry(block, source, warnings))
+            block = []
+    if block:
+        raise DigestError(
+            source,
+            block[0].number,
+            f"the entry starting here ({_shorten(block[0].text)!r}) has no tag line",
+            hint="end every entry with a line of tags such as '#moe #efficiency'",
+        )
+    if not entries:
+        raise DigestError(
+            source,
+            content[0].number,
+            "no entries after the date line",
+            hint="each entry is: title, (authors), abstract, Korean comment, English comment, #tags",
+        )
+    return ParsedDigest(Digest(date, tuple(entries), source), tuple(warnings))
+
+
+def read_digest(path: str | os.PathLike[str]) -> ParsedDigest:
+    """Read and parse one digest file."""
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DigestError(source, None, f"cannot read the file: {exc.strerror or exc}") from None
+    return parse_digest(_decode(data, source), source)
+
+
+def check_paths(paths: Iterable[str | os.PathLike[str]]) -> list[DigestReport]:
+    """Check files and the files in folders; two files with one date are both bad."""
+    reports = [_check_file(file) for file in _expand(paths)]
+    by_date: dict[dt.date, list[int]] = defaultdict(list)
+    for index, report in enumerate(reports):
+        if report.digest is not None:
+            by_date[report.digest.date].append(index)
+    for date, indexes in by_date.items():
+        if len(indexes) < 2:
+            continue
+        for index in indexes:
+            report = reports[index]
+            others = ", ".join(reports[i].file for i in indexes if i != index)
+            duplicate = Problem(
+                report.file,
+                1,
+                f"another digest has the same date {date.isoformat()}: {others}",
+            )
+            reports[index] = DigestReport(report.file, None, report.warnings, (duplicate,))
+    return reports
+
+
+def digest_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The candidate digest files in a folder: visible regular files, by name."""
+    return sorted(
+        path
+        for path in Path(folder).iterdir()
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith("~")
+    )
+
+
+def format_digest(digest: Digest) -> str:
+    """Write a Digest in the file format; parse_digest reads it back unchanged."""
+    out = [f"{digest.date.year}년 {digest.date.month}월 {digest.date.day}일"]
+    for entry in digest.entries:
+        out.append(entry.title)
+        out.append("(" + ", ".join(entry.authors) + ")")
+        out.extend(part for part in (entry.abstract, entry.comment_ko, entry.comment_en) if part)
+        out.append(" ".join(f"#{tag}" for tag in entry.tags))
+    return "\n".join(out)
+
+
+# --- internals ---------------------------------------------------------------
+
+
+def _decode(data: bytes, source: str) -> str:
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise DigestError(
+            source,
+            line,
+            "this is a binary file, not a digest (it has NUL bytes)",
+            hint="digests are UTF-8 text files",
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DigestError(
+            source,
+            line,
+            "the file is not UTF-8 text",
+            hint="save it as UTF-8 (e.g. iconv -f cp949 -t utf-8 FILE)",
+        ) from None
+
+
+def _clean_lines(text: str, source: str, warnings: list[Problem]) -> list[_Line]:
+    text = unicodedata.normalize("NFC", text.removeprefix("\ufeff"))
+    lines = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if _CONTROL.search(raw):
+            warnings.append(Problem(source, number, "control characters removed"))
+            raw = _CONTROL.sub("", raw)
+        lines.append(_Line(number, raw.strip()))
+    return lines
+
+
+def _parse_date(line: _Line, source: str) -> dt.date:
+    match = _KOREAN_DATE.match(line.text) or _ISO_DATE.match(line.text)
+    if not match:
+        raise DigestError(
+            source,
+            line.number,
+            f"expected the date line, found {_shorten(line.text)!r}",
+            hint="the first line is the issue date: '2025년 4월 4일' or '2025-04-04'",
+        )
+    year, month, day = (int(part) for part in match.groups())
+    try:
+        return dt.date(year, month, day)
+    except ValueError as exc:
+        raise DigestError(source, line.number, f"impossible date {line.text!r}: {exc}") from None
+
+
+def _parse_entry(block: list[_Line], source: str, warnings: list[Problem]) -> Entry:
+    title, *rest = block
+    if len(block) == 1:
+        raise DigestError(
+            source,
+            title.number,
+            "a tag line with no entry before it",
+            hint="an entry is: title, (authors), abstract, comments, then its #tags",
+        )
+    tag_line = rest.pop()
+    tags = tuple(token[1:] for token in tag_line.text.split())
+    if not rest or not (rest[0].text.startswith("(") and rest[0].text.endswith(")")):
+        found = f"found {_shorten(rest[0].text)!r}" if rest else "found the tag line"
+        raise DigestError(
+            source,
+            rest[0].number if rest else tag_line.number,
+            f"entry {_shorten(title.text)!r} has no authors line ({found})",
+            hint="the line after the title lists the authors in parentheses: (Name, Name)",
+        )
+    authors = _split_authors(rest[0], source)
+    abstract, comment_ko, comment_en = _split_body(rest[1:])
+    where = f"entry {_shorten(title.text)!r}"
+    if not abstract:
+        warnings.append(Problem(source, title.number, f"{where} has no abstract"))
+    if not comment_ko:
+        warnings.append(Problem(source, title.number, f"{where} has no Korean comment"))
+    if not comment_en:
+        warnings.append(Problem(source, title.number, f"{where} has no English comment"))
+    return Entry(title.text, authors, abstract, comment_ko, comment_en, tags, line=title.number)
+
+
+def _split_authors(line: _Line, source: str) -> tuple[str, ...]:
+    inner = line.text[1:-1]
+    names, depth, current = [], 0, []
+    for char in inner:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                break
+        if char == "," and depth == 0:
+            names.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    if depth != 0:
+        raise DigestError(
+            source,
+            line.number,
+            "unbalanced parentheses in the authors line",
+            hint="wrap all names in one pair of parentheses: (Name, Name (Alias), Name)",
+        )
+    names.append("".join(current).strip())
+    return tuple(name for name in names if name)
+
+
+def _split_body(body: list[_Line]) -> tuple[str, str, str]:
+    """Abstract before the Hangul block, Korean comment = the block, English after."""
+    texts = [line.text for line in body]
+    start = next((i for i, text in enumerate(texts) if _HANGUL.search(text)), None)
+    if start is None:
+        # No Korean comment: the English comment is the last full line, if any;
+        # URL or punctuation fragments belong to the abstract they were cut from.
+        if len(texts) > 1 and not _FRAGMENT.match(texts[-1]):
+            return _join(texts[:-1]), "", texts[-1]
+        return _join(texts), "", ""
+    end = start
+    for i in range(start + 1, len(texts)):
+        if _HANGUL.search(texts[i]):
+            end = i
+        elif not _FRAGMENT.match(texts[i]):
+            break
+    return _join(texts[:start]), _join(texts[start : end + 1]), _join(texts[end + 1 :])
+
+
+def _join(parts: list[str]) -> str:
+    text = ""
+    for part in parts:
+        if text and not part.startswith(_JOIN_WITHOUT_SPACE):
+            text += " "
+        text += part
+    return text
+
+
+def _shorten(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _expand(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        files.extend(digest_files(path) if path.is_dir() else [path])
+    return files
+
+
+def _check_file(path: Path) -> DigestReport:
+    try:
+        parsed = read_digest(path)
+    except DigestError as exc:
+        return DigestReport(str(path), None, (), (Problem(exc.file, exc.line, exc.bare_message),))
+    return DigestReport(str(path), parsed.digest, parsed.warnings)

@@ -1,0 +1,87 @@
+"""Typed values that flow between the pipeline's stages.
+
+They are frozen so a rendered edition can be shared by every recipient without
+one stage changing what another sees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Edition(StrEnum):
+    """Which comment(s) a reader gets. Title, authors, abstract, tags: always."""
+
+    KO = "ko"
+    EN = "en"
+    BOTH = "both"
+
+    @property
+    def language(self) -> str:
+        """The page language (BCP 47) of this edition; `both` is led by Korean."""
+        return "en" if self is Edition.EN else "ko"
+
+
+ALL_EDITIONS: tuple[Edition, ...] = (Edition.KO, Edition.EN, Edition.BOTH)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One paper in a digest."""
+
+    title: str
+    authors: tuple[str, ...]
+    abstract: str
+    comment_ko: str
+    comment_en: str
+    tags: tuple[str, ...]
+    # Where the entry starts in its file; not part of the value's identity.
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One day's issue: its date (from the content) and its entries."""
+
+    date: dt.date
+    entries: tuple[Entry, ...]
+    source: str
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every tag used in the issue, in first-seen order."""
+        return tuple(dict.fromkeys(tag for entry in self.entries for tag in entry.tags))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A warning or error about a digest file, located by file and line."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}:{self.line}: {self.message}"
+            if self.line
+            else f"{self.file}: {self.message}"
+        )
+
+
+class SubscriberState(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str
+    edition: Edition
+    state: SubscriberState = SubscriberState.ACTIVE
+    name: str = ""
+    id: int | None = None

@@ -93,3 +93,8 @@ def environment(config: Config | None = None) -> jinja2.Environment:
         search.append(config.paths.templates)
     search.append(builtin_templates())
     return _environment(tuple(search))
+
+
+def issue_url(config: Config, date: dt.date, edition: str) -> str:
+    """The archive page of one issue in one edition (public/E/YYYY-MM-DD/)."""
+    return f"{config.site.base_url}{edition}/{date.isoformat()}/"

@@ -1,0 +1,183 @@
+"""The command line: thin click commands over the library.
+
+Only click and the standard library are imported at module level, so that
+`newsletter --help` starts fast; each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from newsletter import __version__
+from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+
+EDITION_CHOICE = click.Choice(["ko", "en", "both"])
+
+
+class State:
+    def __init__(self, config_path: str | None, debug: bool) -> None:
+        self.config_path = config_path
+        self.debug = debug
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from newsletter.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+def _fail(error: NewsletterError, debug: bool, code: int) -> NoReturn:
+    if debug:
+        raise error
+    click.secho(f"error: {error.message}", fg="red", err=True)
+    if error.hint:
+        click.echo(f"  hint: {error.hint}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Turn the one user-error type into a message and an exit code."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            state = click.get_current_context().find_object(State)
+            try:
+                return command(*args, **kwargs)
+            except NewsletterError as error:
+                _fail(error, bool(state and state.debug), code)
+            except KeyboardInterrupt:
+                click.echo("interrupted", err=True)
+                sys.exit(130)
+
+        return wrapper
+
+    return decorate
+
+
+def _config(ctx: click.Context) -> Config:
+    """The loaded config; a config error is a usage error (exit 2)."""
+    state = ctx.find_object(State)
+    assert state is not None
+    try:
+        return state.config
+    except NewsletterError as error:
+        _fail(error, state.debug, 2)
+
+
+def parse_date_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2025-04-04") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="newsletter")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Config file (default: $NEWSLETTER_CONFIG, else ./config.yaml).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
+    """Bilingual ML paper digests: archive site, Atom/RSS feeds and a daily email."""
+    ctx.obj = State(config_path, debug)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+@click.pass_context
+@handles_errors()
+def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Validate digest files and folders (default: paths.digests).
+
+    Exit status: 0 when every file is good (warnings allowed), 1 when any is
+    bad, 2 for usage or config errors.
+    """
+    from newsletter.digest import check_paths
+
+    if not paths:
+        paths = (_config(ctx).paths.digests,)
+    for path in paths:
+        if not path.exists():
+            raise click.BadParameter(f"{path} does not exist", param_hint="PATH")
+    reports = check_paths(paths)
+    if as_json:
+        click.echo(
+            json.dumps([_report_json(report) for report in reports], ensure_ascii=False, indent=2)
+        )
+    else:
+        for report in reports:
+            _print_report(report)
+        bad = sum(not report.ok for report in reports)
+        summary = f"{len(reports)} file{'s' if len(reports) != 1 else ''} checked, {bad} bad"
+        click.echo(summary, err=True)
+    if not reports:
+        click.echo("no digest files found", err=True)
+    sys.exit(1 if any(not report.ok for report in reports) else 0)
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    digest = report.digest
+    return {
+        "file": report.file,
+        "date": digest.date.isoformat() if digest else None,
+        "entries": [
+            {
+                "title": entry.title,
+                "authors": list(entry.authors),
+                "abstract": entry.abstract,
+                "comment_ko": entry.comment_ko,
+                "comment_en": entry.comment_en,
+                "tags": list(entry.tags),
+            }
+            for entry in (digest.entries if digest else ())
+        ],
+        "warnings": [str(problem) for problem in report.warnings],
+        "errors": [str(problem) for problem in report.errors],
+    }
+
+
+def _print_report(report: Any) -> None:
+    if report.ok:
+        digest = report.digest
+        count = len(digest.entries)
+        click.echo(
+            f"{digest.date.isoformat()}  {count:>3} entr{'y' if count == 1 else 'ies'}  {report.file}"
+        )
+    for problem in report.errors:
+        click.secho(f"{problem}", fg="red")
+    for problem in report.warnings:
+        click.secho(f"  warning: {problem}", fg="yellow")
+
+
+# --- publishing: site and feeds ----------------------------------------------
+
+
+# --- email: subscribers and delivery -----------------------------------------
+
+
+def main() -> None:
+    cli(prog_name="newsletter")

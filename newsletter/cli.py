@@ -163,6 +163,7 @@ def _report_json(report: Any) -> dict[str, Any]:
 def _print_report(report: Any) -> None:
     if report.ok:
         digest = report.digest
+        assert digest is not None
         count = len(digest.entries)
         click.echo(
             f"{digest.date.isoformat()}  {count:>3} entr{'y' if count == 1 else 'ies'}  {report.file}"
@@ -176,7 +177,156 @@ def _print_report(report: Any) -> None:
 # --- publishing: site and feeds ----------------------------------------------
 
 
+def _today(config: Config) -> dt.date:
+    return dt.datetime.now(config.site.tz).date()
+
+
+def _print_site(result: Any, dry_run: bool) -> None:
+    site = result.site
+    verb = "would write" if dry_run else "wrote"
+    for path in site.written:
+        click.echo(f"  {verb} {path}")
+    for path in site.deleted:
+        click.echo(f"  {'would delete' if dry_run else 'deleted'} {path}")
+    click.echo(
+        f"site: {len(site.written)} file{'s' if len(site.written) != 1 else ''} {verb}, "
+        f"{site.unchanged} unchanged, {len(site.deleted)} deleted"
+    )
+    for report in result.bad:
+        for problem in report.errors:
+            click.secho(f"skipped: {problem}", fg="yellow", err=True)
+
+
+@cli.command()
+@click.option(
+    "--date",
+    "date",
+    callback=parse_date_option,
+    metavar="YYYY-MM-DD",
+    help="Issue date (default: today in site.timezone).",
+)
+@click.option("--no-email", is_flag=True, help="Publish only the site and feeds.")
+@click.option("--dry-run", is_flag=True, help="Write and send nothing; say what would change.")
+@click.option(
+    "--force", is_flag=True, help="Email even an issue older than email.max_lateness_days."
+)
+@click.pass_context
+@handles_errors()
+def publish(
+    ctx: click.Context, date: dt.date | None, no_email: bool, dry_run: bool, force: bool
+) -> None:
+    """Publish one day: its archive pages, the indexes and feeds, then its email."""
+    from newsletter.publish import publish as publish_date
+
+    config = _config(ctx)
+    date = date or _today(config)
+    with _ProgressBar() as progress:
+        result = publish_date(
+            config, date, email=not no_email, dry_run=dry_run, force=force, progress=progress
+        )
+    _print_site(result, dry_run)
+    if result.delivery is not None:
+        _print_delivery(result.delivery, dry_run)
+    click.echo(
+        f"published {date.isoformat()} to {config.paths.public}"
+        if not dry_run
+        else f"dry run for {date.isoformat()}: nothing was written or sent"
+    )
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Write nothing; say what would change.")
+@click.pass_context
+@handles_errors()
+def build(ctx: click.Context, dry_run: bool) -> None:
+    """Rebuild the whole site and all feeds from every digest in paths.digests."""
+    from newsletter.publish import build as build_all
+
+    config = _config(ctx)
+    result = build_all(config, dry_run=dry_run)
+    _print_site(result, dry_run)
+    if result.bad:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--date",
+    "date",
+    callback=parse_date_option,
+    metavar="YYYY-MM-DD",
+    help="Issue to open (default: the newest).",
+)
+@click.option("--edition", type=EDITION_CHOICE, default=None, help="Edition to open.")
+@click.option("--port", default=8001, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--open/--no-open", "open_browser", default=True, help="Open a browser.")
+@click.pass_context
+@handles_errors()
+def preview(
+    ctx: click.Context, date: dt.date | None, edition: str | None, port: int, open_browser: bool
+) -> None:
+    """Build the site into a temporary folder and serve it on localhost.
+
+    Nothing in paths.public is touched and no email is sent.
+    """
+    from newsletter.preview import serve_preview
+
+    serve_preview(
+        _config(ctx),
+        date=date,
+        edition=edition,
+        port=port,
+        open_browser=open_browser,
+        echo=click.echo,
+    )
+
+
 # --- email: subscribers and delivery -----------------------------------------
+
+
+class _ProgressBar:
+    """A rich progress bar on a terminal; periodic log lines otherwise."""
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self._bar: Any = None
+        self._task: Any = None
+        self._last_logged = 0.0
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        import time
+
+        if sys.stderr.isatty():
+            if self._bar is None:
+                from rich.progress import Progress
+
+                self._bar = Progress(transient=True)
+                self._bar.start()
+                self._task = self._bar.add_task("sending", total=total)
+            self._bar.update(self._task, completed=done, total=total)
+        elif time.monotonic() - self._last_logged >= 5 or done == total:
+            self._last_logged = time.monotonic()
+            click.echo(f"sending: {done}/{total}", err=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _print_delivery(report: Any, dry_run: bool) -> None:
+    if dry_run:
+        for edition, addresses in sorted(report.would_send.items()):
+            click.echo(f"  would send {len(addresses)} × {edition}: {', '.join(addresses)}")
+        click.echo(f"email: {report.pending_left} message(s) would be sent")
+        return
+    if report.note:
+        click.echo(f"email: {report.note}")
+    click.echo(
+        f"email: {report.sent} sent, {report.failed} failed, {report.skipped} skipped"
+        f" ({report.messages_per_second:.0f} messages/s)"
+    )
+    if report.failed:
+        sys.exit(1)
 
 
 def main() -> None:

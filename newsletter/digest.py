@@ -122,7 +122,8 @@ def check_paths(paths: Iterable[str | os.PathLike[str]]) -> list[DigestReport]:
                 1,
                 f"another digest has the same date {date.isoformat()}: {others}",
             )
-            reports[index] = DigestReport(report.file, None, report.warnings, (duplicate,))
+            # Keep the digest so callers can say which date clashed; errors make it not ok.
+            reports[index] = DigestReport(report.file, report.digest, report.warnings, (duplicate,))
     return reports
 
 

@@ -98,3 +98,76 @@ def environment(config: Config | None = None) -> jinja2.Environment:
 def issue_url(config: Config, date: dt.date, edition: str) -> str:
     """The archive page of one issue in one edition (public/E/YYYY-MM-DD/)."""
     return f"{config.site.base_url}{edition}/{date.isoformat()}/"
+
+
+# --- names shared by pages, feeds and emails (appended for site/feeds) ---------
+
+# Tag names may hold any letter, digits, '_', '-' and '.'; anything else (which
+# the parser never lets through, but a library user might) becomes '-'.
+_UNSAFE_IN_TAG = re.compile(r"[^\w.\-]+")
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def _short_hash(text: str, length: int = 8) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def paper_anchor(title: str) -> str:
+    """A stable HTML id for a paper: an ASCII slug of its title plus a short hash.
+
+    The hash is of the whole (NFC) title, so two titles that slug alike still
+    get different ids, and the id never changes while the title does not.
+    """
+    import unicodedata
+
+    title = unicodedata.normalize("NFC", title.strip())
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = _NOT_SLUG.sub("-", ascii_title.lower()).strip("-")[:48].rstrip("-")
+    return f"{slug or 'paper'}-{_short_hash(title)}"
+
+
+def paper_anchors(titles: list[str] | tuple[str, ...]) -> list[str]:
+    """paper_anchor for each title of one issue; a repeated title gets -2, -3..."""
+    seen: dict[str, int] = {}
+    anchors = []
+    for title in titles:
+        anchor = paper_anchor(title)
+        seen[anchor] = seen.get(anchor, 0) + 1
+        anchors.append(anchor if seen[anchor] == 1 else f"{anchor}-{seen[anchor]}")
+    return anchors
+
+
+def tag_slug(tag: str) -> str:
+    """A safe folder name for a tag: Hangul kept, lower case, never hidden or '..'.
+
+    Tags that differ only in case share a folder (and a page): case-insensitive
+    file systems (macOS, Windows) could not hold both anyway.
+    """
+    import unicodedata
+
+    name = _UNSAFE_IN_TAG.sub("-", unicodedata.normalize("NFC", tag).lower()) or "-"
+    if name.startswith("."):
+        name = "_" + name  # '.', '..' and '.net' would be special or hidden
+    if len(name.encode("utf-8")) > 120:  # file names are limited to 255 bytes
+        name = f"{name[:30]}-{_short_hash(name)}"
+    return name
+
+
+def tag_href(tag: str) -> str:
+    """The URL path segment of a tag's folder (percent-encoded UTF-8)."""
+    from urllib.parse import quote
+
+    return quote(tag_slug(tag), safe="")
+
+
+def tag_url(config: Config, tag: str, edition: str) -> str:
+    """The archive page listing a tag's papers in one edition."""
+    return f"{config.site.base_url}{edition}/tags/{tag_href(tag)}/"
+
+
+def feed_url(config: Config, edition: str, kind: str = "atom", tag: str | None = None) -> str:
+    """Where an edition's (or an edition's tag's) feed is published; kind: atom|rss."""
+    folder = f"feeds/{edition}/" + (f"tags/{tag_href(tag)}/" if tag is not None else "")
+    return f"{config.site.base_url}{folder}{kind}.xml"

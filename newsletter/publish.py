@@ -1,0 +1,130 @@
+"""One date, by hand or from the scheduler: parse -> site and feeds -> email.
+
+The site and feeds are written first (they can always be rewritten); the email,
+the irreversible part, goes out last and only for a digest that parsed cleanly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from newsletter.digest import DigestReport, check_paths
+from newsletter.errors import NewsletterError
+from newsletter.model import Digest
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+    from newsletter.deliver import DeliveryReport
+    from newsletter.site import SiteResult
+
+log = logging.getLogger("newsletter")
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Every digest file in the folder: the good digests and the bad reports."""
+
+    reports: tuple[DigestReport, ...]
+
+    @property
+    def digests(self) -> list[Digest]:
+        return sorted(
+            (r.digest for r in self.reports if r.ok and r.digest is not None),
+            key=lambda d: d.date,
+        )
+
+    @property
+    def bad(self) -> list[DigestReport]:
+        return [r for r in self.reports if not r.ok]
+
+    def digest_for(self, date: dt.date) -> Digest:
+        """The one good digest dated `date`; a clear error otherwise."""
+        matching = [r for r in self.reports if r.digest is not None and r.digest.date == date]
+        problems = [str(p) for r in matching for p in r.errors]
+        if problems:
+            raise NewsletterError(
+                f"the digest for {date.isoformat()} cannot be published:\n  "
+                + "\n  ".join(problems),
+                hint="fix or remove the file(s) named above, then run again",
+            )
+        if not matching:
+            known = ", ".join(d.date.isoformat() for d in self.digests[-5:]) or "none"
+            bad = "".join(f"\n  {p}" for r in self.bad for p in r.errors)
+            raise NewsletterError(
+                f"no digest dated {date.isoformat()} in the digests folder"
+                + (f"; these files could not be read:{bad}" if bad else ""),
+                hint=f"the date comes from each file's first line; latest dates found: {known}",
+            )
+        digest = matching[0].digest
+        assert digest is not None
+        return digest
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    date: dt.date | None
+    site: SiteResult
+    delivery: DeliveryReport | None
+    bad: tuple[DigestReport, ...]
+
+
+def scan(config: Config) -> Scan:
+    folder = config.paths.digests
+    if not folder.is_dir():
+        raise NewsletterError(
+            f"the digests folder {folder} does not exist",
+            hint="create it, or set paths.digests in the config",
+        )
+    return Scan(tuple(check_paths([folder])))
+
+
+def publish(
+    config: Config,
+    date: dt.date,
+    *,
+    email: bool = True,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> PublishResult:
+    """Publish one date: its pages, then indexes and feeds, then its email."""
+    from newsletter.site import write_site
+
+    found = scan(config)
+    digest = found.digest_for(date)
+    for report in found.bad:
+        for problem in report.errors:
+            log.warning("skipped: %s", problem)
+    site = write_site(config, found.digests, date=date, dry_run=dry_run)
+    delivery = None
+    if email:
+        delivery = deliver(config, digest, dry_run=dry_run, force=force, progress=progress)
+    return PublishResult(date, site, delivery, tuple(found.bad))
+
+
+def deliver(
+    config: Config,
+    digest: Digest,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> DeliveryReport:
+    from newsletter.deliver import deliver_issue
+    from newsletter.store import Store
+
+    with Store.open(config) as store:
+        return deliver_issue(config, store, digest, force=force, dry_run=dry_run, progress=progress)
+
+
+def build(config: Config, *, dry_run: bool = False) -> PublishResult:
+    """Rebuild the whole site and every feed; bad files are reported and skipped."""
+    from newsletter.site import write_site
+
+    found = scan(config)
+    site = write_site(config, found.digests, date=None, dry_run=dry_run)
+    return PublishResult(None, site, None, tuple(found.bad))

@@ -102,7 +102,10 @@ def parse_date_option(
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """Bilingual ML paper digests: archive site, Atom/RSS feeds and a daily email."""
+    from newsletter.logs import setup_logging
+
     ctx.obj = State(config_path, debug)
+    setup_logging("text")
 
 
 @cli.command()
@@ -183,14 +186,14 @@ def _today(config: Config) -> dt.date:
 
 def _print_site(result: Any, dry_run: bool) -> None:
     site = result.site
-    verb = "would write" if dry_run else "wrote"
+    verb, gone = ("would write", "would delete") if dry_run else ("wrote", "deleted")
     for path in site.written:
         click.echo(f"  {verb} {path}")
     for path in site.deleted:
-        click.echo(f"  {'would delete' if dry_run else 'deleted'} {path}")
+        click.echo(f"  {gone} {path}")
     click.echo(
-        f"site: {len(site.written)} file{'s' if len(site.written) != 1 else ''} {verb}, "
-        f"{site.unchanged} unchanged, {len(site.deleted)} deleted"
+        f"site: {verb} {len(site.written)} file{'s' if len(site.written) != 1 else ''}, "
+        f"{site.unchanged} unchanged, {gone} {len(site.deleted)}"
     )
     for report in result.bad:
         for problem in report.errors:
@@ -327,6 +330,31 @@ def _print_delivery(report: Any, dry_run: bool) -> None:
     )
     if report.failed:
         sys.exit(1)
+
+
+# --- the daemon ------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per event; json for log collectors.",
+)
+@click.pass_context
+@handles_errors()
+def run(ctx: click.Context, log_format: str) -> None:
+    """Watch paths.digests, publish new digests at once, email them at the send time.
+
+    Stops cleanly on SIGTERM or SIGINT. One daemon per state folder.
+    """
+    from newsletter.logs import setup_logging
+    from newsletter.scheduler import run_daemon
+
+    setup_logging(log_format)
+    run_daemon(_config(ctx))
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from newsletter.config import Config
+    from newsletter.model import Digest, Entry
 
 # A URL runs until whitespace or a character that cannot end it in prose;
 # trailing punctuation and an unbalanced ')' are given back to the sentence.
@@ -114,6 +116,7 @@ def _short_hash(text: str, length: int = 8) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
+@functools.lru_cache(maxsize=65536)
 def paper_anchor(title: str) -> str:
     """A stable HTML id for a paper: an ASCII slug of its title plus a short hash.
 
@@ -171,3 +174,160 @@ def feed_url(config: Config, edition: str, kind: str = "atom", tag: str | None =
     """Where an edition's (or an edition's tag's) feed is published; kind: atom|rss."""
     folder = f"feeds/{edition}/" + (f"tags/{tag_href(tag)}/" if tag is not None else "")
     return f"{config.site.base_url}{folder}{kind}.xml"
+
+
+# --- an edition's view of a digest: neutral values for pages and feeds ---------
+
+_HANGUL_TEXT = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+
+# Words of the pages and feeds, by page language; the templates choose layout.
+LABELS: dict[str, dict[str, str]] = {
+    "ko": {
+        "abstract": "초록",
+        "comment": "코멘트",
+        "tags": "태그",
+        "contents": "차례",
+        "issues": "발행 목록",
+        "latest": "최신 호",
+        "feeds": "피드",
+        "editions": "판",
+        "other_editions": "다른 판",
+        "all_tags": "모든 태그",
+        "tagged": "태그 #{tag}",
+        "paper_count": "논문 {count}편",
+        "issue_count": "{count}호",
+    },
+    "en": {
+        "abstract": "Abstract",
+        "comment": "Comment",
+        "tags": "Tags",
+        "contents": "Contents",
+        "issues": "Issues",
+        "latest": "Latest issue",
+        "feeds": "Feeds",
+        "editions": "Editions",
+        "other_editions": "Other editions",
+        "all_tags": "All tags",
+        "tagged": "Tagged #{tag}",
+        "paper_count": "{count} papers",
+        "issue_count": "{count} issues",
+    },
+}
+
+# Each edition's name and the language that name is written in (None: mixed).
+EDITION_NAMES: dict[str, tuple[str, str | None]] = {
+    "ko": ("한국어", "ko"),
+    "en": ("English", "en"),
+    "both": ("한국어 + English", None),
+}
+
+
+def text_language(text: str) -> str | None:
+    """'ko' for text with Hangul; None when it cannot be told (tags, names)."""
+    return "ko" if _HANGUL_TEXT.search(text) else None
+
+
+def paper_count(count: int, language: str) -> str:
+    """'논문 3편' / '3 papers' ('1 paper')."""
+    if language == "en" and count == 1:
+        return "1 paper"
+    return LABELS["ko" if language == "ko" else "en"]["paper_count"].format(count=count)
+
+
+@dataclass(frozen=True)
+class CommentView:
+    language: str  # "ko" or "en"
+    text: str
+
+
+@dataclass(frozen=True)
+class TagView:
+    name: str
+    slug: str  # the folder name (Hangul kept)
+    href: str  # the folder name percent-encoded, for URLs
+    language: str | None
+
+
+@dataclass(frozen=True)
+class PaperView:
+    """One paper as an edition shows it."""
+
+    anchor: str
+    title: str
+    authors: str
+    abstract: str
+    comments: tuple[CommentView, ...]
+    tags: tuple[TagView, ...]
+
+
+def edition_comments(entry: Entry, edition: str) -> tuple[CommentView, ...]:
+    """The comments an edition shows; a missing one falls back to the other language."""
+    korean = CommentView("ko", entry.comment_ko) if entry.comment_ko else None
+    english = CommentView("en", entry.comment_en) if entry.comment_en else None
+    if edition == "both":
+        chosen = (korean, english)
+    elif edition == "ko":
+        chosen = (korean or english,)
+    else:
+        chosen = (english or korean,)
+    return tuple(comment for comment in chosen if comment is not None)
+
+
+@functools.lru_cache(maxsize=65536)
+def tag_view(tag: str) -> TagView:
+    return TagView(tag, tag_slug(tag), tag_href(tag), text_language(tag))
+
+
+def paper_views(digest: Digest, edition: str) -> tuple[PaperView, ...]:
+    """Every paper of a digest as one edition shows it, with its stable anchor."""
+    anchors = paper_anchors([entry.title for entry in digest.entries])
+    return tuple(
+        PaperView(
+            anchor=anchor,
+            title=entry.title,
+            authors=", ".join(entry.authors),
+            abstract=entry.abstract,
+            comments=edition_comments(entry, edition),
+            tags=tuple(tag_view(tag) for tag in _tags_by_slug(entry.tags).values()),
+        )
+        for anchor, entry in zip(anchors, digest.entries, strict=True)
+    )
+
+
+@dataclass(frozen=True)
+class TaggedPaper:
+    digest: Digest
+    index: int  # position of the paper in its digest (indexes its paper_views)
+
+
+@dataclass(frozen=True)
+class TagGroup:
+    """A tag's papers across issues, newest issue first; tags equal up to case merge."""
+
+    slug: str
+    name: str
+    papers: tuple[TaggedPaper, ...]
+
+    @property
+    def view(self) -> TagView:
+        return tag_view(self.name)
+
+
+def tag_groups(digests: list[Digest] | tuple[Digest, ...]) -> list[TagGroup]:
+    """Every tag of the digests with its papers, newest first; sorted by folder name."""
+    names: dict[str, str] = {}
+    papers: dict[str, list[TaggedPaper]] = {}
+    for digest in sorted(digests, key=lambda d: d.date, reverse=True):
+        for index, entry in enumerate(digest.entries):
+            for slug, tag in _tags_by_slug(entry.tags).items():
+                names.setdefault(slug, tag)  # the newest spelling names the page
+                papers.setdefault(slug, []).append(TaggedPaper(digest, index))
+    return [TagGroup(slug, names[slug], tuple(papers[slug])) for slug in sorted(papers)]
+
+
+def _tags_by_slug(tags: tuple[str, ...]) -> dict[str, str]:
+    """One tag per folder name, first spelling kept (#LLM #llm is one tag)."""
+    unique: dict[str, str] = {}
+    for tag in tags:
+        unique.setdefault(tag_slug(tag), tag)
+    return unique

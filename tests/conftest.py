@@ -61,3 +61,32 @@ def project(tmp_path: Path, digests_dir: Path) -> Path:
         encoding="utf-8",
     )
     return tmp_path
+
+
+# --- archive site and feeds (tests/test_site.py, test_feeds.py, test_browser.py) ---
+
+SITE_SAMPLES = ("2025-01-22.txt", "2025-04-04.txt", "2025-05-19.txt")
+
+
+@pytest.fixture
+def site_config(tmp_path: Path):
+    """The fixed config of the site/feed golden files; public/ under tmp_path."""
+    from newsletter.config import config_from_dict
+
+    raw = {
+        "site": {
+            "title": "ML Papers",
+            "base_url": "https://example.org/papers/",
+            "timezone": "Asia/Seoul",
+        },
+        "paths": {"public": "public"},
+    }
+    return config_from_dict(raw, base=tmp_path)
+
+
+@pytest.fixture(scope="session")
+def site_digests():
+    """The three sample digests, oldest first."""
+    from newsletter.digest import read_digest
+
+    return [read_digest(SAMPLE_DIGESTS / name).digest for name in SITE_SAMPLES]

@@ -1,0 +1,345 @@
+"""`newsletter run`: the daemon that notices digests, publishes, and emails on time.
+
+One tick does everything, so there is a single code path to reason about:
+settled files are parsed, changed dates are published at once, and every issue
+whose send time has passed (within `email.max_lateness_days`) and whose email
+is not done yet is delivered through the ledger. APScheduler runs the tick every
+`schedule.poll_seconds` and at each upcoming send time, on one worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from newsletter.digest import DigestReport, check_paths, digest_files
+from newsletter.errors import NewsletterError
+from newsletter.model import Digest
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+
+log = logging.getLogger("newsletter")
+
+Signature = tuple[int, int]  # (mtime_ns, size) of a file
+
+
+def send_datetime(date: dt.date, send_time: dt.time, zone: ZoneInfo) -> dt.datetime:
+    """When the issue of `date` is due, as an aware datetime that really exists.
+
+    A wall time skipped by a DST change (02:30 on a spring-forward night) is
+    moved forward by the gap; a repeated one (fall-back) means its first
+    occurrence. Round-tripping through UTC does both.
+    """
+    local = dt.datetime.combine(date, send_time, tzinfo=zone)
+    return local.astimezone(dt.UTC).astimezone(zone)
+
+
+def is_late(date: dt.date, today: dt.date, max_lateness_days: int) -> bool:
+    return (today - date).days > max_lateness_days
+
+
+@dataclass
+class Watcher:
+    """Which files of a folder have stopped changing for `settle_seconds`."""
+
+    folder: Path
+    settle_seconds: float
+    clock: Callable[[], float] = time.monotonic
+    _seen: dict[Path, tuple[Signature, float]] = field(default_factory=dict)
+
+    def settled(self) -> dict[Path, Signature]:
+        now = self.clock()
+        current: dict[Path, Signature] = {}
+        for path in digest_files(self.folder) if self.folder.is_dir() else []:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            current[path] = (stat.st_mtime_ns, stat.st_size)
+        for path, signature in current.items():
+            previous = self._seen.get(path)
+            if previous is None or previous[0] != signature:
+                self._seen[path] = (signature, now)
+        for path in set(self._seen) - set(current):
+            del self._seen[path]
+        return {
+            path: signature
+            for path, (signature, since) in self._seen.items()
+            if now - since >= self.settle_seconds
+        }
+
+    def unsettled(self) -> list[Path]:
+        now = self.clock()
+        return sorted(
+            p for p, (_, since) in self._seen.items() if now - since < self.settle_seconds
+        )
+
+
+@contextmanager
+def single_instance(state: Path) -> Iterator[None]:
+    """Hold `state/run.lock` for the life of the daemon; refuse a second one."""
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / "run.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise NewsletterError(
+            f"another 'newsletter run' is already using {state} (pid {owner})",
+            hint="stop it first; only one daemon may run per state folder",
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _content_hash(digest: Digest) -> str:
+    return hashlib.sha256(repr(digest.entries).encode()).hexdigest()
+
+
+class Daemon:
+    """The state between ticks: what was seen, published and scheduled."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        now: Callable[[], dt.datetime] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.zone = config.site.tz
+        self.now = now or (lambda: dt.datetime.now(self.zone))
+        self.stop = stop or threading.Event()
+        self.watcher = Watcher(config.paths.digests, config.schedule.settle_seconds)
+        self._processed: dict[Path, Signature] | None = None
+        self._published: dict[dt.date, str] = {}
+        self._digests: list[Digest] = []
+        self._by_file: dict[str, Digest] = {}
+        self._reported_bad: set[tuple[str, Signature]] = set()
+        self._lock = threading.Lock()
+        self.on_schedule: Callable[[dt.date, dt.datetime], None] = lambda date, when: None
+
+    # -- one tick ------------------------------------------------------------
+
+    def tick(self) -> None:
+        with self._lock:
+            if self.stop.is_set():
+                return
+            try:
+                self._refresh()
+                self._send_due()
+            except NewsletterError as error:
+                log.error("%s", error, extra={"event": "error"})
+
+    def _refresh(self) -> None:
+        settled = self.watcher.settled()
+        if settled == self._processed:
+            return
+        first_run = self._processed is None
+        self._processed = settled
+        reports = check_paths(sorted(settled))
+        self._log_bad(reports, settled)
+        # A file that turns bad (or clashes with another's date) keeps its last
+        # good version online until it is fixed: a typo must not unpublish.
+        by_file = {
+            r.file: r.digest if r.ok and r.digest else self._by_file[r.file]
+            for r in reports
+            if (r.ok and r.digest) or r.file in self._by_file
+        }
+        self._by_file = by_file
+        digests = sorted(by_file.values(), key=lambda d: d.date)
+        changed = [d for d in digests if self._published.get(d.date) != _content_hash(d)]
+        removed = set(self._published) - {d.date for d in digests}
+        self._digests = digests
+        if first_run or removed:
+            self._write_site(digests, None)
+        else:
+            for digest in changed:
+                self._write_site(digests, digest)
+        if not first_run:
+            self._log_changed_after_email(changed)
+        self._published = {d.date: _content_hash(d) for d in digests}
+        for digest in digests:
+            self.on_schedule(digest.date, self.send_at(digest.date))
+
+    def _log_changed_after_email(self, changed: list[Digest]) -> None:
+        from newsletter.store import Store
+
+        if not changed:
+            return
+        with Store.open(self.config) as store:
+            for digest in changed:
+                if store.issue_emailed(digest.date):
+                    log.info(
+                        "%s changed after its email went out: site updated, email not sent again",
+                        digest.date.isoformat(),
+                        extra={"event": "changed_after_email", "date": digest.date.isoformat()},
+                    )
+
+    def _write_site(self, digests: list[Digest], digest: Digest | None) -> None:
+        from newsletter.site import write_site
+
+        result = write_site(self.config, digests, date=digest.date if digest else None)
+        what = digest.date.isoformat() if digest else "all issues"
+        log.info(
+            "published %s: %d files written, %d deleted",
+            what,
+            len(result.written),
+            len(result.deleted),
+            extra={
+                "event": "published",
+                "date": digest.date.isoformat() if digest else None,
+                "written": len(result.written),
+                "deleted": len(result.deleted),
+            },
+        )
+
+    def _log_bad(self, reports: list[DigestReport], settled: dict[Path, Signature]) -> None:
+        for report in reports:
+            if report.ok:
+                continue
+            key = (report.file, settled.get(Path(report.file), (0, 0)))
+            if key in self._reported_bad:
+                continue
+            self._reported_bad.add(key)
+            for problem in report.errors:
+                log.error(
+                    "not published: %s",
+                    problem,
+                    extra={"event": "bad_digest", "file": report.file, "line": problem.line},
+                )
+
+    # -- sending -------------------------------------------------------------
+
+    def send_at(self, date: dt.date) -> dt.datetime:
+        return send_datetime(date, self.config.schedule.send_clock, self.zone)
+
+    def due(self) -> list[Digest]:
+        """Issues whose send time has passed and that are not too old to email."""
+        now = self.now()
+        today = now.astimezone(self.zone).date()
+        limit = self.config.email.max_lateness_days
+        return [
+            d
+            for d in self._digests
+            if self.send_at(d.date) <= now and not is_late(d.date, today, limit)
+        ]
+
+    def _send_due(self) -> None:
+        from newsletter.store import Store
+
+        due = self.due()
+        if not due:
+            return
+        with Store.open(self.config) as store:
+            for digest in due:
+                if self.stop.is_set():
+                    return
+                if store.issue_emailed(digest.date):
+                    continue
+                self._deliver(store, digest)
+
+    def _deliver(self, store: Any, digest: Digest) -> None:
+        from newsletter.deliver import deliver_issue
+
+        date = digest.date.isoformat()
+        log.info("sending %s", date, extra={"event": "sending", "date": date})
+        report = deliver_issue(self.config, store, digest, stop=self.stop)
+        log.info(
+            "sent %s: %d sent, %d failed, %d skipped, %d left",
+            date,
+            report.sent,
+            report.failed,
+            report.skipped,
+            report.pending_left,
+            extra={
+                "event": "sent",
+                "date": date,
+                "sent": report.sent,
+                "failed": report.failed,
+                "skipped": report.skipped,
+                "pending": report.pending_left,
+            },
+        )
+        if report.pending_left == 0 and not self.stop.is_set():
+            store.mark_issue_emailed(digest.date)
+
+    def next_send(self) -> tuple[dt.date, dt.datetime] | None:
+        now = self.now()
+        upcoming = [(self.send_at(d.date), d.date) for d in self._digests]
+        future = sorted((when, date) for when, date in upcoming if when > now)
+        return (future[0][1], future[0][0]) if future else None
+
+
+def run_daemon(config: Config) -> None:
+    """Run until SIGTERM or SIGINT; then finish the message in flight and exit."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    stop = threading.Event()
+    with single_instance(config.paths.state):
+        daemon = Daemon(config, stop=stop)
+        scheduler = BackgroundScheduler(
+            timezone=daemon.zone,
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+        def schedule_send(date: dt.date, when: dt.datetime) -> None:
+            if when > daemon.now():
+                scheduler.add_job(
+                    daemon.tick, "date", run_date=when, id=f"send-{date}", replace_existing=True
+                )
+
+        daemon.on_schedule = schedule_send
+        scheduler.add_job(
+            daemon.tick,
+            "interval",
+            seconds=config.schedule.poll_seconds,
+            id="poll",
+            next_run_time=dt.datetime.now(daemon.zone),
+        )
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            log.info("stopping on %s", signal.Signals(signum).name, extra={"event": "stopping"})
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        log.info(
+            "watching %s every %ss; sending at %s %s",
+            config.paths.digests,
+            config.schedule.poll_seconds,
+            config.schedule.send_time,
+            config.site.timezone,
+            extra={"event": "started", "pid": os.getpid()},
+        )
+        scheduler.start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            scheduler.shutdown(wait=True)
+            log.info("stopped", extra={"event": "stopped"})

@@ -1,0 +1,97 @@
+"""Scheduler pieces that need no daemon: send times across DST, settling, the lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from newsletter.errors import NewsletterError
+from newsletter.scheduler import Watcher, is_late, send_datetime, single_instance
+
+NEW_YORK = ZoneInfo("America/New_York")
+SEOUL = ZoneInfo("Asia/Seoul")
+
+
+def test_send_time_is_aware_in_the_configured_zone():
+    when = send_datetime(dt.date(2025, 4, 4), dt.time(7, 0), SEOUL)
+    assert when.isoformat() == "2025-04-04T07:00:00+09:00"
+    assert when.astimezone(dt.UTC).isoformat() == "2025-04-03T22:00:00+00:00"
+
+
+def test_send_time_on_both_sides_of_dst_in_new_york():
+    before = send_datetime(dt.date(2025, 3, 8), dt.time(7, 0), NEW_YORK)
+    after = send_datetime(dt.date(2025, 3, 10), dt.time(7, 0), NEW_YORK)
+    assert before.utcoffset() == dt.timedelta(hours=-5)
+    assert after.utcoffset() == dt.timedelta(hours=-4)
+    # 07:00 local both days: 12:00 UTC in winter, 11:00 UTC in summer.
+    assert before.astimezone(dt.UTC).hour == 12
+    assert after.astimezone(dt.UTC).hour == 11
+
+
+def test_send_time_skipped_by_spring_forward_moves_forward():
+    # 2025-03-09 02:30 does not exist in New York: clocks jump 02:00 -> 03:00.
+    when = send_datetime(dt.date(2025, 3, 9), dt.time(2, 30), NEW_YORK)
+    assert when.isoformat() == "2025-03-09T03:30:00-04:00"
+
+
+def test_send_time_repeated_by_fall_back_is_its_first_occurrence():
+    # 2025-11-02 01:30 happens twice in New York; send at the first (EDT).
+    when = send_datetime(dt.date(2025, 11, 2), dt.time(1, 30), NEW_YORK)
+    assert when.isoformat() == "2025-11-02T01:30:00-04:00"
+    assert when.astimezone(dt.UTC).isoformat() == "2025-11-02T05:30:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("date", "late"),
+    [(dt.date(2025, 4, 4), False), (dt.date(2025, 4, 2), False), (dt.date(2025, 4, 1), True)],
+)
+def test_lateness_limit(date, late):
+    assert is_late(date, dt.date(2025, 4, 4), 2) is late
+
+
+def test_watcher_waits_until_a_file_settles(tmp_path):
+    now = [100.0]
+    watcher = Watcher(tmp_path, settle_seconds=10, clock=lambda: now[0])
+    path = tmp_path / "d.txt"
+    path.write_text("2025-04-04\n")
+    assert watcher.settled() == {}
+    now[0] += 5
+    with path.open("a") as handle:  # still being written
+        handle.write("more\n")
+    assert watcher.settled() == {}
+    assert watcher.unsettled() == [path]
+    now[0] += 9
+    assert watcher.settled() == {}
+    now[0] += 1
+    assert list(watcher.settled()) == [path]
+    path.unlink()
+    assert watcher.settled() == {}
+
+
+def test_a_second_instance_is_refused(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path;"
+            "from newsletter.scheduler import single_instance\n"
+            "with single_instance(Path(sys.argv[1])):\n"
+            "    print('locked', flush=True); time.sleep(30)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(NewsletterError, match=rf"pid {holder.pid}"), single_instance(tmp_path):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with single_instance(tmp_path):  # free again once the holder is gone
+        pass

@@ -318,18 +318,152 @@ class _ProgressBar:
 
 def _print_delivery(report: Any, dry_run: bool) -> None:
     if dry_run:
-        for edition, addresses in sorted(report.would_send.items()):
+        for edition, addresses in sorted(report.recipients.items()):
             click.echo(f"  would send {len(addresses)} × {edition}: {', '.join(addresses)}")
-        click.echo(f"email: {report.pending_left} message(s) would be sent")
+        click.echo(
+            f"email: {report.pending_left} message(s) would be sent, {report.skipped} already done"
+        )
         return
-    if report.note:
-        click.echo(f"email: {report.note}")
+    if report.too_late:
+        click.secho(f"email: {report.note}", fg="yellow")
+        return
     click.echo(
-        f"email: {report.sent} sent, {report.failed} failed, {report.skipped} skipped"
-        f" ({report.messages_per_second:.0f} messages/s)"
+        f"email: {report.sent} sent, {report.failed} failed, {report.skipped} skipped, "
+        f"{report.pending_left} left ({report.messages_per_second:.0f} messages/s)"
     )
-    if report.failed:
+    if report.pending_left:
+        click.secho("  some messages are still pending: run publish again to retry", fg="yellow")
+    if report.failed or report.pending_left:
         sys.exit(1)
+
+
+def _store(ctx: click.Context) -> Any:
+    from newsletter.store import Store
+
+    return Store.open(_config(ctx))
+
+
+@cli.group()
+def subscribers() -> None:
+    """Manage the subscriber list (the list owner's own commands)."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--edition", type=EDITION_CHOICE, default="ko", show_default=True)
+@click.option("--name", default="", help="Display name.")
+@click.option("--reactivate", is_flag=True, help="Re-subscribe an address that left or bounced.")
+@click.pass_context
+@handles_errors()
+def subscribers_add(
+    ctx: click.Context, email: str, edition: str, name: str, reactivate: bool
+) -> None:
+    """Add (or update) an active subscriber."""
+    with _store(ctx) as store:
+        subscriber = store.add(email, edition, name, reactivate=reactivate)
+    click.echo(f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.pass_context
+@handles_errors()
+def subscribers_remove(ctx: click.Context, email: str) -> None:
+    """Unsubscribe an address (its delivery history is kept)."""
+    with _store(ctx) as store:
+        subscriber = store.remove(email)
+    click.echo(f"{subscriber.email}: {subscriber.state.value}")
+
+
+@subscribers.command("list")
+@click.option("--state", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+@handles_errors()
+def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
+    """List subscribers."""
+    with _store(ctx) as store:
+        rows = store.list(state=state)
+    if as_json:
+        data = [
+            {"email": s.email, "edition": s.edition.value, "state": s.state.value, "name": s.name}
+            for s in rows
+        ]
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    for s in rows:
+        click.echo(f"{s.email}\t{s.edition.value}\t{s.state.value}\t{s.name}")
+    click.echo(f"{len(rows)} subscriber{'s' if len(rows) != 1 else ''}", err=True)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+@handles_errors()
+def subscribers_import(ctx: click.Context, file: Path) -> None:
+    """Import a CSV file with columns email,edition[,name]; bad rows are reported."""
+    with _store(ctx) as store:
+        report = store.import_csv(file)
+    for problem in report.problems:
+        click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
+    click.echo(
+        f"imported {file}: {report.added} added, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {len(report.problems)} bad rows"
+    )
+    if report.problems:
+        sys.exit(1)
+
+
+@subscribers.command("export")
+@click.option("--state", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@click.pass_context
+@handles_errors()
+def subscribers_export(ctx: click.Context, state: str | None) -> None:
+    """Write every subscriber as CSV (email,edition,name,state) to standard output."""
+    with _store(ctx) as store:
+        store.export_csv(click.get_text_stream("stdout"), state=state)
+
+
+@cli.command("send-test")
+@click.option("--date", "date", callback=parse_date_option, required=True, metavar="YYYY-MM-DD")
+@click.option("--to", "to", required=True, metavar="ADDRESS")
+@click.option("--edition", type=EDITION_CHOICE, default="both", show_default=True)
+@click.pass_context
+@handles_errors()
+def send_test(ctx: click.Context, date: dt.date, to: str, edition: str) -> None:
+    """Send one copy with [TEST] in the subject; not recorded in the ledger."""
+    from newsletter.deliver import send_test as send_one
+    from newsletter.publish import scan
+
+    config = _config(ctx)
+    send_one(config, scan(config).digest_for(date), to, edition)
+    click.echo(f"test message for {date.isoformat()} ({edition}) sent to {to}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_context
+@handles_errors()
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Last published issue, next send, recent deliveries, subscribers by state."""
+    from newsletter.status import collect_status
+
+    data = collect_status(_config(ctx))
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"last published: {data['last_published'] or 'none'}")
+    upcoming = data["next_send"]
+    click.echo(
+        f"next send: {upcoming['date']} at {upcoming['at']}" if upcoming else "next send: none"
+    )
+    subscribers_text = ", ".join(f"{n} {state}" for state, n in data["subscribers"].items())
+    click.echo(f"subscribers: {subscribers_text or 'none'}")
+    for date, counts in data["deliveries"].items():
+        click.echo(
+            f"  {date}: {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
+            f"{counts.get('failed', 0)} failed"
+        )
 
 
 # --- the daemon ------------------------------------------------------------------

@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-DATA = Path(__file__).parent / "data"
-SAMPLE_DIGESTS = DATA / "digests"
-
-
-def run_cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m newsletter ARGS` as a real process; returns its result."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    full_env.update({"PYTHONIOENCODING": "utf-8", "NO_COLOR": "1", "COLUMNS": "200"})
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=timeout,
-    )
+from helpers import SAMPLE_DIGESTS, run_cli
 
 
 @pytest.fixture

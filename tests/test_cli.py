@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import SAMPLE_DIGESTS
+from helpers import SAMPLE_DIGESTS
 
 
 def test_check_sample_folder(cli):

@@ -1,0 +1,328 @@
+"""Where finished messages go: one small interface, two adapters.
+
+    send(sender, recipient, message_bytes) -> None   # raises SendFailure
+    close() -> None
+
+`FileTransport` writes one .eml per recipient (a rerun overwrites, never
+duplicates). `SmtpTransport` is ONE reused SMTP connection (not thread-safe: the
+deliverer gives each worker thread its own). `open()` connects at start-up so a
+bad host, TLS or password fails with a NewsletterError before anything is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import re
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from newsletter.errors import NewsletterError
+from newsletter.files import write_atomic
+
+if TYPE_CHECKING:
+    from newsletter.config import Config, SmtpConfig
+
+
+class SendFailure(Exception):
+    """A message was not accepted. `code` is the SMTP reply code (None: no reply)."""
+
+    permanent = False
+    # The server refused the sender or the session, not this recipient: every
+    # other message would fail the same way, so the deliverer stops.
+    fatal = False
+
+    def __init__(self, recipient: str, code: int | None, text: str) -> None:
+        super().__init__(f"{recipient}: {code or '---'} {text}")
+        self.recipient = recipient
+        self.code = code
+        self.text = text
+
+    @property
+    def reply(self) -> str:
+        return f"{self.code} {self.text}" if self.code else self.text
+
+
+class TemporaryFailure(SendFailure):
+    """4xx or a lost connection: try again later."""
+
+
+class PermanentFailure(SendFailure):
+    """5xx: do not retry. `hard_bounce` when the server refused the recipient."""
+
+    permanent = True
+
+    def __init__(self, recipient: str, code: int | None, text: str, hard_bounce: bool) -> None:
+        super().__init__(recipient, code, text)
+        self.hard_bounce = hard_bounce
+
+
+class Transport(Protocol):
+    def open(self) -> None: ...
+
+    def send(self, sender: str, recipient: str, message: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# --- files ---------------------------------------------------------------------
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9@._+\-]")
+
+
+def outbox_name(recipient: str) -> str:
+    """A stable file name for a recipient: the address, made safe for file systems."""
+    safe = _UNSAFE.sub("_", recipient.lower())
+    if safe != recipient.lower() or safe.startswith("."):
+        safe = f"{safe.lstrip('.')}-{hashlib.sha256(recipient.encode()).hexdigest()[:8]}"
+    return f"{safe}.eml"
+
+
+class FileTransport:
+    """One `.eml` per message under outbox/YYYY-MM-DD/ (atomic; reruns overwrite)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NewsletterError(
+                f"cannot create the outbox folder {self.folder}: {exc}",
+                hint="check paths.outbox in the config",
+            ) from None
+
+    def send(self, sender: str, recipient: str, message: bytes) -> None:
+        write_atomic(self.folder / outbox_name(recipient), message)
+
+    def close(self) -> None:
+        pass
+
+
+# --- SMTP ----------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket shared by all connections: at most `rate` messages/s."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst or max(1.0, rate / 10)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.rate
+            time.sleep(wait)
+
+
+_IDLE_CHECK_SECONDS = 5.0
+
+
+class SmtpTransport:
+    """One reused SMTP connection; reconnects after max_per_connection messages."""
+
+    def __init__(
+        self,
+        settings: SmtpConfig,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ssl_context = ssl_context
+        self.limiter = limiter
+        self._conn: smtplib.SMTP | None = None
+        self._count = 0
+        self._last_used = 0.0
+        self._utf8 = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def open(self) -> None:
+        """Connect, secure and log in; NewsletterError naming host:port on failure."""
+        if self._conn is None:
+            self._conn = self._connect()
+
+    def _context(self) -> ssl.SSLContext:
+        # create_default_context honours $SSL_CERT_FILE for a private CA.
+        return self.ssl_context or ssl.create_default_context()
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        hint_port = {"ssl": 465, "starttls": 587, "none": 25}[s.security]
+        conn: smtplib.SMTP | None = None
+        try:
+            if s.security == "ssl":
+                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            conn.ehlo()
+            if s.security == "starttls":
+                conn.starttls(context=self._context())
+                conn.ehlo()
+            if s.username:
+                conn.login(s.username, s.password() or "")
+            self._utf8 = conn.has_extn("smtputf8")
+            self._count = 0
+            self._last_used = time.monotonic()
+            return conn
+        except smtplib.SMTPAuthenticationError as exc:
+            _quit(conn)
+            raise NewsletterError(
+                f"SMTP server {self.where} refused the login for {s.username!r}: "
+                f"{exc.smtp_code} {_text(exc.smtp_error)}",
+                hint="check email.smtp.username and the password in "
+                f"${s.password_env or 'the variable email.smtp.password_env names'}",
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            _quit(conn)
+            raise NewsletterError(
+                f"SMTP server {self.where} does not support {exc}",
+                hint="set email.smtp.security to match the server (starttls, ssl or none) "
+                "or remove username",
+            ) from None
+        except ssl.SSLError as exc:
+            _quit(conn)
+            raise NewsletterError(
+                f"TLS with SMTP server {self.where} failed: {exc.reason or exc}",
+                hint=f"check email.smtp.security ({s.security}) and port (usually {hint_port}); "
+                "for a private CA export SSL_CERT_FILE=/path/to/ca.pem",
+            ) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _quit(conn)
+            what = (
+                "refused the connection"
+                if isinstance(exc, ConnectionRefusedError)
+                else f"failed: {exc}"
+            )
+            if isinstance(exc, socket.gaierror):
+                what = f"cannot be resolved: {exc}"
+            raise NewsletterError(
+                f"SMTP server {self.where} {what}",
+                hint=f"check email.smtp.host and port (usually {hint_port} for "
+                f"{s.security}) and that the server is running",
+            ) from None
+
+    def send(self, sender: str, recipient: str, message: bytes) -> None:
+        conn = self._ready(recipient)
+        if self.limiter is not None:
+            self.limiter.take()
+        options: list[str] = []
+        if not (sender.isascii() and recipient.isascii()):
+            if not self._utf8:
+                raise PermanentFailure(
+                    recipient, None, "the server does not support SMTPUTF8", hard_bounce=False
+                )
+            options.append("SMTPUTF8")
+        try:
+            refused = conn.sendmail(sender, [recipient], message, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = exc.recipients.get(recipient, (None, b"refused"))
+            raise _failure(recipient, code, text, hard_bounce=True) from None
+        except smtplib.SMTPSenderRefused as exc:
+            failure = _failure(recipient, exc.smtp_code, exc.smtp_error, hard_bounce=False)
+            failure.fatal = failure.permanent
+            raise failure from None
+        except smtplib.SMTPDataError as exc:
+            raise _failure(recipient, exc.smtp_code, exc.smtp_error, hard_bounce=False) from None
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            raise _failure(recipient, exc.smtp_code, exc.smtp_error, hard_bounce=False) from None
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise TemporaryFailure(recipient, None, f"connection lost: {exc}") from None
+        if refused:
+            code, text = refused[recipient]
+            raise _failure(recipient, code, text, hard_bounce=True)
+        self._count += 1
+        self._last_used = time.monotonic()
+
+    def _ready(self, recipient: str) -> smtplib.SMTP:
+        conn = self._conn
+        if conn is not None and self._count >= self.settings.max_per_connection:
+            self._drop(polite=True)
+            conn = None
+        elif conn is not None and time.monotonic() - self._last_used > _IDLE_CHECK_SECONDS:
+            # The server may have closed an idle connection (e.g. during a retry backoff).
+            try:
+                if conn.noop()[0] != 250:
+                    raise smtplib.SMTPServerDisconnected("noop failed")
+            except (smtplib.SMTPException, OSError):
+                self._drop()
+                conn = None
+        if conn is None:
+            try:
+                conn = self._conn = self._connect()
+            except NewsletterError as exc:
+                raise TemporaryFailure(recipient, None, exc.message) from None
+        return conn
+
+    def _drop(self, polite: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if polite:
+            _quit(conn)
+        elif conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def close(self) -> None:
+        self._drop(polite=True)
+
+
+def _quit(conn: smtplib.SMTP | None) -> None:
+    if conn is None:
+        return
+    try:
+        conn.quit()
+    except (smtplib.SMTPException, OSError):
+        with contextlib.suppress(OSError):
+            conn.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _failure(recipient: str, code: int | None, text: bytes | str, hard_bounce: bool) -> SendFailure:
+    message = " ".join(_text(text).split())
+    if code is not None and 500 <= code < 600:
+        return PermanentFailure(recipient, code, message, hard_bounce=hard_bounce)
+    return TemporaryFailure(recipient, code, message)
+
+
+def outbox_folder(config: Config, date: dt.date) -> Path:
+    return config.paths.outbox / date.isoformat()
+
+
+def make_transport(
+    config: Config,
+    date: dt.date,
+    *,
+    limiter: RateLimiter | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Transport:
+    """The configured transport (email.transport): file (default) or smtp."""
+    if config.email.transport == "smtp":
+        return SmtpTransport(config.email.smtp, ssl_context=ssl_context, limiter=limiter)
+    return FileTransport(outbox_folder(config, date))

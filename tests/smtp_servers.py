@@ -1,0 +1,150 @@
+"""Real SMTP servers on localhost (aiosmtpd) for the mail tests.
+
+One configurable handler covers the behaviours we need: record messages, answer
+451 for the first tries, 550 for some recipients, drop the connection on chosen
+messages, sleep per message; `start_server` adds STARTTLS + AUTH when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
+@dataclass
+class Handler:
+    """Records accepted messages; misbehaves as configured."""
+
+    reject: dict[str, int] = field(default_factory=dict)  # recipient -> 5xx at RCPT
+    temp_fail_first: int = 0  # answer 451 at DATA for the first N DATA commands
+    drop_on: set[int] = field(default_factory=set)  # drop the connection on these DATA numbers
+    delay: float = 0.0  # seconds per message, before it is recorded
+    messages: list[Received] = field(default_factory=list)
+    data_calls: int = 0
+    rcpt_calls: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        with self.lock:
+            self.rcpt_calls[address] += 1
+        code = self.reject.get(address)
+        if code:
+            return f"{code} 5.1.1 <{address}>: mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.data_calls += 1
+            number = self.data_calls
+        if number in self.drop_on:
+            server.transport.close()
+            return "421 closing"
+        if number <= self.temp_fail_first:
+            return "451 4.3.0 try again later"
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        with self.lock:
+            self.messages.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            )
+        return "250 2.0.0 queued"
+
+    def count_by_recipient(self) -> Counter[str]:
+        with self.lock:
+            return Counter(r for m in self.messages for r in m.recipients)
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    handler: Handler
+    controller: Controller
+
+
+def _authenticator(user: str, password: str) -> Any:
+    def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login == user.encode()
+            and data.password == password.encode()
+        )
+        return AuthResult(success=ok, handled=False)
+
+    return check
+
+
+@contextlib.contextmanager
+def start_server(
+    handler: Handler | None = None,
+    *,
+    tls_context: ssl.SSLContext | None = None,
+    auth: tuple[str, str] | None = None,
+) -> Iterator[Server]:
+    """An SMTP server on 127.0.0.1; with tls_context it requires STARTTLS (and AUTH)."""
+    handler = handler or Handler()
+    kwargs: dict[str, Any] = {"enable_SMTPUTF8": True}
+    if tls_context is not None:
+        kwargs |= {"tls_context": tls_context, "require_starttls": True}
+    if auth is not None:
+        kwargs |= {
+            "authenticator": _authenticator(*auth),
+            "auth_required": True,
+            "auth_require_tls": tls_context is not None,
+        }
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    try:
+        yield Server("127.0.0.1", port, handler, controller)
+    finally:
+        controller.stop()
+
+
+# --- small helpers shared by the mail tests -----------------------------------
+
+DATA = __import__("pathlib").Path(__file__).parent / "data" / "digests"
+
+
+def mail_config(tmp_path: Any, **email: Any) -> Any:
+    """A Config rooted in tmp_path with email settings overridden."""
+    from newsletter.config import config_from_dict
+
+    raw: dict[str, Any] = {
+        "site": {"base_url": "https://papers.example.org/"},
+        "email": {"from": "ML Papers <papers@example.org>", **email},
+        "paths": {"state": "state", "outbox": "outbox"},
+    }
+    return config_from_dict(raw, tmp_path)
+
+
+def sample_digest(name: str = "2025-04-04.txt") -> Any:
+    from newsletter.digest import read_digest
+
+    return read_digest(DATA / name).digest

@@ -1,0 +1,257 @@
+"""deliver_issue / send_test against real SMTP servers (aiosmtpd) and the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import logging
+import ssl
+
+import pytest
+from smtp_servers import Handler, free_port, mail_config, sample_digest, start_server
+
+from newsletter.deliver import deliver_issue, send_test
+from newsletter.errors import NewsletterError
+from newsletter.mail import verify_token
+from newsletter.model import Edition, SubscriberState
+from newsletter.store import Store
+from newsletter.transports import SmtpTransport
+
+NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+FAST = (0.01, 0.01, 0.01)
+SECRET = "test-secret-0123456789"
+
+
+@pytest.fixture
+def mail_secret(monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+
+
+def smtp_config(tmp_path, server, **email):
+    smtp = {"host": server.host, "port": server.port, "security": "none", "timeout": 5}
+    smtp |= email.pop("smtp", {})
+    return mail_config(tmp_path, transport="smtp", smtp=smtp, **email)
+
+
+def make_store(tmp_path, count=12):
+    store = Store(f"sqlite:///{tmp_path / 'nl.db'}")
+    editions = list(Edition)
+    for i in range(count):
+        store.add(f"user{i}@example.org", editions[i % 3], f"사용자 {i}")
+    return store
+
+
+def test_file_transport_and_rerun_sends_nothing(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)
+    config = mail_config(tmp_path)
+    store = make_store(tmp_path, 3)
+    with caplog.at_level(logging.WARNING, logger="newsletter"):
+        report = deliver_issue(config, store, sample_digest(), now=NOW)
+    assert "NEWSLETTER_SECRET" in caplog.text  # dev secret, said out loud
+    assert (report.sent, report.failed, report.skipped, report.pending_left) == (3, 0, 0, 0)
+    assert {e: c.sent for e, c in report.per_edition.items()} == {"ko": 1, "en": 1, "both": 1}
+    files = sorted((tmp_path / "outbox" / "2025-04-04").glob("*.eml"))
+    assert [f.name for f in files] == [f"user{i}@example.org.eml" for i in range(3)]
+    msg = email.message_from_bytes(files[1].read_bytes(), policy=email.policy.default)
+    assert msg["Subject"] == "[ML Papers] April 4, 2025 · 4 papers"
+    assert msg["To"] == "사용자 1 <user1@example.org>"
+    again = deliver_issue(config, store, sample_digest(), now=NOW)
+    assert (again.sent, again.skipped) == (0, 3)
+
+
+def test_smtp_delivery_exactly_once(tmp_path, mail_secret):
+    with start_server() as server:
+        config = smtp_config(tmp_path, server, smtp={"connections": 3})
+        store = make_store(tmp_path, 30)
+        store.set_state("user0@example.org", SubscriberState.UNSUBSCRIBED)
+        store.set_state("user1@example.org", SubscriberState.BOUNCED)
+        calls = []
+        report = deliver_issue(
+            config, store, sample_digest(), now=NOW, progress=lambda d, t: calls.append((d, t))
+        )
+        assert (report.sent, report.failed, report.pending_left) == (28, 0, 0)
+        assert calls[-1] == (28, 28)
+        assert report.messages_per_second > 0
+        counts = server.handler.count_by_recipient()
+        assert set(counts.values()) == {1} and len(counts) == 28
+        assert "user0@example.org" not in counts and "user1@example.org" not in counts
+        # Every message parses, every part decodes, and is addressed to its recipient.
+        for received in server.handler.messages:
+            msg = email.message_from_bytes(received.data, policy=email.policy.default)
+            (address,) = received.recipients
+            assert msg["To"].addresses[0].addr_spec == address
+            assert received.sender == "papers@example.org"
+            token = msg["List-Unsubscribe"].split("token=")[1].split(">")[0]
+            assert verify_token(SECRET.encode(), "unsubscribe", token) == address
+            text, html = (part.get_content() for part in msg.iter_parts())
+            assert f"token={token}" in text and f"token={token}" in html
+            assert "논문" in msg["Subject"] or "Papers" in msg["Subject"]
+        rerun = deliver_issue(config, store, sample_digest(), now=NOW)
+        assert (rerun.sent, rerun.skipped) == (0, 28)
+        assert len(server.handler.messages) == 28
+        assert store.delivery_counts(sample_digest().date) == {"sent": 28}
+
+
+def test_451_is_retried_then_succeeds(tmp_path, mail_secret):
+    handler = Handler(temp_fail_first=3)
+    with start_server(handler) as server:
+        config = smtp_config(tmp_path, server, smtp={"connections": 1})
+        store = make_store(tmp_path, 5)
+        report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=FAST)
+    assert (report.sent, report.failed, report.pending_left) == (5, 0, 0)
+    assert set(handler.count_by_recipient().values()) == {1}
+    attempts = sorted(d.attempts for d in store.deliveries_for(NOW.date()))
+    assert attempts == [1, 1, 2, 2, 2]
+
+
+def test_451_forever_stays_pending_for_a_rerun(tmp_path, mail_secret):
+    handler = Handler(temp_fail_first=10**6)
+    with start_server(handler) as server:
+        config = smtp_config(tmp_path, server)
+        store = make_store(tmp_path, 2)
+        report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=(0.01,))
+        assert (report.sent, report.pending_left) == (0, 2)
+        assert {d.state for d in store.deliveries_for(NOW.date())} == {"pending"}
+        assert all(d.last_reply.startswith("451") for d in store.deliveries_for(NOW.date()))
+        handler.temp_fail_first = 0
+        assert deliver_issue(config, store, sample_digest(), now=NOW).sent == 2
+
+
+def test_550_fails_without_retry_and_bounces_after_limit(tmp_path, mail_secret):
+    handler = Handler(reject={"user2@example.org": 550})
+    with start_server(handler) as server:
+        config = smtp_config(tmp_path, server, bounce_limit=2)
+        store = make_store(tmp_path, 4)
+        digest = sample_digest()
+        report = deliver_issue(config, store, digest, now=NOW, retry_delays=FAST)
+        assert (report.sent, report.failed) == (3, 1)
+        assert handler.rcpt_calls["user2@example.org"] == 1  # not retried
+        assert store.get("user2@example.org").state is SubscriberState.ACTIVE
+        # A rerun of the same date does not try the failed address again.
+        assert deliver_issue(config, store, digest, now=NOW).sent == 0
+        assert handler.rcpt_calls["user2@example.org"] == 1
+        # The next issue: second hard bounce = bounce_limit -> bounced.
+        import dataclasses
+
+        next_day = dataclasses.replace(digest, date=digest.date + dt.timedelta(days=1))
+        deliver_issue(config, store, next_day, now=NOW + dt.timedelta(days=1))
+    assert store.get("user2@example.org").state is SubscriberState.BOUNCED
+    assert store.hard_bounces("user2@example.org") == 2
+    failed = [d for d in store.deliveries_for(digest.date) if d.state == "failed"]
+    assert failed[0].last_reply.startswith("550")
+
+
+def test_dropped_connection_is_retried(tmp_path, mail_secret):
+    handler = Handler(drop_on={3, 7})
+    with start_server(handler) as server:
+        config = smtp_config(tmp_path, server, smtp={"connections": 2})
+        store = make_store(tmp_path, 10)
+        report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=FAST)
+    assert (report.sent, report.failed, report.pending_left) == (10, 0, 0)
+    counts = handler.count_by_recipient()
+    assert len(counts) == 10 and set(counts.values()) == {1}
+
+
+def test_connection_refused_marks_nothing(tmp_path, mail_secret):
+    config = mail_config(
+        tmp_path,
+        transport="smtp",
+        smtp={"host": "127.0.0.1", "port": free_port(), "security": "none"},
+    )
+    store = make_store(tmp_path, 3)
+    with pytest.raises(NewsletterError, match="refused the connection"):
+        deliver_issue(config, store, sample_digest(), now=NOW)
+    assert store.delivery_counts(NOW.date()) == {}
+
+
+def test_smtp_needs_the_secret(tmp_path, monkeypatch):
+    monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)
+    with start_server() as server:
+        config = smtp_config(tmp_path, server)
+        store = make_store(tmp_path, 1)
+        with pytest.raises(NewsletterError, match="NEWSLETTER_SECRET"):
+            deliver_issue(config, store, sample_digest(), now=NOW)
+        assert server.handler.messages == []
+
+
+def test_starttls_auth_delivery_with_private_ca(tmp_path, mail_secret, monkeypatch):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # how users trust a private CA
+    monkeypatch.setenv("MAIL_PW", "pw")
+    with start_server(tls_context=server_ctx, auth=("u", "pw")) as server:
+        config = smtp_config(
+            tmp_path,
+            server,
+            smtp={"security": "starttls", "username": "u", "password_env": "MAIL_PW"},
+        )
+        report = deliver_issue(config, make_store(tmp_path, 3), sample_digest(), now=NOW)
+        assert report.sent == 3 and len(server.handler.messages) == 3
+        monkeypatch.setenv("MAIL_PW", "nope")
+        (tmp_path / "second").mkdir()
+        store = make_store(tmp_path / "second", 1)
+        with pytest.raises(NewsletterError, match="refused the login"):
+            deliver_issue(config, store, sample_digest(), now=NOW)
+        assert store.delivery_counts(NOW.date()) == {}
+
+
+def test_too_late_unless_forced(tmp_path, mail_secret):
+    config = mail_config(tmp_path)
+    store = make_store(tmp_path, 2)
+    later = NOW + dt.timedelta(days=3)
+    report = deliver_issue(config, store, sample_digest(), now=later)
+    assert report.too_late and report.sent == 0 and "max_lateness_days" in report.note
+    assert deliver_issue(config, store, sample_digest(), now=later, force=True).sent == 2
+    assert not deliver_issue(
+        config, store, sample_digest(), now=NOW + dt.timedelta(days=2)
+    ).too_late
+
+
+def test_dry_run_sends_nothing(tmp_path, mail_secret):
+    with start_server() as server:
+        config = smtp_config(tmp_path, server)
+        store = make_store(tmp_path, 5)
+        report = deliver_issue(config, store, sample_digest(), now=NOW, dry_run=True)
+        assert report.dry_run and report.sent == 0 and report.pending_left == 5
+        assert report.recipients == {
+            "ko": ("user0@example.org", "user3@example.org"),
+            "en": ("user1@example.org", "user4@example.org"),
+            "both": ("user2@example.org",),
+        }
+        assert server.handler.messages == [] and store.delivery_counts(NOW.date()) == {}
+
+
+def test_send_test_is_marked_and_not_recorded(tmp_path, mail_secret):
+    with start_server() as server:
+        config = smtp_config(tmp_path, server)
+        store = make_store(tmp_path, 1)
+        send_test(config, sample_digest(), "Editor@Example.org", "ko", now=NOW)
+        (received,) = server.handler.messages
+        msg = email.message_from_bytes(received.data, policy=email.policy.default)
+        assert msg["Subject"] == "[TEST] [ML 논문] 2025년 4월 4일 · 4편"
+        assert received.recipients == ["Editor@example.org"]
+        assert store.delivery_counts(NOW.date()) == {}
+        with pytest.raises(NewsletterError):
+            send_test(
+                config,
+                sample_digest(),
+                "x@example.org",
+                "en",
+                transport=SmtpTransport(
+                    mail_config(
+                        tmp_path,
+                        transport="smtp",
+                        smtp={"host": "127.0.0.1", "port": free_port(), "security": "none"},
+                    ).email.smtp
+                ),
+            )
+
+
+def test_send_test_file_transport(tmp_path, mail_secret):
+    config = mail_config(tmp_path)
+    send_test(config, sample_digest(), "me@example.org", Edition.BOTH, now=NOW)
+    assert (tmp_path / "outbox" / "2025-04-04" / "test" / "me@example.org.eml").exists()

@@ -1,0 +1,86 @@
+"""kill -9 in the middle of sending, then rerun: everyone ends with one copy.
+
+The sender is the real CLI (`newsletter publish`) in a subprocess, against an
+aiosmtpd server in this process that takes a little time per message, so that
+the kill lands mid-send. Only messages that
+were accepted but not yet written to the ledger may arrive twice: at most about
+one per connection.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+from smtp_servers import DATA, Handler, start_server
+
+from newsletter.model import Edition
+from newsletter.store import Store
+
+CONNECTIONS = 2
+SUBSCRIBERS = 120
+
+
+def test_kill_then_rerun_sends_each_once(tmp_path):
+    handler = Handler(delay=0.02)
+    with start_server(handler) as server:
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "paths": {"digests": str(DATA), "state": "state", "outbox": "outbox"},
+                    "email": {
+                        "transport": "smtp",
+                        "from": "ML Papers <papers@example.org>",
+                        "smtp": {
+                            "host": server.host,
+                            "port": server.port,
+                            "security": "none",
+                            "connections": CONNECTIONS,
+                            "timeout": 5,
+                        },
+                    },
+                }
+            ),
+            encoding="utf-8",
+        )
+        (tmp_path / "state").mkdir()
+        with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
+            for i in range(SUBSCRIBERS):
+                store.add(f"reader{i}@example.org", list(Edition)[i % 3])
+        env = os.environ | {"NEWSLETTER_SECRET": "kill-test-secret"}
+        args = [
+            sys.executable,
+            "-m",
+            "newsletter",
+            "--config",
+            str(config_file),
+            "publish",
+            "--date",
+            "2025-04-04",
+            "--force",
+        ]
+
+        first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while len(handler.messages) < 30 and first.poll() is None:
+            assert time.monotonic() < deadline, "the sender never got going"
+            time.sleep(0.005)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        sent_before_kill = len(handler.messages)
+        assert 0 < sent_before_kill < SUBSCRIBERS, "kill did not land mid-send"
+
+        second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stderr
+        assert "0 failed" in second.stdout and "0 left" in second.stdout
+
+    counts = handler.count_by_recipient()
+    assert set(counts) == {f"reader{i}@example.org" for i in range(SUBSCRIBERS)}
+    duplicates = sum(n - 1 for n in counts.values())
+    print(f"killed after {sent_before_kill} messages; {duplicates} duplicates")
+    assert duplicates <= CONNECTIONS, (duplicates, sent_before_kill)

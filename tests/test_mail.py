@@ -1,0 +1,288 @@
+"""Edition emails: MIME structure, headers, personalisation, golden files.
+
+Golden files: tests/golden/email/<edition>.{headers,txt,html} hold the decoded
+subject/headers, text/plain and text/html of the 2025-04-04 sample with Date and
+Message-ID fixed. After an intended change to the templates or mail.py, run
+    NEWSLETTER_REGEN_GOLDEN=1 /tmp/venv/bin/pytest tests/test_mail.py
+and review the diff of tests/golden/email/ before committing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email
+import email.policy
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+from smtp_servers import mail_config, sample_digest
+
+from newsletter.mail import (
+    DEV_SECRET,
+    build_edition_email,
+    check_address,
+    qp_encode_with_slots,
+    sign_token,
+    verify_token,
+)
+from newsletter.model import Digest, Edition, Entry
+
+GOLDEN = Path(__file__).parent / "golden" / "email"
+REGEN = os.environ.get("NEWSLETTER_REGEN_GOLDEN") == "1"
+NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+HEADERS = (
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "Reply-To",
+    "Content-Language",
+)
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=email.policy.default)
+
+
+def personalised(config, digest, edition, address="reader@example.com", name="Reader"):
+    message = build_edition_email(config, digest, edition, now=NOW)
+    token = sign_token(DEV_SECRET, "unsubscribe", address)
+    return message, token, message.personalise(address, name, token)
+
+
+def bodies(msg):
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    return parts[0].get_content(), parts[1].get_content()
+
+
+@pytest.mark.parametrize("edition", list(Edition))
+def test_golden(tmp_path, edition):
+    config = mail_config(tmp_path, reply_to="Editor <editor@example.org>")
+    _, _, data = personalised(config, sample_digest(), edition)
+    msg = parse(data)
+    headers = "".join(f"{name}: {msg[name]}\n" for name in HEADERS)
+    text, html = bodies(msg)
+    files = {"headers": headers, "txt": text, "html": html}
+    files = {key: value.replace("\r\n", "\n") for key, value in files.items()}
+    for suffix, actual in files.items():
+        path = GOLDEN / f"{edition.value}.{suffix}"
+        if REGEN:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(actual, encoding="utf-8")
+        assert actual == path.read_text(encoding="utf-8"), f"{path} differs (see module doc)"
+
+
+@pytest.mark.parametrize("edition", list(Edition))
+def test_structure_and_decoding(tmp_path, edition):
+    config = mail_config(tmp_path)
+    digest = sample_digest()
+    _message, token, data = personalised(config, digest, edition, name="김철수")
+    msg = parse(data)
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["To"] == "김철수 <reader@example.com>"
+    assert msg["Message-ID"].endswith("@example.org>")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    https, mailto = re.findall(r"<([^>]+)>", msg["List-Unsubscribe"])
+    assert https == f"https://papers.example.org/unsubscribe?token={token}"
+    assert mailto == "mailto:papers@example.org?subject=unsubscribe"
+    text, html = bodies(msg)
+    for body in (text, html):
+        assert f"unsubscribe?token={token}" in body
+        assert "NLSLOT" not in body
+        assert f"https://papers.example.org/{edition.value}/2025-04-04/" in body
+    for part in msg.iter_parts():
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    # Every encoded line respects the SMTP/QP limits except the List-Unsubscribe URL.
+    for line in data.split(b"\r\n"):
+        assert len(line) <= 998
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    # Edition content, Korean typography, lang attributes.
+    first = digest.entries[0]
+    assert first.title in text and first.title in html
+    if edition in (Edition.KO, Edition.BOTH):
+        assert first.comment_ko in text and 'lang="ko"' in html
+    else:
+        assert first.comment_ko not in text
+    if edition in (Edition.EN, Edition.BOTH):
+        assert first.comment_en in text
+    else:
+        assert first.comment_en not in text
+    assert f'<html lang="{edition.language}"' in html
+    assert "word-break:keep-all" in html.replace(" ", "")
+    assert "Apple SD Gothic Neo" in html and "Malgun Gothic" in html and "Noto Sans KR" in html
+    assert "prefers-color-scheme: dark" in html and "max-width: 480px" in html
+    assert 'class="preheader"' in html and first.title in html.split('class="preheader"')[1][:400]
+
+
+def test_hangul_subject_round_trips(tmp_path):
+    config = mail_config(tmp_path)
+    _, _, data = personalised(config, sample_digest(), Edition.KO)
+    assert parse(data)["Subject"] == "[ML 논문] 2025년 4월 4일 · 4편"
+    header = data.split(b"\r\n\r\n")[0]
+    assert header.isascii()
+    assert b"=?utf-8?b?" in header
+
+
+def test_both_marks_each_comment_language(tmp_path):
+    _, _, data = personalised(mail_config(tmp_path), sample_digest(), Edition.BOTH)
+    text, html = bodies(parse(data))
+    assert "[한국어]" in text and "[English]" in text
+    assert '<div class="comment" lang="ko"' in html and '<div class="comment" lang="en"' in html
+
+
+def test_header_injection_is_impossible(tmp_path):
+    config = mail_config(tmp_path, subject={"ko": "[ML]\r\nBcc: evil@example.net {date}"})
+    digest = sample_digest()
+    evil = dataclasses.replace(digest.entries[0], title="Evil\r\nBcc: evil@example.net\r\n\r\nx")
+    digest = dataclasses.replace(digest, entries=(evil, *digest.entries[1:]))
+    _, _, data = personalised(
+        config, digest, Edition.KO, name="Kim\r\nBcc: evil@example.net\nX-Evil: 1"
+    )
+    msg = parse(data)
+    assert msg["Bcc"] is None and msg["X-Evil"] is None
+    assert "\n" not in msg["To"] and "\n" not in msg["Subject"]
+    assert msg.defects == []
+    with pytest.raises(ValueError):
+        build_edition_email(config, digest, Edition.KO, now=NOW).personalise(
+            "a@example.com\r\nBcc: evil@example.net", "", "tok"
+        )
+    for bad in ("a@b.c>", "a b@c.d", "a@b\nc", "<a@b.c>", "a@b.c,d@e.f", "nobody"):
+        with pytest.raises(ValueError):
+            check_address(bad)
+    with pytest.raises(ValueError):
+        build_edition_email(config, digest, Edition.KO, now=NOW).personalise(
+            "a@example.com", "", "tok\r\nX: y"
+        )
+
+
+def test_international_addresses(tmp_path):
+    config = mail_config(tmp_path)
+    assert check_address("kim@한국.kr").envelope == "kim@xn--3e0b707e.kr"
+    utf8 = check_address("김@example.kr")
+    assert utf8.smtputf8
+    message = build_edition_email(config, sample_digest(), Edition.KO, now=NOW)
+    token = sign_token(b"k", "unsubscribe", "김@example.kr")
+    data = message.personalise("김@example.kr", "김", token)
+    # RFC 6532 (SMTPUTF8): the address travels as UTF-8; the name stays RFC 2047.
+    to = next(line for line in data.split(b"\r\n") if line.startswith(b"To: "))
+    assert to == b"To: =?utf-8?b?6rmA?= <" + "김@example.kr".encode() + b">"
+    message.personalise("kim@한국.kr", "", token)  # IDNA domains are fine too
+
+
+def test_long_address_token_is_folded_and_survives(tmp_path):
+    config = mail_config(tmp_path)
+    address = "x" * 60 + "." + "y" * 3 + "@" + "sub." * 20 + "example.com"
+    _message, token, data = personalised(config, sample_digest(), Edition.EN, address=address)
+    assert len(token) > 150
+    text, html = bodies(parse(data))
+    assert f"unsubscribe?token={token}\r\n" in text
+    assert f'href="https://papers.example.org/unsubscribe?token={token}"' in html
+    assert verify_token(DEV_SECRET, "unsubscribe", token) == address
+
+
+def test_tokens():
+    token = sign_token(b"secret", "unsubscribe", "Kim@example.org")
+    assert re.fullmatch(r"[A-Za-z0-9_.\-]+", token)
+    assert verify_token(b"secret", "unsubscribe", token) == "Kim@example.org"
+    assert verify_token(b"other", "unsubscribe", token) is None
+    assert verify_token(b"secret", "confirm", token) is None
+    assert verify_token(b"secret", "unsubscribe", token[:-2] + "AA") is None
+    assert verify_token(b"secret", "unsubscribe", "garbage") is None
+
+
+def test_message_id_is_deterministic(tmp_path):
+    config = mail_config(tmp_path)
+    digest = sample_digest()
+    one = parse(personalised(config, digest, Edition.KO)[2])["Message-ID"]
+    two = parse(personalised(config, digest, Edition.KO)[2])["Message-ID"]
+    other = parse(personalised(config, digest, Edition.EN)[2])["Message-ID"]
+    assert one == two != other
+    assert re.fullmatch(r"<20250404\.ko\.[0-9a-f]{20}@example\.org>", one)
+
+
+def test_qp_slots_never_split():
+    slot = b"NLSLOTABCDEFQPTOKENX"
+    for prefix in range(0, 90, 7):
+        text = "가" * prefix + "a" * prefix + "=" + slot.decode() + " tail\n" + "é" * 50
+        encoded = qp_encode_with_slots(text, (slot,))
+        assert b"\n" + slot + b"=\n" in encoded
+        assert max(len(line) for line in encoded.split(b"\n")) <= 76
+        import quopri
+
+        assert quopri.decodestring(encoded).decode() == text
+
+
+def _huge_digest() -> Digest:
+    base = sample_digest()
+    entries = tuple(
+        dataclasses.replace(entry, title=f"{entry.title} #{i}", abstract=entry.abstract * 6)
+        for i in range(12)
+        for entry in base.entries[:1]
+    )
+    return Digest(date=base.date, entries=entries, source="huge")
+
+
+def test_size_guard_shortens_and_warns(tmp_path, caplog):
+    config = mail_config(tmp_path, max_bytes=60_000)
+    digest = _huge_digest()
+    with caplog.at_level(logging.WARNING, logger="newsletter"):
+        message = build_edition_email(config, digest, Edition.KO, now=NOW)
+    token = sign_token(b"k", "unsubscribe", "a@example.com")
+    data = message.personalise("a@example.com", "", token)
+    assert len(data) <= 60_000
+    assert message.shortened
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "2025-04-04" in warning and "ko" in warning and "max_bytes" in warning
+    text, html = bodies(parse(data))
+    assert "전문 보기" in html and "전문 보기" in text
+    assert 'href="https://papers.example.org/ko/2025-04-04/#megamath-' in html
+
+
+def test_small_issue_is_not_shortened(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="newsletter"):
+        message = build_edition_email(mail_config(tmp_path), sample_digest(), Edition.KO, now=NOW)
+    assert not message.shortened and not caplog.records
+
+
+def test_text_is_escaped_in_html_and_plain_in_text(tmp_path):
+    digest = sample_digest()
+    entry = Entry(
+        title="<script>alert(1)</script> Q&A {{ x }}",
+        authors=("A <b>",),
+        abstract="See https://example.com/a?b=1&c=2.",
+        comment_ko="한국어 <think> 설명",
+        comment_en="English",
+        tags=("추론",),
+    )
+    digest = dataclasses.replace(digest, entries=(entry,))
+    _, _, data = personalised(mail_config(tmp_path), digest, Edition.KO)
+    text, html = bodies(parse(data))
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "&lt;think&gt;" in html
+    assert '<a href="https://example.com/a?b=1&amp;c=2"' in html
+    assert "<script>alert(1)</script> Q&A {{ x }}" in text
+    assert "한국어 <think> 설명" in text and "#추론" in text
+
+
+def test_personalise_is_fast(tmp_path):
+    import time
+
+    message = build_edition_email(mail_config(tmp_path), sample_digest(), Edition.BOTH, now=NOW)
+    token = sign_token(b"k", "unsubscribe", "a@example.com")
+    start = time.perf_counter()
+    for i in range(2000):
+        message.personalise(f"user{i}@example.com", "Name", token)
+    per_message = (time.perf_counter() - start) / 2000
+    assert per_message < 250e-6  # measured ~15 us; generous for slow CI

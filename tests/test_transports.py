@@ -1,0 +1,161 @@
+"""Transports against real SMTP servers (aiosmtpd) and the outbox folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+import time
+
+import pytest
+from smtp_servers import Handler, free_port, mail_config, start_server
+
+from newsletter.errors import NewsletterError
+from newsletter.transports import (
+    FileTransport,
+    PermanentFailure,
+    RateLimiter,
+    SmtpTransport,
+    TemporaryFailure,
+    make_transport,
+    outbox_name,
+)
+
+MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+@pytest.fixture(scope="module")
+def mail_tls():
+    """(server context, client context) from a throw-away CA (trustme)."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+def smtp_settings(tmp_path, server, **smtp):
+    base = {"host": server.host, "port": server.port, "security": "none", "timeout": 5}
+    return mail_config(tmp_path, transport="smtp", smtp=base | smtp).email.smtp
+
+
+def test_file_transport_overwrites_on_rerun(tmp_path):
+    config = mail_config(tmp_path)
+    transport = make_transport(config, dt.date(2025, 4, 4))
+    assert isinstance(transport, FileTransport)
+    transport.open()
+    transport.send("a@example.org", "Kim@example.org", MESSAGE)
+    transport.send("a@example.org", "Kim@example.org", MESSAGE)
+    transport.send("a@example.org", "a/../b@example.org", MESSAGE)
+    files = sorted(p.name for p in (tmp_path / "outbox" / "2025-04-04").iterdir())
+    assert len(files) == 2 and "kim@example.org.eml" in files
+    assert all("/" not in name and not name.startswith(".") for name in files)
+    assert outbox_name("a/b@x.org") != outbox_name("a_b@x.org")
+
+
+def test_smtp_send_and_reuse(tmp_path):
+    with start_server() as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.open()
+        for i in range(5):
+            transport.send("papers@example.org", f"u{i}@example.org", MESSAGE)
+        transport.close()
+    assert len(server.handler.messages) == 5
+    assert server.handler.messages[0].data.endswith(b"body\r\n")
+
+
+def test_smtp_reconnects_after_max_per_connection(tmp_path):
+    with start_server() as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server, max_per_connection=2))
+        for i in range(5):
+            transport.send("papers@example.org", f"u{i}@example.org", MESSAGE)
+        transport.close()
+    assert len(server.handler.messages) == 5
+
+
+def test_smtp_4xx_is_temporary_and_5xx_permanent(tmp_path):
+    handler = Handler(reject={"bad@example.org": 550}, temp_fail_first=1)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        with pytest.raises(TemporaryFailure) as temp:
+            transport.send("papers@example.org", "u@example.org", MESSAGE)
+        assert temp.value.code == 451
+        with pytest.raises(PermanentFailure) as perm:
+            transport.send("papers@example.org", "bad@example.org", MESSAGE)
+        assert perm.value.code == 550 and perm.value.hard_bounce
+        assert "mailbox unavailable" in perm.value.reply
+        transport.send("papers@example.org", "u@example.org", MESSAGE)  # connection still usable
+        transport.close()
+    assert len(handler.messages) == 1
+
+
+def test_smtp_dropped_connection_is_temporary_then_reconnects(tmp_path):
+    handler = Handler(drop_on={2})
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.send("papers@example.org", "u1@example.org", MESSAGE)
+        with pytest.raises(TemporaryFailure) as lost:
+            transport.send("papers@example.org", "u2@example.org", MESSAGE)
+        assert lost.value.code is None
+        transport.send("papers@example.org", "u2@example.org", MESSAGE)
+        transport.close()
+    assert [m.recipients for m in handler.messages] == [["u1@example.org"], ["u2@example.org"]]
+
+
+def test_connection_refused_is_a_clear_error(tmp_path):
+    port = free_port()
+    settings = mail_config(
+        tmp_path, transport="smtp", smtp={"host": "127.0.0.1", "port": port, "security": "none"}
+    ).email.smtp
+    with pytest.raises(NewsletterError) as error:
+        SmtpTransport(settings).open()
+    assert f"127.0.0.1:{port}" in error.value.message and "refused" in error.value.message
+    assert error.value.hint
+
+
+def test_starttls_and_auth(tmp_path, mail_tls, monkeypatch):
+    server_ctx, client_ctx = mail_tls
+    monkeypatch.setenv("MAIL_TEST_PASSWORD", "s3cret")
+    with start_server(tls_context=server_ctx, auth=("papers", "s3cret")) as server:
+        settings = smtp_settings(
+            tmp_path,
+            server,
+            security="starttls",
+            username="papers",
+            password_env="MAIL_TEST_PASSWORD",
+        )
+        transport = SmtpTransport(settings, ssl_context=client_ctx)
+        transport.open()
+        transport.send("papers@example.org", "u@example.org", MESSAGE)
+        transport.close()
+        assert len(server.handler.messages) == 1
+
+        monkeypatch.setenv("MAIL_TEST_PASSWORD", "wrong")
+        with pytest.raises(NewsletterError) as error:
+            SmtpTransport(settings, ssl_context=client_ctx).open()
+        assert f"{server.host}:{server.port}" in error.value.message
+        assert (
+            "refused the login" in error.value.message and "MAIL_TEST_PASSWORD" in error.value.hint
+        )
+
+        # An untrusted certificate (default trust store) is a clear TLS error.
+        monkeypatch.setenv("MAIL_TEST_PASSWORD", "s3cret")
+        with pytest.raises(NewsletterError, match="TLS with SMTP server"):
+            SmtpTransport(settings).open()
+
+        # Without STARTTLS the server refuses to go on.
+        plain = smtp_settings(
+            tmp_path, server, security="none", username="papers", password_env="MAIL_TEST_PASSWORD"
+        )
+        with pytest.raises(NewsletterError, match=f"{server.port}"):
+            SmtpTransport(plain).open()
+
+
+def test_rate_limiter():
+    limiter = RateLimiter(200, burst=1)
+    start = time.monotonic()
+    for _ in range(41):
+        limiter.take()
+    assert time.monotonic() - start >= 0.18
+    RateLimiter(0).take()  # 0 = no limit

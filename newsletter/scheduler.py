@@ -81,6 +81,10 @@ class Watcher:
             if now - since >= self.settle_seconds
         }
 
+    def is_present(self, path: Path) -> bool:
+        """Whether the last look at the folder saw this file (settled or not)."""
+        return path in self._seen
+
     def unsettled(self) -> list[Path]:
         now = self.clock()
         return sorted(
@@ -168,6 +172,10 @@ class Daemon:
             for r in reports
             if (r.ok and r.digest) or r.file in self._by_file
         }
+        # So does a file being rewritten, until it settles.
+        for file, digest in self._by_file.items():
+            if file not in by_file and self.watcher.is_present(Path(file)):
+                by_file[file] = digest
         self._by_file = by_file
         digests = sorted(by_file.values(), key=lambda d: d.date)
         changed = [d for d in digests if self._published.get(d.date) != _content_hash(d)]

@@ -1,0 +1,45 @@
+"""`newsletter status`: what is published, what is due, what was sent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import TYPE_CHECKING, Any
+
+from newsletter.scheduler import is_late, send_datetime
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+
+_ISSUE_PAGE = re.compile(r"^[a-z]+/(\d{4}-\d{2}-\d{2})/index\.html$")
+
+
+def collect_status(config: Config, now: dt.datetime | None = None) -> dict[str, Any]:
+    from newsletter.publish import scan
+    from newsletter.site import read_manifest
+    from newsletter.store import Store
+
+    now = now or dt.datetime.now(config.site.tz)
+    published = sorted(
+        {
+            m.group(1)
+            for path in read_manifest(config.paths.public)
+            if (m := _ISSUE_PAGE.match(path))
+        }
+    )
+    digests = scan(config).digests
+    with Store.open(config) as store:
+        next_send = None
+        for digest in digests:
+            when = send_datetime(digest.date, config.schedule.send_clock, config.site.tz)
+            too_old = is_late(digest.date, now.date(), config.email.max_lateness_days)
+            if too_old or store.issue_emailed(digest.date):
+                continue
+            next_send = {"date": digest.date.isoformat(), "at": when.isoformat()}
+            break
+        return {
+            "last_published": published[-1] if published else None,
+            "next_send": next_send,
+            "deliveries": store.recent_delivery_counts(),
+            "subscribers": dict(sorted(store.count().items())),
+        }

@@ -1,0 +1,216 @@
+"""`newsletter run` as a real subprocess with short intervals."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from helpers import SAMPLE_DIGESTS, run_cli
+
+from newsletter.digest import format_digest, read_digest
+
+
+def today_seoul() -> dt.date:
+    return dt.datetime.now(ZoneInfo("Asia/Seoul")).date()
+
+
+def digest_text(date: dt.date, sample: str = "2025-04-04.txt", title_suffix: str = "") -> str:
+    digest = read_digest(SAMPLE_DIGESTS / sample).digest
+    entries = list(digest.entries)
+    entries[0] = dataclasses.replace(entries[0], title=entries[0].title + title_suffix)
+    return format_digest(dataclasses.replace(digest, date=date, entries=tuple(entries)))
+
+
+def write_config(folder: Path, extra: str = "") -> Path:
+    (folder / "digests").mkdir(exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(
+        "site:\n  base_url: https://example.org/papers/\n  timezone: Asia/Seoul\n"
+        "paths:\n  digests: digests\n  public: public\n  state: state\n  outbox: outbox\n"
+        "schedule:\n  send_time: '00:00'\n  poll_seconds: 0.2\n  settle_seconds: 0.6\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+class Daemon:
+    def __init__(self, config: Path, log: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+        env["NEWSLETTER_SECRET"] = "test-secret"
+        self.log_path = log
+        self.log_file = log.open("a", encoding="utf-8")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "newsletter",
+                "--config",
+                str(config),
+                "run",
+                "--log-format",
+                "json",
+            ],
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def events(self) -> list[dict]:
+        events = []
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("{"):
+                events.append(json.loads(line))
+        return events
+
+    def wait_for(self, predicate, timeout: float = 20, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"timed out waiting for {what}; log:\n{self.log_path.read_text(encoding='utf-8')}"
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.log_file.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log_file.close()
+
+
+@pytest.fixture
+def daemon_factory():
+    started: list[Daemon] = []
+
+    def start(config: Path, log: Path) -> Daemon:
+        daemon = Daemon(config, log)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.kill()
+
+
+def eml_files(folder: Path, date: dt.date) -> list[Path]:
+    return sorted((folder / "outbox" / date.isoformat()).glob("*.eml"))
+
+
+def test_daemon_publishes_emails_once_and_survives_bad_files(tmp_path, daemon_factory):
+    config = write_config(tmp_path)
+    date = today_seoul()
+    add = run_cli(
+        "--config", str(config), "subscribers", "add", "reader@example.org", "--edition", "both"
+    )
+    assert add.returncode == 0, add.stderr
+    daemon = daemon_factory(config, tmp_path / "run.log")
+    daemon.wait_for(
+        lambda: any(e.get("event") == "started" for e in daemon.events()), what="start-up"
+    )
+
+    # A file written slowly, in parts, is only read once it has settled.
+    text = digest_text(date)
+    path = tmp_path / "digests" / "today.txt"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text[: len(text) // 2])
+        handle.flush()
+        time.sleep(0.4)
+        handle.write(text[len(text) // 2 :])
+    page = tmp_path / "public" / "ko" / date.isoformat() / "index.html"
+    daemon.wait_for(page.exists, what="the issue page")
+    daemon.wait_for(lambda: len(eml_files(tmp_path, date)) == 1, what="the email")
+    assert not any(e.get("event") == "bad_digest" for e in daemon.events())
+    assert (tmp_path / "public" / "feeds" / "ko" / "atom.xml").exists()
+    first_mail = eml_files(tmp_path, date)[0]
+    first_bytes = first_mail.read_bytes()
+
+    # A change after the email went out: the site follows, the email is not resent.
+    path.write_text(digest_text(date, title_suffix=" (revised)"), encoding="utf-8")
+    daemon.wait_for(lambda: "(revised)" in page.read_text(encoding="utf-8"), what="the update")
+    time.sleep(1.0)
+    assert first_mail.read_bytes() == first_bytes
+    assert sum(e.get("event") == "sending" for e in daemon.events()) == 1
+
+    # A bad file and a duplicate date: logged with file and line, nothing published.
+    (tmp_path / "digests" / "bad.txt").write_text("2025년 2월 30일\n", encoding="utf-8")
+    (tmp_path / "digests" / "dup.txt").write_text(digest_text(date), encoding="utf-8")
+    daemon.wait_for(
+        lambda: sum(e.get("event") == "bad_digest" for e in daemon.events()) >= 3,
+        what="bad file errors",
+    )
+    messages = [e["message"] for e in daemon.events() if e.get("event") == "bad_digest"]
+    assert any("bad.txt:1: impossible date" in m for m in messages)
+    assert any("dup.txt:1: another digest has the same date" in m for m in messages)
+    assert daemon.process.poll() is None
+
+    # A second daemon on the same state folder is refused.
+    second = run_cli("--config", str(config), "run", timeout=30)
+    assert second.returncode == 1
+    assert "already using" in second.stderr
+
+    assert daemon.stop() == 0
+    assert len(eml_files(tmp_path, date)) == 1
+
+
+def test_sigterm_during_sending_then_restart_sends_each_exactly_once(tmp_path, daemon_factory):
+    from smtp_servers import Handler, start_server
+
+    from newsletter.model import Edition
+    from newsletter.store import Store
+
+    handler = Handler(delay=0.01)
+    subscribers = 150
+    with start_server(handler) as server:
+        config = write_config(
+            tmp_path,
+            "email:\n  transport: smtp\n  smtp:\n"
+            f"    host: {server.host}\n    port: {server.port}\n    security: none\n"
+            "    connections: 2\n    timeout: 5\n",
+        )
+        (tmp_path / "state").mkdir()
+        with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
+            for i in range(subscribers):
+                store.add(f"reader{i}@example.org", list(Edition)[i % 3])
+        date = today_seoul()
+        (tmp_path / "digests" / "today.txt").write_text(digest_text(date), encoding="utf-8")
+
+        first = daemon_factory(config, tmp_path / "run1.log")
+        first.wait_for(lambda: len(handler.messages) >= 20, what="sending to start")
+        stopped_at = time.monotonic()
+        assert first.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - stopped_at < 10
+        sent_before = len(handler.messages)
+        assert sent_before < subscribers, "SIGTERM did not land mid-send"
+        assert any(e.get("event") == "stopped" for e in first.events())
+
+        second = daemon_factory(config, tmp_path / "run2.log")
+        second.wait_for(
+            lambda: any(e.get("event") == "sent" for e in second.events()),
+            timeout=60,
+            what="the rest to be sent",
+        )
+        assert second.stop() == 0
+
+    counts = handler.count_by_recipient()
+    assert set(counts) == {f"reader{i}@example.org" for i in range(subscribers)}
+    # A clean stop finishes and records the messages in flight: no duplicates at all.
+    assert max(counts.values()) == 1, sent_before

@@ -90,6 +90,17 @@ def parse_date_option(
         raise click.BadParameter(f"{value!r} is not a date like 2025-04-04") from None
 
 
+def date_option(help: str, required: bool = False) -> Callable[[Any], Any]:
+    return click.option(
+        "--date",
+        "date",
+        callback=parse_date_option,
+        metavar="YYYY-MM-DD",
+        required=required,
+        help=help,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="newsletter")
 @click.option(
@@ -201,13 +212,7 @@ def _print_site(result: Any, dry_run: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--date",
-    "date",
-    callback=parse_date_option,
-    metavar="YYYY-MM-DD",
-    help="Issue date (default: today in site.timezone).",
-)
+@date_option("Issue date (default: today in site.timezone).")
 @click.option("--no-email", is_flag=True, help="Publish only the site and feeds.")
 @click.option("--dry-run", is_flag=True, help="Write and send nothing; say what would change.")
 @click.option(
@@ -253,13 +258,7 @@ def build(ctx: click.Context, dry_run: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--date",
-    "date",
-    callback=parse_date_option,
-    metavar="YYYY-MM-DD",
-    help="Issue to open (default: the newest).",
-)
+@date_option("Issue to open (default: the newest).")
 @click.option("--edition", type=EDITION_CHOICE, default=None, help="Edition to open.")
 @click.option("--port", default=8001, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--open/--no-open", "open_browser", default=True, help="Open a browser.")
@@ -425,7 +424,7 @@ def subscribers_export(ctx: click.Context, state: str | None) -> None:
 
 
 @cli.command("send-test")
-@click.option("--date", "date", callback=parse_date_option, required=True, metavar="YYYY-MM-DD")
+@date_option("Issue date.", required=True)
 @click.option("--to", "to", required=True, metavar="ADDRESS")
 @click.option("--edition", type=EDITION_CHOICE, default="both", show_default=True)
 @click.pass_context

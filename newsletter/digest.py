@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.errors import DigestError
-from newsletter.model import Digest, Entry, Problem
+from newsletter.model import HANGUL, Digest, Entry, Problem
 
 _KOREAN_DATE = re.compile(r"^(\d{4})\s*년\s*(\d{1,2})\s*월\s*(\d{1,2})\s*일$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 # A tag: letters of any script, digits, '_', '-', '.'; \w covers the first three.
 _TAG = r"#[\w.\-]+"
 _TAG_LINE = re.compile(rf"^{_TAG}(?:\s+{_TAG})*$")
-_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 # Lines a web page paste leaves on their own: a URL, or only punctuation.
 _FRAGMENT = re.compile(r"^(?:\(?https?://\S+|[^\w\s]+)$")
 # C0/C1 control characters other than tab: they break XML (lxml refuses them).
@@ -258,7 +257,7 @@ def _split_authors(line: _Line, source: str) -> tuple[str, ...]:
 def _split_body(body: list[_Line]) -> tuple[str, str, str]:
     """Abstract before the Hangul block, Korean comment = the block, English after."""
     texts = [line.text for line in body]
-    start = next((i for i, text in enumerate(texts) if _HANGUL.search(text)), None)
+    start = next((i for i, text in enumerate(texts) if HANGUL.search(text)), None)
     if start is None:
         # No Korean comment: the English comment is the last full line, if any;
         # URL or punctuation fragments belong to the abstract they were cut from.
@@ -267,7 +266,7 @@ def _split_body(body: list[_Line]) -> tuple[str, str, str]:
         return _join(texts), "", ""
     end = start
     for i in range(start + 1, len(texts)):
-        if _HANGUL.search(texts[i]):
+        if HANGUL.search(texts[i]):
             end = i
         elif not _FRAGMENT.match(texts[i]):
             break

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from newsletter import render
-from newsletter.model import Digest
+from newsletter.model import Digest, Edition
 
 if TYPE_CHECKING:
     from feedgen.feed import FeedGenerator
@@ -107,7 +107,7 @@ def _edition_info(config: Config, edition: str, recent: list[Digest]) -> FeedInf
         id=render.feed_url(config, edition, "atom"),
         title=f"{config.site.title} · {name}",
         subtitle=config.site.description,
-        language=_language(edition),
+        language=Edition(edition).language,
         author=_author(config),
         alternate=f"{config.site.base_url}{edition}/",
         self_urls={kind: render.feed_url(config, edition, kind) for kind in _MEDIA_TYPES},
@@ -127,7 +127,7 @@ def _tag_info(
         id=atom,
         title=f"#{group.name} · {config.site.title} · {name}",
         subtitle=config.site.description,
-        language=_language(edition),
+        language=Edition(edition).language,
         author=_author(config),
         alternate=render.tag_url(config, group.name, edition),
         self_urls={"atom": atom},
@@ -143,7 +143,7 @@ class _ItemMaker:
     def __init__(self, config: Config, edition: str) -> None:
         self.config = config
         self.edition = edition
-        self.language = _language(edition)
+        self.language = Edition(edition).language
         self._views: dict[dt.date, tuple[render.PaperView, ...]] = {}
         self._paper_html: dict[tuple[dt.date, int], str] = {}
 
@@ -211,10 +211,6 @@ def _updated(config: Config, dates: list[dt.date]) -> dt.datetime:
 def _author(config: Config) -> str:
     # Atom needs an author; the site's name stands in when none is configured.
     return config.site.author or config.site.title
-
-
-def _language(edition: str) -> str:
-    return "en" if edition == "en" else "ko"
 
 
 # --- feedgen ------------------------------------------------------------------------

@@ -7,8 +7,12 @@ one stage changing what another sees.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# Hangul Jamo, Compatibility Jamo and precomposed syllables.
+HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 
 
 class Edition(StrEnum):

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 
+from newsletter.model import HANGUL
+
 if TYPE_CHECKING:
     import jinja2
 
@@ -178,7 +180,6 @@ def feed_url(config: Config, edition: str, kind: str = "atom", tag: str | None =
 
 # --- an edition's view of a digest: neutral values for pages and feeds ---------
 
-_HANGUL_TEXT = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 
 # Words of the pages and feeds, by page language; the templates choose layout.
 LABELS: dict[str, dict[str, str]] = {
@@ -224,7 +225,7 @@ EDITION_NAMES: dict[str, tuple[str, str | None]] = {
 
 def text_language(text: str) -> str | None:
     """'ko' for text with Hangul; None when it cannot be told (tags, names)."""
-    return "ko" if _HANGUL_TEXT.search(text) else None
+    return "ko" if HANGUL.search(text) else None
 
 
 def paper_count(count: int, language: str) -> str:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from newsletter import render
 from newsletter.errors import NewsletterError
 from newsletter.files import write_if_changed
-from newsletter.model import Digest
+from newsletter.model import Digest, Edition
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -165,7 +165,7 @@ def newest_first(digests: Iterable[Digest]) -> list[Digest]:
 
 
 def _render_issue(config: Config, digest: Digest, edition: str) -> bytes:
-    language = _language(edition)
+    language = Edition(edition).language
     papers = render.paper_views(digest, edition)
     others = [
         {"edition": other, "url": render.issue_url(config, digest.date, other)}
@@ -196,7 +196,7 @@ def _render_edition_index(
     groups: list[render.TagGroup],
     edition: str,
 ) -> bytes:
-    language = _language(edition)
+    language = Edition(edition).language
     name = render.EDITION_NAMES[edition][0]
     # Most used tags first: they are the ones a reader browses by.
     by_use = sorted(groups, key=lambda group: (-len(group.papers), group.slug))
@@ -227,7 +227,7 @@ def _render_tag_page(
     views: dict[dt.date, tuple[render.PaperView, ...]],
     edition: str,
 ) -> bytes:
-    language = _language(edition)
+    language = Edition(edition).language
     tag = group.view
     tag_feed = FeedLink(
         "application/atom+xml",
@@ -262,13 +262,13 @@ def _render_landing(config: Config, issues: list[Digest]) -> bytes:
     cards = [
         {
             "edition": edition,
-            "language": _language(edition),
+            "language": Edition(edition).language,
             "atom": render.feed_url(config, edition, "atom"),
             "rss": render.feed_url(config, edition, "rss"),
             "latest": latest
             and {
                 "date_iso": latest.date.isoformat(),
-                "date_text": _long_date(latest.date, _language(edition)),
+                "date_text": _long_date(latest.date, Edition(edition).language),
             },
         }
         for edition in config.editions
@@ -313,11 +313,6 @@ def _edition_feeds(config: Config, edition: str) -> list[FeedLink]:
 def _long_date(date: dt.date, language: str) -> str:
     # Babel takes ~40 µs a date; tag pages repeat each date many times.
     return render.format_date(date, language)
-
-
-def _language(edition: str) -> str:
-    """The page language of an edition; `both` is led by Korean."""
-    return "en" if edition == "en" else "ko"
 
 
 def _digest_on(issues: list[Digest], date: dt.date) -> Digest:

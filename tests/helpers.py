@@ -27,3 +27,16 @@ def run_cli(
         encoding="utf-8",
         timeout=timeout,
     )
+
+
+def assert_golden(path: Path, actual: bytes | str) -> None:
+    """Compare with a golden file; NEWSLETTER_REGEN_GOLDEN=1 rewrites it on purpose."""
+    data = actual.encode("utf-8") if isinstance(actual, str) else actual
+    if os.environ.get("NEWSLETTER_REGEN_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    assert path.exists(), f"{path} is missing: run with NEWSLETTER_REGEN_GOLDEN=1"
+    assert data == path.read_bytes(), (
+        f"{path} differs from the output; if the change is intended, regenerate with "
+        "NEWSLETTER_REGEN_GOLDEN=1 and review the diff"
+    )

@@ -3,17 +3,17 @@
 Golden files live in tests/golden/feeds/. After an intended change to the feeds,
 regenerate them and review the diff:
 
-    NEWSLETTER_REGEN_GOLDEN=1 /tmp/venv/bin/pytest tests/test_site.py tests/test_feeds.py
+    NEWSLETTER_REGEN_GOLDEN=1 .venv/bin/pytest tests/test_site.py tests/test_feeds.py
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import feedparser
 import pytest
+from helpers import assert_golden
 from lxml import etree
 from test_site import hostile_digest
 
@@ -21,7 +21,6 @@ from newsletter.feeds import clean, feed_files
 from newsletter.model import Digest, Entry
 
 GOLDEN = Path(__file__).parent / "golden" / "feeds"
-REGEN = os.environ.get("NEWSLETTER_REGEN_GOLDEN") == "1"
 EDITIONS = ("ko", "en", "both")
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -41,11 +40,7 @@ def parse(data: bytes) -> feedparser.FeedParserDict:
 def test_edition_atom_matches_golden(feeds, edition):
     path = GOLDEN / f"{edition}-atom.xml"
     data = feeds[f"feeds/{edition}/atom.xml"]
-    if REGEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    assert path.exists(), f"{path} is missing: run with NEWSLETTER_REGEN_GOLDEN=1"
-    assert data == path.read_bytes(), f"{path.name} differs from its golden file"
+    assert_golden(path, data)
 
 
 def test_every_feed_parses_cleanly(feeds):

@@ -3,7 +3,7 @@
 Golden files: tests/golden/email/<edition>.{headers,txt,html} hold the decoded
 subject/headers, text/plain and text/html of the 2025-04-04 sample with Date and
 Message-ID fixed. After an intended change to the templates or mail.py, run
-    NEWSLETTER_REGEN_GOLDEN=1 /tmp/venv/bin/pytest tests/test_mail.py
+    NEWSLETTER_REGEN_GOLDEN=1 .venv/bin/pytest tests/test_mail.py
 and review the diff of tests/golden/email/ before committing it.
 """
 
@@ -14,11 +14,11 @@ import datetime as dt
 import email
 import email.policy
 import logging
-import os
 import re
 from pathlib import Path
 
 import pytest
+from helpers import assert_golden
 from smtp_servers import mail_config, sample_digest
 
 from newsletter.mail import (
@@ -32,7 +32,6 @@ from newsletter.mail import (
 from newsletter.model import Digest, Edition, Entry
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
-REGEN = os.environ.get("NEWSLETTER_REGEN_GOLDEN") == "1"
 NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
 HEADERS = (
     "From",
@@ -75,10 +74,7 @@ def test_golden(tmp_path, edition):
     files = {key: value.replace("\r\n", "\n") for key, value in files.items()}
     for suffix, actual in files.items():
         path = GOLDEN / f"{edition.value}.{suffix}"
-        if REGEN:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(actual, encoding="utf-8")
-        assert actual == path.read_text(encoding="utf-8"), f"{path} differs (see module doc)"
+        assert_golden(path, actual)
 
 
 @pytest.mark.parametrize("edition", list(Edition))

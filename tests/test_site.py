@@ -3,17 +3,17 @@
 Golden files live in tests/golden/site/. After an intended change to the pages,
 regenerate them and review the diff:
 
-    NEWSLETTER_REGEN_GOLDEN=1 /tmp/venv/bin/pytest tests/test_site.py tests/test_feeds.py
+    NEWSLETTER_REGEN_GOLDEN=1 .venv/bin/pytest tests/test_site.py tests/test_feeds.py
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from pathlib import Path
 
 import pytest
+from helpers import assert_golden
 
 from newsletter import render
 from newsletter.digest import format_digest, parse_digest
@@ -21,7 +21,6 @@ from newsletter.model import Digest, Edition, Entry
 from newsletter.site import MANIFEST, index_files, issue_files, write_site
 
 GOLDEN = Path(__file__).parent / "golden" / "site"
-REGEN = os.environ.get("NEWSLETTER_REGEN_GOLDEN") == "1"
 EDITIONS = ("ko", "en", "both")
 
 HOSTILE_TITLE = '<script>alert(1)</script> {{ 7*7 }} Q&A "quotes"'
@@ -29,12 +28,7 @@ HOSTILE_URL = "https://example.org/x?a=1&b=2"
 
 
 def check_golden(name: str, data: bytes) -> None:
-    path = GOLDEN / name
-    if REGEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    assert path.exists(), f"{path} is missing: run with NEWSLETTER_REGEN_GOLDEN=1"
-    assert data == path.read_bytes(), f"{name} differs from its golden file"
+    assert_golden(GOLDEN / name, data)
 
 
 def hostile_digest() -> Digest:

@@ -95,3 +95,27 @@ def test_a_second_instance_is_refused(tmp_path):
         holder.wait()
     with single_instance(tmp_path):  # free again once the holder is gone
         pass
+
+
+@pytest.mark.parametrize(
+    ("now", "due"),
+    [
+        # The spring-forward day: 07:00 EDT is 11:00 UTC (not 12:00 as in winter).
+        (dt.datetime(2025, 3, 9, 10, 59, tzinfo=dt.UTC), False),
+        (dt.datetime(2025, 3, 9, 11, 0, tzinfo=dt.UTC), True),
+        # The fall-back day: 07:00 EST is 12:00 UTC.
+        (dt.datetime(2025, 11, 2, 11, 59, tzinfo=dt.UTC), False),
+        (dt.datetime(2025, 11, 2, 12, 0, tzinfo=dt.UTC), True),
+    ],
+)
+def test_daemon_due_across_dst_in_new_york(tmp_path, now, due):
+    from newsletter.config import config_from_dict
+    from newsletter.model import Digest
+    from newsletter.scheduler import Daemon
+
+    config = config_from_dict(
+        {"site": {"timezone": "America/New_York"}, "schedule": {"send_time": "07:00"}}, tmp_path
+    )
+    daemon = Daemon(config, now=lambda: now)
+    daemon._digests = [Digest(now.astimezone(NEW_YORK).date(), (), "d.txt")]
+    assert bool(daemon.due()) is due

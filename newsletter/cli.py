@@ -490,5 +490,23 @@ def run(ctx: click.Context, log_format: str) -> None:
     run_daemon(_config(ctx))
 
 
+@cli.command("serve")
+@click.option("--host", default=None, metavar="HOST", help="Address to listen on (server.host).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on (server.port)."
+)
+@click.pass_context
+@handles_errors()
+def serve_command(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the subscription web service; it also serves paths.public.
+
+    Needs $NEWSLETTER_SECRET. Put it behind a reverse proxy for TLS (see
+    the README). Stops cleanly on SIGTERM or SIGINT.
+    """
+    from newsletter.web import serve
+
+    serve(_config(ctx), host=host, port=port)
+
+
 def main() -> None:
     cli(prog_name="newsletter")

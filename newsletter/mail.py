@@ -95,7 +95,8 @@ def sign_token(secret: bytes, purpose: str, address: str) -> str:
 def verify_token(secret: bytes, purpose: str, token: str) -> str | None:
     """The address a token was signed for, or None if it is forged or malformed."""
     payload, dot, mac = token.partition(".")
-    if not dot or not payload or not mac:
+    # Tokens come from URLs anyone can edit: anything non-ASCII is forged.
+    if not dot or not payload or not mac or not token.isascii():
         return None
     good = hmac.new(secret, f"{purpose}\0{payload}".encode("ascii"), hashlib.sha256)
     if not hmac.compare_digest(_b64(good.digest()[:18]), mac):

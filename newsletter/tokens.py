@@ -1,0 +1,118 @@
+"""Signed tokens for the web service: expiring ones and CSRF form tokens.
+
+Both reuse `mail.sign_token`'s scheme (an HMAC-SHA256 over purpose and a
+base64url payload), so there is one way of signing in the project:
+
+- an expiring token signs the purpose *with its issue time* (`confirm@1743724800`)
+  and carries that time in clear after a final dot; changing the time breaks
+  the MAC, and the verifier alone decides how old is too old;
+- a CSRF form token signs the random nonce held in the browser's cookie
+  (signed double-submit: no server-side session store is needed).
+
+The unsubscribe token in every email already sent is `mail.sign_token(secret,
+mail.UNSUBSCRIBE, address)` and never expires; it is verified with
+`mail.verify_token` as before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+
+from newsletter.mail import sign_token, verify_token
+
+CONFIRM = "confirm"
+CSRF = "csrf"
+# How long a confirmation link stays valid.
+CONFIRM_MAX_AGE = dt.timedelta(days=3)
+# What our tokens are made of. mail.verify_token raises (instead of answering
+# None) on non-ASCII input, so anything from a URL or form is checked first.
+_WELL_FORMED = re.compile(r"[A-Za-z0-9_.\-]{1,1000}")
+# A token issued "in the future" by more than this is not ours (clock skew allowed).
+_FUTURE_SKEW = dt.timedelta(minutes=5)
+
+
+class TokenError(Exception):
+    """A token that cannot be used; the web pages say which kind to the reader."""
+
+
+class InvalidToken(TokenError):
+    """Forged, truncated or signed for another purpose."""
+
+
+class ExpiredToken(TokenError):
+    """Genuine but too old (the address is known; it may be used to say so)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"expired token for {address}")
+        self.address = address
+
+
+def well_formed(token: str | None) -> bool:
+    """Whether a value from a request can be a token of ours (safe to verify)."""
+    return bool(token) and _WELL_FORMED.fullmatch(token or "") is not None
+
+
+def verify_address(secret: bytes, purpose: str, token: str | None) -> str | None:
+    """mail.verify_token for request input: None for anything forged or malformed."""
+    if token is None or not well_formed(token):
+        return None
+    return verify_token(secret, purpose, token)
+
+
+def _stamp(now: dt.datetime) -> int:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return int(now.timestamp())
+
+
+def sign_expiring(secret: bytes, purpose: str, address: str, now: dt.datetime) -> str:
+    """A URL-safe token for (purpose, address), issued at `now`."""
+    issued = _stamp(now)
+    return f"{sign_token(secret, f'{purpose}@{issued}', address)}.{issued}"
+
+
+def verify_expiring(
+    secret: bytes,
+    purpose: str,
+    token: str,
+    now: dt.datetime,
+    max_age: dt.timedelta = CONFIRM_MAX_AGE,
+) -> str:
+    """The address the token was signed for; InvalidToken or ExpiredToken otherwise."""
+    if not well_formed(token):
+        raise InvalidToken("malformed token")
+    signed, dot, issued_text = token.rpartition(".")
+    if not dot or not issued_text.isdigit() or len(issued_text) > 12:
+        raise InvalidToken("malformed token")
+    address = verify_token(secret, f"{purpose}@{issued_text}", signed)
+    if address is None:
+        raise InvalidToken("bad signature")
+    age = _stamp(now) - int(issued_text)
+    if age < -_FUTURE_SKEW.total_seconds():
+        raise InvalidToken("issued in the future")
+    if age > max_age.total_seconds():
+        raise ExpiredToken(address)
+    return address
+
+
+# --- CSRF: signed double-submit ----------------------------------------------------
+
+
+def new_csrf_nonce() -> str:
+    """The random value kept in the browser's CSRF cookie."""
+    return secrets.token_urlsafe(18)
+
+
+def csrf_token(secret: bytes, nonce: str) -> str:
+    """The form field that goes with a cookie nonce; only the server can make it."""
+    return sign_token(secret, CSRF, nonce)
+
+
+def csrf_valid(secret: bytes, nonce: str | None, token: str | None) -> bool:
+    """Whether the form's token was made by us for the nonce in this browser's cookie."""
+    if not nonce or not token or not well_formed(nonce):
+        return False
+    signed_nonce = verify_address(secret, CSRF, token)
+    return signed_nonce is not None and secrets.compare_digest(signed_nonce, nonce)

@@ -1,0 +1,116 @@
+"""The sign-up journey in headless Chromium: form, confirmation link, unsubscribe button.
+
+Needs Debian's chromium and chromium-driver and selenium; skipped when
+/usr/bin/chromium is missing. The 375 px screenshot of the sign-up page is
+saved in the test's tmp dir; its path is printed (see it with pytest -s or -rA).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_web import SECRET, Running, link_in, server  # server: the fixture
+
+from newsletter.mail import UNSUBSCRIBE, sign_token
+from newsletter.model import SubscriberState
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+__all__ = ["server"]  # used as a fixture by name
+
+
+@pytest.fixture
+def driver(tmp_path_factory: pytest.TempPathFactory):
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    browser = webdriver.Chrome(options=options, service=Service(driver_path))
+    browser.set_page_load_timeout(15)
+    yield browser
+    browser.quit()
+
+
+def _width(driver, width: int) -> None:
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
+
+
+def _wait_for_heading(driver, text: str) -> None:
+    """Wait for the next page (a click returns before it loads)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def arrived(d) -> bool:
+        try:
+            return text in d.find_element(By.TAG_NAME, "h1").text
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+
+    WebDriverWait(driver, 10, ignored_exceptions=()).until(
+        arrived, f"no page with the heading {text!r}; got:\n{driver.page_source[:2000]}"
+    )
+
+
+def test_sign_up_confirm_and_unsubscribe_in_a_browser(
+    driver, server: Running, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    address = "browser.reader@example.com"
+    _width(driver, 375)
+    driver.get(server.client.base + "subscribe")
+    assert "구독하기" in driver.page_source
+    # The stylesheet loaded despite the strict CSP: Korean typography applies.
+    body_style = "return getComputedStyle(document.body).wordBreak"
+    assert driver.execute_script(body_style) == "keep-all"
+    assert driver.execute_script("return document.documentElement.scrollWidth") <= 375
+    shot = tmp_path / "subscribe-375.png"
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 0
+    print(f"\nsign-up page at 375 px: {shot}")
+    csp_errors = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
+    assert csp_errors == []
+
+    driver.find_element(By.ID, "email").send_keys(address)
+    driver.find_element(By.CSS_SELECTOR, 'input[name="edition"][value="both"]').click()
+    driver.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    _wait_for_heading(driver, "메일함을 확인하세요")
+    assert server.state(address) is SubscriberState.PENDING
+
+    driver.get(link_in(server.confirmation(address), "confirm"))
+    _wait_for_heading(driver, "구독이 시작되었습니다")
+    assert server.state(address) is SubscriberState.ACTIVE
+
+    token = sign_token(SECRET.encode(), UNSUBSCRIBE, address)  # as in every newsletter
+    driver.get(f"{server.client.base}unsubscribe?token={token}")
+    assert server.state(address) is SubscriberState.ACTIVE  # the page alone changes nothing
+    driver.find_element(By.ID, "unsubscribe").click()
+    _wait_for_heading(driver, "수신 거부되었습니다")
+    assert server.state(address) is SubscriberState.UNSUBSCRIBED

@@ -184,6 +184,7 @@ def feed_url(config: Config, edition: str, kind: str = "atom", tag: str | None =
 # Words of the pages and feeds, by page language; the templates choose layout.
 LABELS: dict[str, dict[str, str]] = {
     "ko": {
+        "subscribe": "이메일로 받아보기 (구독)",
         "abstract": "초록",
         "comment": "코멘트",
         "tags": "태그",
@@ -199,6 +200,7 @@ LABELS: dict[str, dict[str, str]] = {
         "issue_count": "{count}호",
     },
     "en": {
+        "subscribe": "Get it by email (subscribe)",
         "abstract": "Abstract",
         "comment": "Comment",
         "tags": "Tags",

@@ -283,6 +283,7 @@ def _render_landing(config: Config, issues: list[Digest]) -> bytes:
         canonical=config.site.base_url,
         feeds=[link for edition in config.editions for link in _edition_feeds(config, edition)],
         cards=cards,
+        subscribe_url=f"{config.server.public_url}subscribe",
     )
 
 

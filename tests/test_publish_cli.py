@@ -27,6 +27,8 @@ def test_publish_one_date_on_a_fresh_site(cli, project):
         feed = feedparser.parse((public / "feeds" / edition / "atom.xml").read_bytes())
         assert feed.bozo == 0 and len(feed.entries) == 1
     assert not (public / "ko" / "2025-05-19").exists()
+    landing = (public / "index.html").read_text(encoding="utf-8")
+    assert '<a href="https://example.org/papers/subscribe">이메일로 받아보기 (구독)</a>' in landing
     ko_page = (public / "ko" / "2025-04-04" / "index.html").read_text(encoding="utf-8")
     assert "2025년 4월 4일" in ko_page and "수학 및 코드 데이터 371B" in ko_page
     assert "published 2025-04-04" in result.stdout

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -404,6 +405,23 @@ class EditionEmail:
     shortened: bool
     sender_domain: str
     public_url: str
+    # Lines starting with '.' doubled, as SMTP's DATA wants (see for_smtp).
+    dot_stuffed: bool = False
+
+    def for_smtp(self) -> EditionEmail:
+        """This message dot-stuffed for SMTP DATA (RFC 5321 4.5.2), once per edition.
+
+        The CSS in the HTML part has lines starting with '.': stuffing every
+        message (smtplib's regex) cost ~200 us per 30 KB message, more than all
+        the other per-recipient work. Literal parts are stuffed here; of the
+        slots only the folded token can start a line ('.' is in its alphabet).
+        Send the result with SmtpTransport.send(..., dot_stuffed=True).
+        """
+        parts = tuple(
+            part.replace(b"\n.", b"\n..") if index % 2 == 0 else part
+            for index, part in enumerate(self.parts)
+        )
+        return dataclasses.replace(self, parts=parts, dot_stuffed=True)
 
     def personalise(self, address: str, name: str, token: str) -> bytes:
         """The complete message for one recipient (ValueError for an unsafe address)."""
@@ -416,6 +434,8 @@ class EditionEmail:
             "token": _check_token(token).encode("ascii"),
             "qptoken": qp_fold_ascii(token),
         }
+        if self.dot_stuffed:
+            values["qptoken"] = values["qptoken"].replace(b"\n.", b"\n..")
         parts = list(self.parts)
         for index, slot in self.slots:
             parts[index] = values[slot]

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from newsletter.config import Config
 
 SCHEMA_VERSION = 2
+# Bound parameters per `IN (...)` list (SQLite allows 999 in old builds).
+_IN_CHUNK = 500
 
 
 class DeliveryState:
@@ -436,42 +439,68 @@ class Store:
         return todo, int(skipped or 0)
 
     def start_deliveries(self, date: dt.date, subscribers: Iterable[Subscriber]) -> None:
-        """Ledger rows in state 'pending' for these recipients (existing rows kept)."""
+        """Ledger rows in state 'pending' for these subscribers (existing rows kept).
+
+        Called once per page of the plan, so it costs per page, not per row: one
+        INSERT ... SELECT from the subscribers table per edition and chunk of
+        `_IN_CHUNK` addresses (a subscriber not in the table gets no row).
+        """
         sa = self._sa
-        d = self.deliveries
+        d, s = self.deliveries, self.subscribers
+        day = date.isoformat()
         now = _now()
+        by_edition: dict[str, list[str]] = {}
+        for sub in subscribers:
+            by_edition.setdefault(sub.edition.value, []).append(sub.email.lower())
+        exists = (
+            sa.select(sa.literal(1))
+            .where(d.c.issue_date == day)
+            .where(d.c.edition == s.c.edition)
+            .where(d.c.email_key == s.c.email_key)
+        )
+        columns = ["issue_date", "edition", "email_key", "email", "state", "attempts"]
+        columns += ["last_reply", "created_at", "updated_at"]
         with self.engine.begin() as conn:
-            existing = {
-                (row.edition, row.email_key)
-                for row in conn.execute(
-                    sa.select(d.c.edition, d.c.email_key).where(d.c.issue_date == date.isoformat())
-                )
-            }
-            rows = [
-                {
-                    "issue_date": date.isoformat(),
-                    "edition": sub.edition.value,
-                    "email_key": sub.email.lower(),
-                    "email": sub.email,
-                    "state": DeliveryState.PENDING,
-                    "attempts": 0,
-                    "last_reply": "",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for sub in subscribers
-                if (sub.edition.value, sub.email.lower()) not in existing
-            ]
-            if rows:
-                conn.execute(d.insert(), rows)
+            for edition, keys in by_edition.items():
+                for start in range(0, len(keys), _IN_CHUNK):
+                    rows = (
+                        sa.select(
+                            sa.literal(day, d.c.issue_date.type),
+                            s.c.edition,
+                            s.c.email_key,
+                            s.c.email,
+                            sa.literal(DeliveryState.PENDING, d.c.state.type),
+                            sa.literal(0, d.c.attempts.type),
+                            sa.literal("", d.c.last_reply.type),
+                            sa.literal(now, d.c.created_at.type),
+                            sa.literal(now, d.c.updated_at.type),
+                        )
+                        .where(s.c.edition == edition)
+                        .where(s.c.email_key.in_(keys[start : start + _IN_CHUNK]))
+                        .where(~sa.exists(exists))
+                    )
+                    conn.execute(d.insert().from_select(columns, rows))
 
     def record(self, date: dt.date, outcomes: Sequence[Outcome], bounce_limit: int) -> None:
-        """Write a batch of outcomes in one transaction (executemany)."""
+        """Write a batch of outcomes in one transaction.
+
+        Messages sent (nearly all of them) are one set-based UPDATE per edition
+        and reply (`email_key IN (...)`, chunks of `_IN_CHUNK`): ~20x cheaper than
+        an executemany row by row. Failures and retries go row by row.
+        """
         if not outcomes:
             return
         sa = self._sa
         d, s = self.deliveries, self.subscribers
         now = _now()
+        day = date.isoformat()
+        sent: dict[tuple[str, str], list[str]] = {}
+        others: list[Outcome] = []
+        for o in outcomes:
+            if o.state == DeliveryState.SENT and not o.hard_bounce:
+                sent.setdefault((o.edition.value, o.reply[:500]), []).append(o.email.lower())
+            else:
+                others.append(o)
         update = (
             d.update()
             .where(d.c.issue_date == sa.bindparam("b_date"))
@@ -487,18 +516,31 @@ class Store:
         )
         rows = [
             {
-                "b_date": date.isoformat(),
+                "b_date": day,
                 "b_edition": o.edition.value,
                 "b_key": o.email.lower(),
                 "b_state": o.state,
                 "b_reply": o.reply[:500],
                 "b_sent_at": now if o.state == DeliveryState.SENT else None,
             }
-            for o in outcomes
+            for o in others
         ]
         bounces = [{"b_key": o.email.lower()} for o in outcomes if o.hard_bounce]
         with self.engine.begin() as conn:
-            conn.execute(update, rows)
+            for (edition, reply), keys in sent.items():
+                for start in range(0, len(keys), _IN_CHUNK):
+                    conn.execute(
+                        self._sent_update,
+                        {
+                            "b_date": day,
+                            "b_edition": edition,
+                            "b_keys": keys[start : start + _IN_CHUNK],
+                            "b_reply": reply,
+                            "b_now": now,
+                        },
+                    )
+            if rows:
+                conn.execute(update, rows)
             if bounces:
                 conn.execute(
                     s.update()
@@ -595,6 +637,158 @@ class Store:
                 .group_by(d.c.state)
             )
             return {state: n for state, n in rows}
+
+    def add_many(self, rows: Iterable[tuple[str, Edition | str, str]], *, chunk: int = 5000) -> int:
+        """Bulk path for large lists (benchmarks, migrations): (email, edition, name) rows.
+
+        Each address is normalised; addresses already in the database (or repeated
+        in `rows`) are left alone, so it never reactivates anyone. One transaction,
+        executemany inserts of `chunk` rows. Returns how many subscribers were added.
+        """
+        sa = self._sa
+        t = self.subscribers
+        added = 0
+        now = _now()
+        batch: list[dict[str, Any]] = []
+
+        def flush(conn: Any) -> int:
+            keys = [row["email_key"] for row in batch]
+            existing = {
+                key
+                for (key,) in conn.execute(sa.select(t.c.email_key).where(t.c.email_key.in_(keys)))
+            }
+            fresh = [row for row in batch if row["email_key"] not in existing]
+            if fresh:
+                conn.execute(t.insert(), fresh)
+            batch.clear()
+            return len(fresh)
+
+        seen: set[str] = set()
+        with self.engine.begin() as conn:
+            for email, edition, name in rows:
+                address = normalize_email(email)
+                key = address.lower()
+                if key in seen:
+                    continue
+                seen.add(key)
+                batch.append(
+                    {
+                        "email": address,
+                        "email_key": key,
+                        "edition": Edition(edition).value,
+                        "name": " ".join(name.split()),
+                        "state": SubscriberState.ACTIVE.value,
+                        "hard_bounces": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                if len(batch) >= chunk:
+                    added += flush(conn)
+            if batch:
+                added += flush(conn)
+        return added
+
+    def _plan_query(self, date: dt.date, editions: Sequence[Edition], columns: Any) -> Any:
+        """SELECT columns FROM active subscribers of `editions` not yet done on `date`.
+
+        "Done" is sent or failed in any edition; NOT EXISTS on the ledger's
+        primary key is an index lookup per subscriber (a NOT IN subquery would be
+        rebuilt for every page).
+        """
+        sa = self._sa
+        s, d = self.subscribers, self.deliveries
+        done = (
+            sa.select(sa.literal(1))
+            .where(d.c.issue_date == date.isoformat())
+            .where(d.c.edition.in_([e.value for e in Edition]))
+            .where(d.c.email_key == s.c.email_key)
+            .where(d.c.state.in_([DeliveryState.SENT, DeliveryState.FAILED]))
+        )
+        return (
+            sa.select(*columns)
+            .where(s.c.state == SubscriberState.ACTIVE.value)
+            .where(s.c.edition.in_([e.value for e in editions]))
+            .where(~sa.exists(done))
+        )
+
+    def plan_counts(
+        self, date: dt.date, editions: Sequence[Edition]
+    ) -> tuple[dict[Edition, int], int]:
+        """Like delivery_plan, without the list: (messages to send per edition, skipped)."""
+        sa = self._sa
+        s = self.subscribers
+        query = self._plan_query(date, editions, [s.c.edition, sa.func.count()]).group_by(
+            s.c.edition
+        )
+        with self.engine.connect() as conn:
+            counts = {Edition(edition): int(n) for edition, n in conn.execute(query)}
+        return counts, self._skipped(date, editions)
+
+    def _skipped(self, date: dt.date, editions: Sequence[Edition]) -> int:
+        """Active subscribers of `editions` already sent or failed on `date`."""
+        sa = self._sa
+        s, d = self.subscribers, self.deliveries
+        done = (
+            sa.select(d.c.email_key)
+            .where(d.c.issue_date == date.isoformat())
+            .where(d.c.state.in_([DeliveryState.SENT, DeliveryState.FAILED]))
+        )
+        query = sa.select(sa.func.count()).select_from(
+            sa.select(s.c.id)
+            .where(s.c.state == SubscriberState.ACTIVE.value)
+            .where(s.c.edition.in_([e.value for e in editions]))
+            .where(s.c.email_key.in_(done))
+            .subquery()
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def plan_pages(
+        self, date: dt.date, editions: Sequence[Edition], *, page: int = 2000
+    ) -> Iterator[list[Subscriber]]:
+        """The delivery plan in pages of `page` subscribers, by id (keyset pagination).
+
+        Memory stays flat however long the list: one short read per page, no
+        read transaction held open while sending (SQLite's WAL can checkpoint).
+        Someone who unsubscribes meanwhile is left out of the pages not yet read.
+        """
+        s = self.subscribers
+        last = 0
+        while True:
+            query = (
+                self._plan_query(date, editions, [s])
+                .where(s.c.id > last)
+                .order_by(s.c.id)
+                .limit(page)
+            )
+            with self.engine.connect() as conn:
+                rows = [_subscriber(row) for row in conn.execute(query)]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1].id or last
+            if len(rows) < page:
+                return
+
+    @functools.cached_property
+    def _sent_update(self) -> Any:
+        """record()'s UPDATE for sent messages, built once (building costs more than running)."""
+        sa = self._sa
+        d = self.deliveries
+        return (
+            d.update()
+            .where(d.c.issue_date == sa.bindparam("b_date"))
+            .where(d.c.edition == sa.bindparam("b_edition"))
+            .where(d.c.email_key.in_(sa.bindparam("b_keys", expanding=True)))
+            .values(
+                state=DeliveryState.SENT,
+                attempts=d.c.attempts + 1,
+                last_reply=sa.bindparam("b_reply"),
+                updated_at=sa.bindparam("b_now", type_=d.c.updated_at.type),
+                sent_at=sa.bindparam("b_now", type_=d.c.sent_at.type),
+            )
+        )
 
 
 _MIGRATIONS: dict[int, Callable[[Store, Any], None]] = {

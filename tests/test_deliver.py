@@ -255,3 +255,146 @@ def test_send_test_file_transport(tmp_path, mail_secret):
     config = mail_config(tmp_path)
     send_test(config, sample_digest(), "me@example.org", Edition.BOTH, now=NOW)
     assert (tmp_path / "outbox" / "2025-04-04" / "test" / "me@example.org.eml").exists()
+
+
+# --- worker processes -----------------------------------------------------------
+
+
+@pytest.fixture
+def pools(monkeypatch):
+    """Which kind of worker pool deliver_issue used, in order."""
+    import newsletter.deliver as deliver
+
+    used = []
+    for name in ("_ProcessPool", "_ThreadPool"):
+        real = getattr(deliver, name)
+        spy = type(name, (real,), {"__init__": _recording_init(real, used, name)})
+        monkeypatch.setattr(deliver, name, spy)
+    return used
+
+
+def _recording_init(real, used, name):
+    def __init__(self, *args, **kwargs):
+        used.append(name)
+        real.__init__(self, *args, **kwargs)
+
+    return __init__
+
+
+def boundary(message: bytes) -> bytes:
+    """The MIME boundary (it differs between two builds of an edition)."""
+    return message.split(b'boundary="', 1)[1].split(b'"', 1)[0]
+
+
+def test_worker_processes_send_each_once_byte_exact(tmp_path, mail_secret, pools):
+    from newsletter.deliver import _fork_is_safe
+    from newsletter.mail import UNSUBSCRIBE, build_edition_email, sign_token
+
+    with start_server() as server:
+        config = smtp_config(tmp_path, server, smtp={"connections": 3})
+        store = make_store(tmp_path, 150)
+        digest = sample_digest()
+        report = deliver_issue(config, store, digest, now=NOW)
+    assert pools == ["_ProcessPool" if _fork_is_safe() else "_ThreadPool"]
+    assert (report.sent, report.failed, report.pending_left) == (150, 0, 0)
+    assert store.delivery_counts(digest.date) == {"sent": 150}
+    counts = server.handler.count_by_recipient()
+    assert len(counts) == 150 and set(counts.values()) == {1}
+    # What arrived is exactly the message built for that recipient: the editions
+    # were dot-stuffed once for SMTP (the CSS has lines starting with '.') and
+    # the server's un-stuffing gives back the original bytes.
+    emails = {e: build_edition_email(config, digest, e, now=NOW) for e in Edition}
+    subscribers = {s.email: s for s in store.list()}
+    for received in server.handler.messages:
+        (address,) = received.recipients
+        sub = subscribers[address]
+        token = sign_token(SECRET.encode(), UNSUBSCRIBE, address)
+        expected = emails[sub.edition].personalise(address, sub.name, token)
+        assert received.data == expected.replace(boundary(expected), boundary(received.data))
+    assert any(b"\r\n." in m.data for m in server.handler.messages)
+
+
+def test_stop_finishes_in_flight_records_them_and_leaves_the_rest(tmp_path, mail_secret):
+    import threading
+
+    handler = Handler(delay=0.01)
+    stop = threading.Event()
+    with start_server(handler) as server:
+        config = smtp_config(tmp_path, server, smtp={"connections": 2})
+        store = make_store(tmp_path, 120)
+
+        def progress(done, total):
+            if done >= 20:
+                stop.set()
+
+        report = deliver_issue(
+            config, store, sample_digest(), now=NOW, progress=progress, stop=stop
+        )
+        assert 20 <= report.sent < 120 and report.pending_left == 120 - report.sent
+        # Every message the server accepted is in the ledger: nothing in flight was lost.
+        assert store.delivery_counts(NOW.date()).get("sent") == report.sent
+        assert len(handler.messages) == report.sent
+        rest = deliver_issue(config, store, sample_digest(), now=NOW)
+        assert rest.sent == 120 - report.sent and rest.pending_left == 0
+    counts = handler.count_by_recipient()
+    assert len(counts) == 120 and set(counts.values()) == {1}
+
+
+def test_rate_limit_is_divided_among_worker_processes(tmp_path, mail_secret):
+    import time
+
+    with start_server() as server:
+        config = smtp_config(
+            tmp_path, server, smtp={"connections": 2, "rate_limit": 100, "timeout": 5}
+        )
+        store = make_store(tmp_path, 40)
+        started = time.monotonic()
+        report = deliver_issue(config, store, sample_digest(), now=NOW)
+        seconds = time.monotonic() - started
+    assert report.sent == 40
+    # 100/s in all (50/s and a burst of 5 per worker): 30 messages beyond the
+    # bursts take >= 0.3 s; undivided (100/s each) they would take 0.15 s.
+    assert seconds >= 0.28, seconds
+
+
+def test_transport_factory_runs_in_threads(tmp_path, mail_secret, pools):
+    with start_server() as server:
+        config = smtp_config(tmp_path, server, smtp={"connections": 2})
+        store = make_store(tmp_path, 10)
+        made = []
+
+        def factory():
+            made.append(SmtpTransport(config.email.smtp))
+            return made[-1]
+
+        report = deliver_issue(config, store, sample_digest(), now=NOW, transport_factory=factory)
+    assert pools == ["_ThreadPool"] and len(made) == 2
+    assert report.sent == 10 and len(server.handler.messages) == 10
+
+
+def test_a_worker_process_that_dies_leaves_its_messages_pending(tmp_path, mail_secret, monkeypatch):
+    import os
+
+    import newsletter.deliver as deliver
+
+    if not deliver._fork_is_safe():
+        pytest.skip("worker processes need fork")
+    real = deliver.sign_token
+
+    def crash_on_user7(secret, purpose, address):
+        if address == "user7@example.org":
+            os._exit(3)  # a worker process dies without a word
+        return real(secret, purpose, address)
+
+    monkeypatch.setattr(deliver, "sign_token", crash_on_user7)
+    with start_server() as server:
+        config = smtp_config(tmp_path, server, smtp={"connections": 2})
+        store = make_store(tmp_path, 30)
+        report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=())
+        assert report.sent + report.pending_left == 30 and report.pending_left >= 1
+        assert store.delivery_counts(NOW.date()).get("sent") == report.sent
+        monkeypatch.setattr(deliver, "sign_token", real)
+        rest = deliver_issue(config, store, sample_digest(), now=NOW)
+        assert rest.pending_left == 0
+    counts = server.handler.count_by_recipient()
+    assert len(counts) == 30 and max(counts.values()) == 1

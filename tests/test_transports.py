@@ -159,3 +159,49 @@ def test_rate_limiter():
         limiter.take()
     assert time.monotonic() - start >= 0.18
     RateLimiter(0).take()  # 0 = no limit
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_smtp_transaction_pipelined_or_not_is_byte_exact(tmp_path, pipelining):
+    # aiosmtpd does not offer PIPELINING but reads pipelined commands in order:
+    # forcing it exercises the one-write MAIL/RCPT/DATA path and its error replies.
+    message = b"From: a@example.org\r\nSubject: s\r\n\r\n.dot first\r\nmid\r\n..two dots\r\n.\r\n"
+    handler = Handler(reject={"bad@example.org": 550}, temp_fail_first=1)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.open()
+        transport._pipelining = pipelining
+        with pytest.raises(TemporaryFailure) as temp:  # 451 at the end of DATA
+            transport.send("papers@example.org", "u0@example.org", message)
+        assert temp.value.code == 451
+        transport.send("papers@example.org", "u1@example.org", message)
+        with pytest.raises(PermanentFailure) as perm:  # 550 at RCPT: DATA is refused too
+            transport.send("papers@example.org", "bad@example.org", message)
+        assert perm.value.code == 550 and perm.value.hard_bounce
+        stuffed = message.replace(b"\n.", b"\n..")
+        transport.send("papers@example.org", "u2@example.org", stuffed, dot_stuffed=True)
+        transport.send("papers@example.org", "u3@example.org", message.rstrip(b"\r\n"))
+        transport.close()
+    assert [m.recipients for m in handler.messages] == [
+        ["u1@example.org"],
+        ["u2@example.org"],
+        ["u3@example.org"],
+    ]
+    assert handler.messages[0].data == message
+    assert handler.messages[1].data == message  # pre-stuffed: the server un-stuffs it
+    assert handler.messages[2].data == message.rstrip(b"\r\n") + b"\r\n"
+
+
+def test_smtp_sender_refused_is_fatal(tmp_path):
+    class RefuseSender(Handler):
+        async def handle_MAIL(self, server, session, envelope, address, options):
+            return "553 5.7.1 sender not allowed"
+
+    with start_server(RefuseSender()) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.open()
+        transport._pipelining = True
+        with pytest.raises(PermanentFailure) as refused:
+            transport.send("papers@example.org", "u@example.org", MESSAGE)
+        assert refused.value.fatal and refused.value.code == 553
+        transport.close()

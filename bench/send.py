@@ -1,0 +1,325 @@
+"""Benchmark: `newsletter publish` to N subscribers through SMTP, against Postfix's ceiling.
+
+    python bench/send.py [--subscribers N] [--connections C] [--skip-ceiling]
+
+Needs Postfix's test tools (`smtp-sink`, `smtp-source` in /usr/sbin), run as root:
+
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix
+
+What it does, all on localhost:
+
+1. starts `smtp-sink -u nobody 127.0.0.1:PORT 1000` (accepts and discards mail);
+2. creates N subscribers (default 100,000; editions ko/en/both in turn) in a
+   fresh SQLite state folder with `Store.add_many` (the bulk path);
+3. writes a config: transport smtp, security none, `connections` C (default 2),
+   no rate limit, the example digest of 2025-04-04;
+4. runs the REAL `python -m newsletter publish --date 2025-04-04 --force` as a
+   subprocess: wall time from start to exit, its summary line, its peak RSS
+   (the largest process, from wait4) and the peak PSS of its whole process
+   tree (sampled from /proc every 20 ms), then checks the ledger: N sent;
+5. the ceiling: `smtp-source -d -s C -m N -l SIZE` into the same smtp-sink,
+   SIZE being the real size of one of our messages;
+6. the start-up time of `newsletter --help` (hyperfine if installed, else the
+   best of 10 runs).
+
+Absolute figures on a shared 2-core machine are noisy: compare the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGESTS = ROOT / "examples" / "digests"
+DATE = "2025-04-04"
+SECRET = "bench-secret-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name) or f"/usr/sbin/{name}"
+    if not Path(path).exists():
+        sys.exit(
+            f"{name} not found: install Postfix (as root): "
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y postfix"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def smtp_sink(port: int):
+    args = [tool("smtp-sink"), "-u", "nobody", f"127.0.0.1:{port}", "1000"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 5
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            break
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit(
+                f"smtp-sink did not start: {process.stderr.read().decode() if process.stderr else ''}"
+            )
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def write_config(folder: Path, port: int, connections: int) -> Path:
+    path = folder / "config.yaml"
+    path.write_text(
+        "site:\n  base_url: https://papers.example.org/\n  timezone: Asia/Seoul\n"
+        f"paths:\n  digests: {DIGESTS}\n  public: public\n  state: state\n  outbox: outbox\n"
+        "email:\n  transport: smtp\n  from: ML Papers <papers@example.org>\n"
+        "  smtp:\n    host: 127.0.0.1\n"
+        f"    port: {port}\n    security: none\n    connections: {connections}\n"
+        "    rate_limit: 0\n    timeout: 30\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def create_subscribers(config_path: Path, count: int) -> float:
+    from newsletter.config import load_config
+    from newsletter.model import Edition
+    from newsletter.store import Store
+
+    editions = list(Edition)
+    started = time.monotonic()
+    with Store.open(load_config(str(config_path))) as store:
+        rows = ((f"reader{i}@example.org", editions[i % 3], f"Reader {i}") for i in range(count))
+        store.add_many(rows)
+    return time.monotonic() - started
+
+
+def message_size(config_path: Path) -> int:
+    """The mean encoded size of one personalised message over the three editions."""
+    import datetime as dt
+
+    from newsletter.config import load_config
+    from newsletter.digest import read_digest
+    from newsletter.mail import UNSUBSCRIBE, build_edition_email, sign_token
+    from newsletter.model import Edition
+
+    config = load_config(str(config_path))
+    digest = read_digest(DIGESTS / f"{DATE}.txt").digest
+    now = dt.datetime(2025, 4, 4, 7, tzinfo=config.site.tz)
+    address = "reader12345@example.org"
+    token = sign_token(SECRET.encode(), UNSUBSCRIBE, address)
+    sizes = [
+        len(build_edition_email(config, digest, e, now=now).personalise(address, "Reader", token))
+        for e in Edition
+    ]
+    return sum(sizes) // len(sizes)
+
+
+def tree_pss(root: int) -> int:
+    """Proportional set size of `root` and its descendants (Linux /proc).
+
+    PSS, not RSS: the forked workers share most of their pages with their
+    parent, and RSS would count those once per process.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+                for line in handle:
+                    if line.startswith(b"Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def run_publish(config_path: Path) -> tuple[float, str, int, int]:
+    """(seconds, stdout, peak RSS of the largest process, peak PSS of the tree)."""
+    env = os.environ | {"NEWSLETTER_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+    args = [
+        sys.executable,
+        "-m",
+        "newsletter",
+        "--config",
+        str(config_path),
+        "publish",
+        "--date",
+        DATE,
+        "--force",
+    ]
+    started = time.monotonic()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak_tree = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_tree
+        while not done.wait(0.02):
+            peak_tree = max(peak_tree, tree_pss(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out_chunks: list[bytes] = []
+    err_chunks: list[bytes] = []
+    readers = [
+        threading.Thread(target=lambda: out_chunks.append(process.stdout.read()), daemon=True),
+        threading.Thread(target=lambda: err_chunks.append(process.stderr.read()), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    for reader in readers:
+        reader.join()
+    stdout = b"".join(out_chunks).decode()
+    if process.returncode != 0:
+        sys.exit(
+            f"publish failed ({process.returncode}):\n{stdout}\n{b''.join(err_chunks).decode()}"
+        )
+    return seconds, stdout, usage.ru_maxrss * 1024, peak_tree
+
+
+def check_ledger(config_path: Path, count: int) -> dict[str, int]:
+    import datetime as dt
+
+    from newsletter.config import load_config
+    from newsletter.store import Store
+
+    with Store.open(load_config(str(config_path))) as store:
+        counts = store.delivery_counts(dt.date.fromisoformat(DATE))
+    if counts != {"sent": count}:
+        sys.exit(f"the ledger is not exact: {counts} (expected {{'sent': {count}}})")
+    return counts
+
+
+def ceiling(port: int, connections: int, count: int, size: int) -> float:
+    args = [
+        tool("smtp-source"),
+        "-d",
+        "-s",
+        str(connections),
+        "-m",
+        str(count),
+        "-l",
+        str(size),
+        "-f",
+        "papers@example.org",
+        "-t",
+        "reader@example.org",
+        f"127.0.0.1:{port}",
+    ]
+    started = time.monotonic()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return count / (time.monotonic() - started)
+
+
+def help_startup() -> str:
+    newsletter = Path(sys.executable).parent / "newsletter"
+    command = (
+        f"{newsletter} --help" if newsletter.exists() else f"{sys.executable} -m newsletter --help"
+    )
+    if shutil.which("hyperfine"):
+        result = subprocess.run(
+            [
+                "hyperfine",
+                "-N",
+                "--warmup",
+                "3",
+                "--runs",
+                "20",
+                "--export-json",
+                "/dev/stdout",
+                "--style",
+                "none",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        match = re.search(r'"mean":\s*([0-9.eE+-]+)', result.stdout)
+        if match:
+            return f"{float(match.group(1)) * 1000:.0f} ms (hyperfine mean)"
+    best = min(_timed(command.split()) for _ in range(10))
+    return f"{best * 1000:.0f} ms (best of 10)"
+
+
+def _timed(args: list[str]) -> float:
+    started = time.monotonic()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--skip-ceiling", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+    n, c = args.subscribers, args.connections
+
+    folder = Path(tempfile.mkdtemp(prefix="nl-bench-"))
+    try:
+        port = free_port()
+        config_path = write_config(folder, port, c)
+        setup = create_subscribers(config_path, n)
+        size = message_size(config_path)
+        print(f"setup: {n:,} subscribers in {setup:.1f} s; one message is {size:,} bytes")
+        with smtp_sink(port):
+            seconds, stdout, peak_one, peak_tree = run_publish(config_path)
+            check_ledger(config_path, n)
+            summary = next((line for line in stdout.splitlines() if line.startswith("email:")), "")
+            rate = n / seconds
+            print(f"publish: {summary}")
+            print(f"messages:        {n:,} over {c} connection(s), ledger exact ({n:,} sent)")
+            print(f"seconds:         {seconds:.2f} (start of `newsletter publish` to its exit)")
+            print(f"messages/s:      {rate:,.0f}")
+            print(
+                f"peak memory:     {peak_one / 2**20:.0f} MB RSS of the largest process, "
+                f"{peak_tree / 2**20:.0f} MB PSS of the whole process tree"
+            )
+            if not args.skip_ceiling:
+                top = ceiling(port, c, n, size)
+                print(f"ceiling:         {top:,.0f} messages/s (smtp-source -d -s {c} -l {size})")
+                print(f"ratio:           {rate / top:.2f}")
+        print(f"--help startup:  {help_startup()}")
+    finally:
+        if args.keep:
+            print(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

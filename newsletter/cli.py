@@ -195,13 +195,14 @@ def _today(config: Config) -> dt.date:
     return dt.datetime.now(config.site.tz).date()
 
 
-def _print_site(result: Any, dry_run: bool) -> None:
+def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
     site = result.site
     verb, gone = ("would write", "would delete") if dry_run else ("wrote", "deleted")
-    for path in site.written:
-        click.echo(f"  {verb} {path}")
-    for path in site.deleted:
-        click.echo(f"  {gone} {path}")
+    if verbose or dry_run:
+        for path in site.written:
+            click.echo(f"  {verb} {path}")
+        for path in site.deleted:
+            click.echo(f"  {gone} {path}")
     click.echo(
         f"site: {verb} {len(site.written)} file{'s' if len(site.written) != 1 else ''}, "
         f"{site.unchanged} unchanged, {gone} {len(site.deleted)}"
@@ -215,13 +216,19 @@ def _print_site(result: Any, dry_run: bool) -> None:
 @date_option("Issue date (default: today in site.timezone).")
 @click.option("--no-email", is_flag=True, help="Publish only the site and feeds.")
 @click.option("--dry-run", is_flag=True, help="Write and send nothing; say what would change.")
+@click.option("-v", "--verbose", is_flag=True, help="List every file written or deleted.")
 @click.option(
     "--force", is_flag=True, help="Email even an issue older than email.max_lateness_days."
 )
 @click.pass_context
 @handles_errors()
 def publish(
-    ctx: click.Context, date: dt.date | None, no_email: bool, dry_run: bool, force: bool
+    ctx: click.Context,
+    date: dt.date | None,
+    no_email: bool,
+    dry_run: bool,
+    verbose: bool,
+    force: bool,
 ) -> None:
     """Publish one day: its archive pages, the indexes and feeds, then its email."""
     from newsletter.publish import publish as publish_date
@@ -232,7 +239,7 @@ def publish(
         result = publish_date(
             config, date, email=not no_email, dry_run=dry_run, force=force, progress=progress
         )
-    _print_site(result, dry_run)
+    _print_site(result, dry_run, verbose)
     if result.delivery is not None:
         _print_delivery(result.delivery, dry_run)
     click.echo(
@@ -244,15 +251,16 @@ def publish(
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Write nothing; say what would change.")
+@click.option("-v", "--verbose", is_flag=True, help="List every file written or deleted.")
 @click.pass_context
 @handles_errors()
-def build(ctx: click.Context, dry_run: bool) -> None:
+def build(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
     """Rebuild the whole site and all feeds from every digest in paths.digests."""
     from newsletter.publish import build as build_all
 
     config = _config(ctx)
     result = build_all(config, dry_run=dry_run)
-    _print_site(result, dry_run)
+    _print_site(result, dry_run, verbose)
     if result.bad:
         sys.exit(1)
 

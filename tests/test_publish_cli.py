@@ -32,6 +32,7 @@ def test_publish_one_date_on_a_fresh_site(cli, project):
     ko_page = (public / "ko" / "2025-04-04" / "index.html").read_text(encoding="utf-8")
     assert "2025년 4월 4일" in ko_page and "수학 및 코드 데이터 371B" in ko_page
     assert "published 2025-04-04" in result.stdout
+    assert "site: wrote 67 files" in result.stdout and "  wrote " not in result.stdout
 
     again = cli("publish", "--date", "2025-04-04", "--no-email", cwd=project)
     assert "site: wrote 0 files" in again.stdout
@@ -47,7 +48,7 @@ def test_incremental_publish_leaves_other_issues_untouched(cli, project):
         .replace("MegaScale-MoE:", "MegaScale-MoE (v2):"),
         encoding="utf-8",
     )
-    result = cli("publish", "--date", "2025-05-19", "--no-email", cwd=project)
+    result = cli("publish", "--date", "2025-05-19", "--no-email", "--verbose", cwd=project)
     assert result.returncode == 0, result.stderr
     assert "wrote ko/2025-05-19/index.html" in result.stdout
     assert "2025-01-22/index.html" not in result.stdout

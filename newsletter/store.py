@@ -414,29 +414,8 @@ class Store:
     ) -> tuple[list[Subscriber], int]:
         """Active subscribers of these editions still to mail for date, and how many
         were skipped (already sent, or failed permanently, in any edition that day)."""
-        sa = self._sa
-        s, d = self.subscribers, self.deliveries
-        done = (
-            sa.select(d.c.email_key)
-            .where(d.c.issue_date == date.isoformat())
-            .where(d.c.state.in_([DeliveryState.SENT, DeliveryState.FAILED]))
-        )
-        base = (
-            sa.select(s)
-            .where(s.c.state == SubscriberState.ACTIVE.value)
-            .where(s.c.edition.in_([e.value for e in editions]))
-        )
-        with self.engine.connect() as conn:
-            todo = [
-                _subscriber(row)
-                for row in conn.execute(base.where(s.c.email_key.not_in(done)).order_by(s.c.id))
-            ]
-            skipped = conn.execute(
-                sa.select(sa.func.count()).select_from(
-                    base.where(s.c.email_key.in_(done)).subquery()
-                )
-            ).scalar()
-        return todo, int(skipped or 0)
+        todo = [subscriber for page in self.plan_pages(date, editions) for subscriber in page]
+        return todo, self._skipped(date, editions)
 
     def start_deliveries(self, date: dt.date, subscribers: Iterable[Subscriber]) -> None:
         """Ledger rows in state 'pending' for these subscribers (existing rows kept).

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 DATA = Path(__file__).parent / "data"
 SAMPLE_DIGESTS = DATA / "digests"
@@ -40,3 +42,36 @@ def assert_golden(path: Path, actual: bytes | str) -> None:
         f"{path} differs from the output; if the change is intended, regenerate with "
         "NEWSLETTER_REGEN_GOLDEN=1 and review the diff"
     )
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these, Chromium tries Google's hosts, which this closed network refuses.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def start_chromium(profile: Path, **capabilities: Any) -> Any:
+    """Debian's headless Chromium through chromedriver (selenium); skip if missing."""
+    import pytest
+
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    for name, value in capabilities.items():
+        options.set_capability(name, value)
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    return webdriver.Chrome(options=options, service=Service(driver_path))

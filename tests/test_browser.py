@@ -9,15 +9,14 @@ Screenshots at 375 px are saved under the test's tmp dir (pytest prints it with
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import pytest
+from helpers import start_chromium
 
 from newsletter.model import Digest, Entry
 from newsletter.site import write_site
 
-CHROMIUM = Path("/usr/bin/chromium")
 EDITIONS = ("ko", "en", "both")
 WIDTHS = (375, 1280)
 
@@ -54,27 +53,7 @@ def stress_digest() -> Digest:
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    browser = webdriver.Chrome(options=options, service=Service(driver_path))
+    browser = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
     yield browser
     browser.quit()
 

@@ -7,44 +7,23 @@ saved in the test's tmp dir; its path is printed (see it with pytest -s or -rA).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from helpers import start_chromium
 from test_web import SECRET, Running, link_in, server  # server: the fixture
 
 from newsletter.mail import UNSUBSCRIBE, sign_token
 from newsletter.model import SubscriberState
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 __all__ = ["server"]  # used as a fixture by name
 
 
 @pytest.fixture
 def driver(tmp_path_factory: pytest.TempPathFactory):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    browser = webdriver.Chrome(options=options, service=Service(driver_path))
+    browser = start_chromium(
+        tmp_path_factory.mktemp("chromium-profile"), **{"goog:loggingPrefs": {"browser": "ALL"}}
+    )
     browser.set_page_load_timeout(15)
     yield browser
     browser.quit()

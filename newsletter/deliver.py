@@ -151,7 +151,6 @@ def deliver_issue(
     library users; its transports run in threads of this process);
     `retry_delays` are the waits before each retry round.
     """
-    started = time.monotonic()
     now = now or dt.datetime.now(config.site.tz)
     date = digest.date
     late = (now.astimezone(config.site.tz).date() - date).days
@@ -184,6 +183,24 @@ def deliver_issue(
             note=note,
         )
 
+    # One sender per database at a time: two would both see everyone as not
+    # done yet and both send. Planning happens under the lock.
+    with store.sending_lock(date):
+        return _send(config, store, digest, now, progress, transport_factory, retry_delays, stop)
+
+
+def _send(
+    config: Config,
+    store: Store,
+    digest: Digest,
+    now: dt.datetime,
+    progress: ProgressCallback | None,
+    transport_factory: TransportFactory | None,
+    retry_delays: Sequence[float],
+    stop: threading.Event | None,
+) -> DeliveryReport:
+    started = time.monotonic()
+    date = digest.date
     planned, skipped = store.plan_counts(date, config.editions)
     # In the order of config.editions, as the per-edition report always was.
     planned = {e: planned[e] for e in config.editions if planned.get(e)}

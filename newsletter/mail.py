@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -185,9 +184,19 @@ def encode_text_header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}".encode("ascii")
 
 
+def list_id_header(title: str, list_id: str) -> bytes:
+    """RFC 2919: only the description may be encoded; the <list-id> stays literal."""
+    phrase = encode_text_header("List-Id", one_line(title).replace("<", "").replace(">", ""))
+    return phrase + f" <{list_id}>".encode("ascii")
+
+
+# RFC 5322 caps a header line at 998 octets; a display name longer than this is cut.
+MAX_NAME = 100
+
+
 def encode_mailbox(name: str, address: Address) -> bytes:
     """'Name <addr>' for a header: name RFC 2047-encoded if needed, never a CR/LF."""
-    name = one_line(name)
+    name = one_line(name)[:MAX_NAME]
     if address.smtputf8:
         # RFC 6532: the header carries UTF-8; only sent to SMTPUTF8 servers.
         shown = formataddr((name, "x@x"), charset="utf-8")[: -len("<x@x>")] if name else ""
@@ -495,7 +504,13 @@ def _assemble(
     test: bool,
     abstract_limit: int | None,
 ) -> EditionEmail:
-    nonce = secrets.token_hex(6).upper()
+    # Derived from the content, so two builds of the same issue are byte-identical;
+    # a digest cannot contain the marker, since it would have to contain its own hash.
+    nonce = (
+        hashlib.sha256(repr((digest, edition.value, abstract_limit, test)).encode())
+        .hexdigest()[:12]
+        .upper()
+    )
     slot_names = ("to", "msgid", "token", "qptoken")
     marks = {name: f"NLSLOT{nonce}{name.upper()}X" for name in slot_names}
     subject = subject_for(config, digest, edition, test=test)
@@ -520,9 +535,7 @@ def _assemble(
         encode_text_header("Subject", subject),
         f"Date: {format_datetime(now)}".encode(),
         b"Message-ID: " + marks["msgid"].encode(),
-        encode_text_header(
-            "List-Id", f"{config.site.title} <{edition.value}.{config.email.sender_domain}>"
-        ),
+        list_id_header(config.site.title, f"{edition.value}.{config.email.sender_domain}"),
         f"List-Unsubscribe: <{unsubscribe_url(config, marks['token'])}>,\n"
         f" <{unsubscribe_mailto(config)}>".encode(),
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",

@@ -11,9 +11,12 @@ list must never re-subscribe people who left.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import fcntl
 import functools
+import hashlib
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -176,6 +179,42 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextlib.contextmanager
+    def sending_lock(self, date: dt.date) -> Iterator[None]:
+        """Hold the right to send the issue of `date`; refuse if someone else has it.
+
+        SQLite: an flock beside the database file (one machine). PostgreSQL: a
+        session advisory lock, which also covers senders on other machines. The
+        lock dies with its process, so a crash never leaves it stuck.
+        """
+        busy = NewsletterError(
+            f"another process is sending the {date.isoformat()} issue right now",
+            hint="wait for it to finish: the ledger makes a later run send only what is left",
+        )
+        if self.engine.dialect.name == "postgresql":
+            key = int.from_bytes(
+                hashlib.sha256(f"newsletter-send-{date}".encode()).digest()[:8], "big", signed=True
+            )
+            with self.engine.connect() as conn:
+                if not conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (key,)).scalar():
+                    raise busy
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
+            return
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            yield  # one process: nothing else can reach this database
+            return
+        path = Path(f"{database}.send-{date.isoformat()}.lock")
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise busy from None
+            yield
 
     def __enter__(self) -> Store:
         return self

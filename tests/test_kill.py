@@ -84,3 +84,50 @@ def test_kill_then_rerun_sends_each_once(tmp_path):
     duplicates = sum(n - 1 for n in counts.values())
     print(f"killed after {sent_before_kill} messages; {duplicates} duplicates")
     assert duplicates <= CONNECTIONS, (duplicates, sent_before_kill)
+
+
+def test_two_concurrent_publishers_never_double_send(tmp_path):
+    handler = Handler(delay=0.02)
+    with start_server(handler) as server:
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "paths": {"digests": str(DATA), "state": "state", "outbox": "outbox"},
+                    "email": {
+                        "transport": "smtp",
+                        "smtp": {"host": server.host, "port": server.port, "security": "none"},
+                    },
+                }
+            ),
+            encoding="utf-8",
+        )
+        (tmp_path / "state").mkdir()
+        with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
+            for i in range(60):
+                store.add(f"reader{i}@example.org", list(Edition)[i % 3])
+        env = os.environ | {"NEWSLETTER_SECRET": "lock-test-secret"}
+        send = [
+            sys.executable,
+            "-m",
+            "newsletter",
+            "--config",
+            str(config_file),
+            "publish",
+            "--date",
+            "2025-04-04",
+            "--force",
+        ]
+        first = subprocess.Popen(send, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while not handler.messages and first.poll() is None:
+            assert time.monotonic() < deadline, "the first sender never got going"
+            time.sleep(0.005)
+        second = subprocess.run(send, env=env, capture_output=True, text=True, timeout=60)
+        _, first_err = first.communicate(timeout=60)
+        assert first.returncode == 0, first_err
+        assert second.returncode == 1
+        assert "another process is sending the 2025-04-04 issue" in second.stderr
+        assert "Traceback" not in second.stderr
+    counts = handler.count_by_recipient()
+    assert len(counts) == 60 and max(counts.values()) == 1

@@ -282,3 +282,28 @@ def test_personalise_is_fast(tmp_path):
         message.personalise(f"user{i}@example.com", "Name", token)
     per_message = (time.perf_counter() - start) / 2000
     assert per_message < 250e-6  # measured ~15 us; generous for slow CI
+
+
+def test_two_builds_of_the_same_issue_are_byte_identical(tmp_path):
+    config = mail_config(tmp_path)
+    first = personalised(config, sample_digest(), Edition.BOTH)[2]
+    second = personalised(config, sample_digest(), Edition.BOTH)[2]
+    assert first == second
+
+
+def test_list_id_keeps_its_id_literal_with_a_korean_title(tmp_path):
+    config = mail_config(tmp_path)
+    config = config.model_copy(
+        update={"site": config.site.model_copy(update={"title": "ML 논문 ‹모음> <x>"})}
+    )
+    data = personalised(config, sample_digest(), Edition.KO)[2]
+    raw = next(line for line in data.split(b"\r\n") if line.startswith(b"List-Id:"))
+    assert raw.endswith(b" <ko.example.org>") and raw.count(b"<") == 1
+    assert parse(data)["List-Id"] == "ML 논문 ‹모음 x <ko.example.org>"
+
+
+def test_a_very_long_name_keeps_header_lines_short(tmp_path):
+    config = mail_config(tmp_path)
+    data = personalised(config, sample_digest(), Edition.KO, name="가" * 400)[2]
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    assert parse(data)["To"].addresses[0].display_name == "가" * 100

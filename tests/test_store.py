@@ -270,3 +270,18 @@ def test_record_batch_is_fast(tmp_path):
     seconds = time.perf_counter() - start
     assert store.delivery_counts(DATE) == {"sent": 20_000}
     assert seconds < 10, seconds  # ~1 s here: 100,000 subscribers fit well in a minute
+
+
+def test_one_sender_at_a_time_per_issue(store):
+    other = Store(store.url)
+    try:
+        with store.sending_lock(DATE):
+            busy = pytest.raises(NewsletterError, match="another process is sending the 2025-04-04")
+            with busy, other.sending_lock(DATE):
+                pass
+            with other.sending_lock(DATE + dt.timedelta(days=1)):  # other dates are free
+                pass
+        with other.sending_lock(DATE):  # released
+            pass
+    finally:
+        other.close()

@@ -132,8 +132,9 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
     """
     from newsletter.digest import check_paths
 
+    config = _config(ctx)  # a bad config is exit 2 even when paths are given
     if not paths:
-        paths = (_config(ctx).paths.digests,)
+        paths = (config.paths.digests,)
     for path in paths:
         if not path.exists():
             raise click.BadParameter(f"{path} does not exist", param_hint="PATH")

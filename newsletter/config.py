@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import string
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -138,8 +139,18 @@ class EmailConfig(_Section):
         merged = {Edition(k): v for k, v in DEFAULT_SUBJECTS.items()} | value
         for edition, template in merged.items():
             try:
-                template.format(date="", count=0)
-            except (KeyError, IndexError, ValueError) as exc:
+                # Bare names only: '{date.__class__}' or '{count!r}' would reach
+                # into Python objects from a config file.
+                fields = [
+                    (name, spec, conversion)
+                    for _, name, spec, conversion in string.Formatter().parse(template)
+                    if name is not None
+                ]
+                bad = [name for name, spec, conv in fields if name not in ("date", "count") or conv]
+                bad += [f"{name}:{spec}" for name, spec, _ in fields if spec]
+                if bad:
+                    raise ValueError(f"{{{bad[0]}}} is not allowed")
+            except ValueError as exc:
                 raise ValueError(
                     f"subject for {edition.value!r} is not a valid template ({exc}); "
                     "only {date} and {count} may be used"
@@ -197,6 +208,22 @@ class Config(_Section):
         if not value:
             raise ValueError("at least one edition is needed: ko, en or both")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import sqlalchemy as sa
+
+        try:
+            sa.engine.make_url(value).get_dialect()
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+            raise ValueError(
+                f"{value!r} is not a usable SQLAlchemy URL ({exc}); use e.g. "
+                "'postgresql+psycopg://user@host/db' (pip install -e '.[postgres]')"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _server_url_defaults_to_site(self) -> Config:

@@ -7,7 +7,6 @@ the irreversible part, goes out last and only for a digest that parsed cleanly.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.deliver import DeliveryReport
     from newsletter.site import SiteResult
-
-log = logging.getLogger("newsletter")
 
 
 @dataclass(frozen=True)
@@ -96,9 +93,6 @@ def publish(
 
     found = scan(config)
     digest = found.digest_for(date)
-    for report in found.bad:
-        for problem in report.errors:
-            log.warning("skipped: %s", problem)
     site = write_site(config, found.digests, date=date, dry_run=dry_run)
     delivery = None
     if email:

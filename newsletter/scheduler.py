@@ -156,13 +156,14 @@ class Daemon:
                 self._send_due()
             except NewsletterError as error:
                 log.error("%s", error, extra={"event": "error"})
+            except OSError as error:  # disk full, permissions: retried next tick
+                log.error("cannot write: %s", error, extra={"event": "error"})
 
     def _refresh(self) -> None:
         settled = self.watcher.settled()
         if settled == self._processed:
             return
         first_run = self._processed is None
-        self._processed = settled
         reports = check_paths(sorted(settled))
         self._log_bad(reports, settled)
         # A file that turns bad (or clashes with another's date) keeps its last
@@ -189,6 +190,8 @@ class Daemon:
         if not first_run:
             self._log_changed_after_email(changed)
         self._published = {d.date: _content_hash(d) for d in digests}
+        # Only now: if writing failed, the next tick tries again.
+        self._processed = settled
         for digest in digests:
             self.on_schedule(digest.date, self.send_at(digest.date))
 
@@ -274,7 +277,9 @@ class Daemon:
 
         date = digest.date.isoformat()
         log.info("sending %s", date, extra={"event": "sending", "date": date})
-        report = deliver_issue(self.config, store, digest, stop=self.stop)
+        # One short retry round: what still fails stays pending and the next
+        # poll tries again, instead of holding the only worker for minutes.
+        report = deliver_issue(self.config, store, digest, stop=self.stop, retry_delays=(5.0,))
         log.info(
             "sent %s: %d sent, %d failed, %d skipped, %d left",
             date,

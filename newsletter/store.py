@@ -152,7 +152,13 @@ class Store:
         connect_args: dict[str, Any] = {}
         if url.startswith("sqlite"):
             connect_args = {"timeout": 30}
-        self.engine = sa.create_engine(url, connect_args=connect_args, future=True)
+        try:
+            self.engine = sa.create_engine(url, connect_args=connect_args, future=True)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+            raise NewsletterError(
+                f"cannot use the database URL {url!r}: {exc}",
+                hint="check database_url; PostgreSQL needs pip install -e '.[postgres]'",
+            ) from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         (
@@ -385,15 +391,16 @@ class Store:
         A header row is optional. Addresses that unsubscribed or bounced are not
         re-subscribed (reported as problems).
         """
+        problems: list[ImportProblem] = []
         if isinstance(path, (str, os.PathLike)):
             try:
-                text = Path(path).read_text(encoding="utf-8-sig")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise NewsletterError(f"cannot read {path}: {exc}") from None
+                data = Path(path).read_bytes()
+            except OSError as exc:
+                raise NewsletterError(f"cannot read {path}: {exc.strerror or exc}") from None
+            text = _decode_lines(data, problems)
         else:
             text = path.read()
         counts = {"added": 0, "updated": 0, "unchanged": 0}
-        problems: list[ImportProblem] = []
         seen: dict[str, int] = {}
         with self.engine.begin() as conn:
             for line, row in enumerate(csv.reader(io.StringIO(text)), 1):
@@ -435,7 +442,7 @@ class Store:
                     problems.append(ImportProblem(line, raw, exc.message))
                     continue
                 counts[what] += 1
-        return ImportReport(problems=tuple(problems), **counts)
+        return ImportReport(problems=tuple(sorted(problems, key=lambda p: p.line)), **counts)
 
     def export_csv(self, stream: TextIO, state: SubscriberState | str | None = None) -> int:
         """Write email,edition,name,state rows (with a header); returns the row count."""
@@ -813,6 +820,21 @@ _MIGRATIONS: dict[int, Callable[[Store, Any], None]] = {
     1: Store._migrate_1,
     2: Store._migrate_2,
 }
+
+
+def _decode_lines(data: bytes, problems: list[ImportProblem]) -> str:
+    """UTF-8 text of a CSV file; a line that is not UTF-8 is reported and left blank
+    (so the good lines keep their numbers and are still imported)."""
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    out = []
+    for number, raw in enumerate(lines, 1):
+        try:
+            out.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            shown = raw.decode("utf-8", "replace").strip()
+            problems.append(ImportProblem(number, shown, "not UTF-8 text (save the file as UTF-8)"))
+            out.append("")
+    return "\n".join(out)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

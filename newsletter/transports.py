@@ -20,6 +20,7 @@ import socket
 import ssl
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -73,12 +74,14 @@ class Transport(Protocol):
 
 # --- files ---------------------------------------------------------------------
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9@._+\-]")
+# Letters and digits of any script stay (a Hangul address keeps its name);
+# separators, control and shell-special characters do not.
+_UNSAFE = re.compile(r"[^\w@.+\-]")
 
 
 def outbox_name(recipient: str) -> str:
     """A stable file name for a recipient: the address, made safe for file systems."""
-    safe = _UNSAFE.sub("_", recipient.lower())
+    safe = _UNSAFE.sub("_", unicodedata.normalize("NFC", recipient.lower()))
     if safe != recipient.lower() or safe.startswith("."):
         safe = f"{safe.lstrip('.')}-{hashlib.sha256(recipient.encode()).hexdigest()[:8]}"
     return f"{safe}.eml"

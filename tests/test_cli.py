@@ -101,3 +101,19 @@ def test_help_does_not_import_heavy_libraries():
     assert result.returncode == 0, result.stderr
     assert "Commands:" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_check_with_paths_still_validates_the_config(cli, tmp_path):
+    (tmp_path / "config.yaml").write_text("site:\n  titel: x\n", encoding="utf-8")
+    result = cli("--config", str(tmp_path / "config.yaml"), "check", str(SAMPLE_DIGESTS))
+    assert result.returncode == 2
+    assert "site.titel: unknown key" in result.stderr
+
+
+def test_a_bad_database_url_is_a_config_error(cli, tmp_path):
+    (tmp_path / "config.yaml").write_text("database_url: 'nope://'\n", encoding="utf-8")
+    for command in (["status"], ["subscribers", "list"]):
+        result = cli("--config", str(tmp_path / "config.yaml"), *command)
+        assert result.returncode == 2, command
+        assert "database_url: 'nope://' is not a usable SQLAlchemy URL" in result.stderr
+        assert "Traceback" not in result.stderr

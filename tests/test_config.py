@@ -117,3 +117,12 @@ def test_secrets_come_from_the_environment(tmp_path, monkeypatch):
 def test_shipped_example_config_is_valid():
     config = load_config(Path(__file__).parent.parent / "config.yaml")
     assert config.paths.digests.is_dir()
+
+
+@pytest.mark.parametrize(
+    "template", ["{date.__class__}", "{count!r}", "{count:>{date}}", "{0}", "{when}"]
+)
+def test_subject_template_allows_only_bare_date_and_count(tmp_path, template):
+    path = write(tmp_path / "c.yaml", f"email:\n  subject:\n    en: '{template}'\n")
+    with pytest.raises(NewsletterError, match=r"email.subject: subject for 'en'"):
+        load_config(path)

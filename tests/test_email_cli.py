@@ -169,3 +169,22 @@ def test_preview_serves_the_site_without_touching_public(project):
         process.terminate()
         process.wait(10)
     assert not (project / "public").exists()
+
+
+def test_import_reports_a_line_that_is_not_utf8(cli, project):
+    rows = (
+        b"a@example.org,ko\n"
+        + b"b@example.org,en,\xc7\xd1\xb1\xdb\n"
+        + "김@example.org,both,김철수\n".encode()
+    )
+    (project / "list.csv").write_bytes(rows)
+    result = cli("subscribers", "import", "list.csv", cwd=project)
+    assert result.returncode == 1
+    assert "list.csv:2: not UTF-8 text" in result.stdout
+    assert "2 added" in result.stdout
+
+
+def test_hangul_address_keeps_its_name_in_the_outbox(cli, project):
+    add(cli, project, "김철수@example.org", "ko")
+    assert cli("publish", "--date", "2025-04-04", "--force", cwd=project).returncode == 0
+    assert (project / "outbox" / "2025-04-04" / "김철수@example.org.eml").is_file()

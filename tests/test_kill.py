@@ -25,45 +25,50 @@ CONNECTIONS = 2
 SUBSCRIBERS = 120
 
 
+def smtp_project(tmp_path, server, subscribers: int) -> list[str]:
+    """Config, subscribers and the 'publish' command line for a real SMTP server."""
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"digests": str(DATA), "state": "state", "outbox": "outbox"},
+                "email": {
+                    "transport": "smtp",
+                    "from": "ML Papers <papers@example.org>",
+                    "smtp": {
+                        "host": server.host,
+                        "port": server.port,
+                        "security": "none",
+                        "connections": CONNECTIONS,
+                        "timeout": 5,
+                    },
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "state").mkdir()
+    with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
+        for i in range(subscribers):
+            store.add(f"reader{i}@example.org", list(Edition)[i % 3])
+    return [
+        sys.executable,
+        "-m",
+        "newsletter",
+        "--config",
+        str(config_file),
+        "publish",
+        "--date",
+        "2025-04-04",
+        "--force",
+    ]
+
+
 def test_kill_then_rerun_sends_each_once(tmp_path):
     handler = Handler(delay=0.02)
     with start_server(handler) as server:
-        config_file = tmp_path / "config.yaml"
-        config_file.write_text(
-            yaml.safe_dump(
-                {
-                    "paths": {"digests": str(DATA), "state": "state", "outbox": "outbox"},
-                    "email": {
-                        "transport": "smtp",
-                        "from": "ML Papers <papers@example.org>",
-                        "smtp": {
-                            "host": server.host,
-                            "port": server.port,
-                            "security": "none",
-                            "connections": CONNECTIONS,
-                            "timeout": 5,
-                        },
-                    },
-                }
-            ),
-            encoding="utf-8",
-        )
-        (tmp_path / "state").mkdir()
-        with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
-            for i in range(SUBSCRIBERS):
-                store.add(f"reader{i}@example.org", list(Edition)[i % 3])
+        args = smtp_project(tmp_path, server, SUBSCRIBERS)
         env = os.environ | {"NEWSLETTER_SECRET": "kill-test-secret"}
-        args = [
-            sys.executable,
-            "-m",
-            "newsletter",
-            "--config",
-            str(config_file),
-            "publish",
-            "--date",
-            "2025-04-04",
-            "--force",
-        ]
 
         first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
@@ -89,35 +94,8 @@ def test_kill_then_rerun_sends_each_once(tmp_path):
 def test_two_concurrent_publishers_never_double_send(tmp_path):
     handler = Handler(delay=0.02)
     with start_server(handler) as server:
-        config_file = tmp_path / "config.yaml"
-        config_file.write_text(
-            yaml.safe_dump(
-                {
-                    "paths": {"digests": str(DATA), "state": "state", "outbox": "outbox"},
-                    "email": {
-                        "transport": "smtp",
-                        "smtp": {"host": server.host, "port": server.port, "security": "none"},
-                    },
-                }
-            ),
-            encoding="utf-8",
-        )
-        (tmp_path / "state").mkdir()
-        with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
-            for i in range(60):
-                store.add(f"reader{i}@example.org", list(Edition)[i % 3])
+        send = smtp_project(tmp_path, server, 60)
         env = os.environ | {"NEWSLETTER_SECRET": "lock-test-secret"}
-        send = [
-            sys.executable,
-            "-m",
-            "newsletter",
-            "--config",
-            str(config_file),
-            "publish",
-            "--date",
-            "2025-04-04",
-            "--force",
-        ]
         first = subprocess.Popen(send, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while not handler.messages and first.poll() is None:

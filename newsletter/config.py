@@ -131,6 +131,9 @@ class EmailConfig(_Section):
     max_bytes: int = Field(100_000, ge=10_000)
     max_lateness_days: int = Field(2, ge=0)
     bounce_limit: int = Field(3, ge=1)
+    # Attempts per message over all runs before a temporary failure (4xx, lost
+    # connection) becomes final: the daemon's backoff reaches it in about 2 hours.
+    max_attempts: int = Field(16, ge=1)
     smtp: SmtpConfig = SmtpConfig()
 
     @field_validator("subject")

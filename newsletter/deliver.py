@@ -326,6 +326,8 @@ class _Run:
         self.source_left = True
         self._number = 0
         self._next_write = 0.0
+        # (edition, address) of temporary failures that reached email.max_attempts.
+        self._abandoned: set[tuple[str, str]] = set()
 
     def plan(self, editions: Sequence[Edition]) -> Iterator[_Job]:
         """Jobs page by page; a page's 'pending' rows are written before its jobs go out."""
@@ -406,7 +408,7 @@ class _Run:
             )
         if error is not None:
             raise error
-        return retry
+        return [job for job in retry if (job[3], job[1].lower()) not in self._abandoned]
 
     def _dispatch(
         self, jobs: Iterator[_Job], assigned: list[dict[int, _Job]], given_up: list[bool]
@@ -470,7 +472,12 @@ class _Run:
         if not outcomes:
             return
         started = time.monotonic()
-        self.store.record(self.date, outcomes, self.config.email.bounce_limit)
+        email = self.config.email
+        for o in self.store.record(self.date, outcomes, email.bounce_limit, email.max_attempts):
+            self.counts["failed"] += 1
+            self.per_edition[(o.edition.value, "failed")] += 1
+            self._abandoned.add((o.edition.value, o.email.lower()))
+            log.warning("%s %s: %s", self.date, o.email, o.reply)
         if self.progress is not None:
             self.progress(self.counts["sent"] + self.counts["failed"], self.total)
         ended = time.monotonic()

@@ -36,6 +36,11 @@ log = logging.getLogger("newsletter")
 Signature = tuple[int, int]  # (mtime_ns, size) of a file
 
 
+# The daemon's wait before retrying an issue with temporary failures, doubling.
+RETRY_FIRST = 60.0
+RETRY_LONGEST = 3600.0
+
+
 def send_datetime(date: dt.date, send_time: dt.time, zone: ZoneInfo) -> dt.datetime:
     """When the issue of `date` is due, as an aware datetime that really exists.
 
@@ -125,6 +130,10 @@ def _content_hash(digest: Digest) -> str:
 class Daemon:
     """The state between ticks: what was seen, published and scheduled."""
 
+    # One short retry round within a delivery: what still fails stays pending for
+    # a later poll, instead of holding the only worker for minutes.
+    retry_delays: tuple[float, ...] = (5.0,)
+
     def __init__(
         self,
         config: Config,
@@ -142,6 +151,8 @@ class Daemon:
         self._digests: list[Digest] = []
         self._by_file: dict[str, Digest] = {}
         self._reported_bad: set[tuple[str, Signature]] = set()
+        # Issues with temporary failures left: (when to try again, the wait after that).
+        self._retry: dict[dt.date, tuple[dt.datetime, float]] = {}
         self._lock = threading.Lock()
         self.on_schedule: Callable[[dt.date, dt.datetime], None] = lambda date, when: None
 
@@ -270,6 +281,9 @@ class Daemon:
                     return
                 if store.issue_emailed(digest.date):
                     continue
+                retry = self._retry.get(digest.date)
+                if retry and self.now() < retry[0]:
+                    continue
                 self._deliver(store, digest)
 
     def _deliver(self, store: Any, digest: Digest) -> None:
@@ -277,9 +291,14 @@ class Daemon:
 
         date = digest.date.isoformat()
         log.info("sending %s", date, extra={"event": "sending", "date": date})
-        # One short retry round: what still fails stays pending and the next
-        # poll tries again, instead of holding the only worker for minutes.
-        report = deliver_issue(self.config, store, digest, stop=self.stop, retry_delays=(5.0,))
+        report = deliver_issue(
+            self.config,
+            store,
+            digest,
+            now=self.now(),
+            stop=self.stop,
+            retry_delays=self.retry_delays,
+        )
         log.info(
             "sent %s: %d sent, %d failed, %d skipped, %d left",
             date,
@@ -296,8 +315,24 @@ class Daemon:
                 "pending": report.pending_left,
             },
         )
-        if report.pending_left == 0 and not self.stop.is_set():
+        if self.stop.is_set():
+            return
+        if report.pending_left == 0:
+            self._retry.pop(digest.date, None)
             store.mark_issue_emailed(digest.date)
+        else:
+            # Back off between polls (1 min, 2, 4 ... 1 h): a greylisting or
+            # throttling server is not hammered; email.max_attempts ends it.
+            previous = self._retry.get(digest.date)
+            wait = RETRY_FIRST if previous is None else min(previous[1] * 2, RETRY_LONGEST)
+            self._retry[digest.date] = (self.now() + dt.timedelta(seconds=wait), wait)
+            log.info(
+                "%s: %d temporary failures, next try in %d s",
+                date,
+                report.pending_left,
+                wait,
+                extra={"event": "retry", "date": date, "pending": report.pending_left},
+            )
 
     def next_send(self) -> tuple[dt.date, dt.datetime] | None:
         now = self.now()

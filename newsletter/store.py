@@ -20,7 +20,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -506,15 +506,25 @@ class Store:
                     )
                     conn.execute(d.insert().from_select(columns, rows))
 
-    def record(self, date: dt.date, outcomes: Sequence[Outcome], bounce_limit: int) -> None:
-        """Write a batch of outcomes in one transaction.
+    def record(
+        self,
+        date: dt.date,
+        outcomes: Sequence[Outcome],
+        bounce_limit: int,
+        max_attempts: int | None = None,
+    ) -> list[Outcome]:
+        """Write a batch of outcomes in one transaction; return the given-up ones.
 
         Messages sent (nearly all of them) are one set-based UPDATE per edition
         and reply (`email_key IN (...)`, chunks of `_IN_CHUNK`): ~20x cheaper than
         an executemany row by row. Failures and retries go row by row.
+
+        A temporary failure that makes `max_attempts` attempts in all (over every
+        run) is recorded as failed instead: retries are bounded across reruns and
+        daemon polls, not only within one run. Those outcomes are returned.
         """
         if not outcomes:
-            return
+            return []
         sa = self._sa
         d, s = self.deliveries, self.subscribers
         now = _now()
@@ -526,6 +536,10 @@ class Store:
                 sent.setdefault((o.edition.value, o.reply[:500]), []).append(o.email.lower())
             else:
                 others.append(o)
+        given_up: list[Outcome] = []
+        if max_attempts is not None:
+            others, given_up = self._give_up(date, others, max_attempts)
+            others += given_up
         update = (
             d.update()
             .where(d.c.issue_date == sa.bindparam("b_date"))
@@ -583,6 +597,34 @@ class Store:
                     ),
                     bounces,
                 )
+        return given_up
+
+    def _give_up(
+        self, date: dt.date, outcomes: list[Outcome], max_attempts: int
+    ) -> tuple[list[Outcome], list[Outcome]]:
+        """Split outcomes into (as they are, temporary ones turned final at the cap)."""
+        temporary = [o for o in outcomes if o.state == DeliveryState.PENDING]
+        if not temporary:
+            return outcomes, []
+        d = self.deliveries
+        attempts: dict[tuple[str, str], int] = {}
+        keys = sorted({o.email.lower() for o in temporary})
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), _IN_CHUNK):
+                query = self._sa.select(d.c.edition, d.c.email_key, d.c.attempts).where(
+                    d.c.issue_date == date.isoformat(),
+                    d.c.email_key.in_(keys[start : start + _IN_CHUNK]),
+                )
+                attempts.update({(e, k): n for e, k, n in conn.execute(query)})
+        kept, given_up = [], []
+        for o in outcomes:
+            made = attempts.get((o.edition.value, o.email.lower()), 0) + 1
+            if o.state == DeliveryState.PENDING and made >= max_attempts:
+                reply = f"gave up after {made} attempts; last reply: {o.reply}"
+                given_up.append(replace(o, state=DeliveryState.FAILED, reply=reply))
+            else:
+                kept.append(o)
+        return kept, given_up
 
     def deliveries_for(self, date: dt.date) -> list[Delivery]:
         d = self.deliveries

@@ -118,6 +118,28 @@ def test_451_forever_stays_pending_for_a_rerun(tmp_path, mail_secret):
         assert deliver_issue(config, store, sample_digest(), now=NOW).sent == 2
 
 
+def test_451_forever_is_given_up_at_max_attempts_over_all_runs(tmp_path, mail_secret):
+    handler = Handler(temp_fail_first=10**6)
+    with start_server(handler) as server:
+        config = smtp_config(tmp_path, server, max_attempts=3)
+        store = make_store(tmp_path, 2)
+        first = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=(0.01,))
+        assert (first.sent, first.failed, first.pending_left) == (0, 0, 2)
+        # The rerun makes the third attempt of each, not a fourth and fifth.
+        second = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=(0.01,))
+        assert (second.sent, second.failed, second.pending_left) == (0, 2, 0)
+        assert handler.data_calls == 6
+        rows = store.deliveries_for(NOW.date())
+        assert {(d.state, d.attempts) for d in rows} == {("failed", 3)}
+        assert all(
+            d.last_reply.startswith("gave up after 3 attempts; last reply: 451") for d in rows
+        )
+        third = deliver_issue(config, store, sample_digest(), now=NOW)
+        assert (third.sent, third.skipped) == (0, 2) and handler.data_calls == 6
+        # A temporary failure is no bounce: the subscribers stay active.
+        assert {s.state for s in store.list()} == {SubscriberState.ACTIVE}
+
+
 def test_550_fails_without_retry_and_bounces_after_limit(tmp_path, mail_secret):
     handler = Handler(reject={"user2@example.org": 550})
     with start_server(handler) as server:

@@ -119,3 +119,35 @@ def test_daemon_due_across_dst_in_new_york(tmp_path, now, due):
     daemon = Daemon(config, now=lambda: now)
     daemon._digests = [Digest(now.astimezone(NEW_YORK).date(), (), "d.txt")]
     assert bool(daemon.due()) is due
+
+
+def test_daemon_backs_off_between_polls_then_gives_up(tmp_path, monkeypatch):
+    from smtp_servers import Handler, mail_config, sample_digest, start_server
+
+    from newsletter.scheduler import Daemon
+    from newsletter.store import Store
+
+    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret-0123456789")
+    handler = Handler(temp_fail_first=10**6)  # 451 to everything
+    clock = [dt.datetime(2025, 4, 4, 8, 0, tzinfo=SEOUL)]
+    with start_server(handler) as server:
+        smtp = {"host": server.host, "port": server.port, "security": "none", "connections": 1}
+        config = mail_config(tmp_path, transport="smtp", smtp=smtp, max_attempts=6)
+        with Store.open(config) as store:
+            store.add("reader@example.org", "both")
+        daemon = Daemon(config, now=lambda: clock[0])
+        daemon.retry_delays = (0.01,)
+        daemon._digests = [sample_digest()]
+
+        def poll_after(seconds: float) -> int:
+            clock[0] += dt.timedelta(seconds=seconds)
+            daemon._send_due()
+            return handler.data_calls
+
+        # Two attempts per delivery; then waits of 60 s, then 120 s between polls.
+        assert [poll_after(s) for s in (0, 30, 29, 1, 119, 1)] == [2, 2, 2, 4, 4, 6]
+        # The sixth attempt was the last (email.max_attempts): failed, issue done.
+        assert [poll_after(s) for s in (3600, 7200)] == [6, 6]
+        with Store.open(config) as store:
+            assert store.delivery_counts(clock[0].date()) == {"failed": 1}
+            assert store.issue_emailed(clock[0].date())

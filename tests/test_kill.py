@@ -2,13 +2,14 @@
 
 The sender is the real CLI (`newsletter publish`) in a subprocess, against an
 aiosmtpd server in this process that takes a little time per message, so that
-the kill lands mid-send. Only messages that
-were accepted but not yet written to the ledger may arrive twice: at most about
-one per connection.
+the kill lands mid-send. Only messages that were accepted but not yet written
+to the ledger may arrive twice: the one in flight on each connection, and the
+group commit being gathered (a message or two at this rate).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -65,7 +66,7 @@ def smtp_project(tmp_path, server, subscribers: int) -> list[str]:
 
 
 def test_kill_then_rerun_sends_each_once(tmp_path):
-    handler = Handler(delay=0.02)
+    handler = Handler(delay=0.04)
     with start_server(handler) as server:
         args = smtp_project(tmp_path, server, SUBSCRIBERS)
         env = os.environ | {"NEWSLETTER_SECRET": "kill-test-secret"}
@@ -77,18 +78,30 @@ def test_kill_then_rerun_sends_each_once(tmp_path):
             time.sleep(0.005)
         first.send_signal(signal.SIGKILL)
         first.wait()
-        sent_before_kill = len(handler.messages)
-        assert 0 < sent_before_kill < SUBSCRIBERS, "kill did not land mid-send"
+        time.sleep(0.3)  # a message whose DATA arrived before the kill is still accepted
+        accepted = set(handler.count_by_recipient())
+        assert 0 < len(accepted) < SUBSCRIBERS, "kill did not land mid-send"
+        with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
+            ledger = store.deliveries_for(dt.date(2025, 4, 4))
+        recorded = {d.email for d in ledger if d.state == "sent"}
+        # Marked sent only after the server accepted it; written while sending.
+        assert recorded and recorded <= accepted
+        in_flight = accepted - recorded
 
         second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
         assert second.returncode == 0, second.stderr
         assert "0 failed" in second.stdout and "0 left" in second.stdout
 
     counts = handler.count_by_recipient()
-    assert set(counts) == {f"reader{i}@example.org" for i in range(SUBSCRIBERS)}
-    duplicates = sum(n - 1 for n in counts.values())
-    print(f"killed after {sent_before_kill} messages; {duplicates} duplicates")
-    assert duplicates <= CONNECTIONS, (duplicates, sent_before_kill)
+    print(f"killed after {len(accepted)} accepted, {len(in_flight)} not yet in the ledger")
+    # Exactly one copy each, except the messages accepted but not yet recorded at
+    # the kill (in flight per connection, or in the group commit being written).
+    assert counts == {
+        f"reader{i}@example.org": 2 if f"reader{i}@example.org" in in_flight else 1
+        for i in range(SUBSCRIBERS)
+    }
+    # At this rate (~50 messages/s) a group commit holds a message or two.
+    assert len(in_flight) <= 2 * CONNECTIONS + 2, in_flight
 
 
 def test_two_concurrent_publishers_never_double_send(tmp_path):

@@ -623,16 +623,24 @@ def _process_main(
 
 
 class _Pool:
-    """Workers, each reached by one pipe; results are (worker index, message)."""
+    """Workers, each reached by one pipe; results are (worker index, message).
 
-    size: int
-    conns: list[Connection]
-    open: set[int]  # workers whose pipe is still open
+    Subclasses say how one worker starts (`_start_worker`) and is waited for (`_join`).
+    """
+
+    def __init__(self, context: _WorkContext, size: int) -> None:
+        self.context = context
+        self.size = size
+        self.conns: list[Connection] = []
+        self.workers: list[Any] = []  # processes or threads
+        self.open: set[int] = set()  # workers whose pipe is still open
 
     def start(self) -> None:
         """Start every worker and wait until each has connected (or failed to)."""
-        self.open = set()
-        self._spawn()
+        for w in range(self.size):
+            here, there = multiprocessing.Pipe()
+            self.workers.append(self._start_worker(w, there))
+            self.conns.append(here)
         self.open = set(range(len(self.conns)))
         self._index = {id(conn): w for w, conn in enumerate(self.conns)}
         problem = None
@@ -647,7 +655,7 @@ class _Pool:
         if problem is not None:
             raise NewsletterError(problem[0], hint=problem[1])
 
-    def _spawn(self) -> None:
+    def _start_worker(self, w: int, conn: Connection) -> Any:
         raise NotImplementedError
 
     def send(self, w: int, message: tuple[Any, ...]) -> None:
@@ -680,79 +688,64 @@ class _Pool:
             self.conns[w].close()
 
     def close(self) -> None:
+        for w in range(len(self.conns)):
+            self.send(w, ("quit",))
+        self._join()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _join(self) -> None:
         raise NotImplementedError
 
 
 class _ProcessPool(_Pool):
     def __init__(self, config: Config, context: _WorkContext, size: int) -> None:
+        super().__init__(context, size)
         self.config = config
-        self.context = context
-        self.size = size
-        self.conns = []
-        self.processes: list[Any] = []
 
-    def _spawn(self) -> None:
-        mp = multiprocessing.get_context("fork")
-        rate = self.config.email.smtp.rate_limit / self.size
-        for stream in (sys.stdout, sys.stderr):  # or the children would print it again
+    def _start_worker(self, w: int, conn: Connection) -> Any:
+        for stream in (sys.stdout, sys.stderr):  # or the child would print it again
             with contextlib.suppress(Exception):
                 stream.flush()
-        for w in range(self.size):
-            here, there = mp.Pipe()
-            process = mp.Process(
-                target=_process_main,
-                args=(there, self.config, self.context, w == 0, rate, os.getpid()),
-                name=f"smtp-{w}",
-                daemon=True,
-            )
-            process.start()
-            there.close()
-            self.conns.append(here)
-            self.processes.append(process)
+        rate = self.config.email.smtp.rate_limit / self.size
+        process = multiprocessing.get_context("fork").Process(
+            target=_process_main,
+            args=(conn, self.config, self.context, w == 0, rate, os.getpid()),
+            name=f"smtp-{w}",
+            daemon=True,
+        )
+        process.start()
+        conn.close()  # the child's end
+        return process
 
-    def close(self) -> None:
-        for w in range(len(self.conns)):
-            self.send(w, ("quit",))
+    def _join(self) -> None:
         deadline = time.monotonic() + self.config.email.smtp.timeout + 5
-        for process in self.processes:
+        for process in self.workers:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
                 process.join()
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.close()
 
 
 class _ThreadPool(_Pool):
     def __init__(self, factory: TransportFactory, context: _WorkContext, size: int) -> None:
+        super().__init__(context, size)
         self.factory = factory
-        self.context = context
-        self.size = size
-        self.conns = []
-        self.threads: list[threading.Thread] = []
 
-    def _spawn(self) -> None:
-        for w in range(self.size):
-            here, there = multiprocessing.Pipe()
-            thread = threading.Thread(
-                target=_work,
-                args=(there, self.factory, self.context, w == 0, None),
-                name=f"smtp-{w}",
-                daemon=True,
-            )
-            thread.start()
-            self.conns.append(here)
-            self.threads.append(thread)
+    def _start_worker(self, w: int, conn: Connection) -> Any:
+        thread = threading.Thread(
+            target=_work,
+            args=(conn, self.factory, self.context, w == 0, None),
+            name=f"smtp-{w}",
+            daemon=True,
+        )
+        thread.start()
+        return thread
 
-    def close(self) -> None:
-        for w in range(len(self.conns)):
-            self.send(w, ("quit",))
-        for thread in self.threads:
+    def _join(self) -> None:
+        for thread in self.workers:
             thread.join(timeout=60)
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.close()
 
 
 def send_test(

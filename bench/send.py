@@ -11,7 +11,7 @@ What it does, all on localhost:
 
 1. starts `smtp-sink -u nobody 127.0.0.1:PORT 1000` (accepts and discards mail);
 2. creates N subscribers (default 100,000; editions ko/en/both in turn) in a
-   fresh SQLite state folder with `Store.add_many` (the bulk path);
+   fresh SQLite state folder with `Subscribers.add_many` (the bulk path);
 3. writes a config: transport smtp, security none, `connections` C (default 2),
    no rate limit, the example digest of 2025-04-04;
 4. runs the REAL `python -m newsletter publish --date 2025-04-04 --force` as a
@@ -106,7 +106,7 @@ def create_subscribers(config_path: Path, count: int) -> float:
     started = time.monotonic()
     with Store.open(load_config(str(config_path))) as store:
         rows = ((f"reader{i}@example.org", editions[i % 3], f"Reader {i}") for i in range(count))
-        store.add_many(rows)
+        store.subscribers.add_many(rows)
     return time.monotonic() - started
 
 
@@ -217,7 +217,7 @@ def check_ledger(config_path: Path, count: int) -> dict[str, int]:
     from newsletter.store import Store
 
     with Store.open(load_config(str(config_path))) as store:
-        counts = store.delivery_counts(dt.date.fromisoformat(DATE))
+        counts = store.ledger.delivery_counts(dt.date.fromisoformat(DATE))
     if counts != {"sent": count}:
         sys.exit(f"the ledger is not exact: {counts} (expected {{'sent': {count}}})")
     return counts

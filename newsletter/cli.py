@@ -368,7 +368,7 @@ def subscribers_add(
 ) -> None:
     """Add (or update) an active subscriber."""
     with _store(ctx) as store:
-        subscriber = store.add(email, edition, name, reactivate=reactivate)
+        subscriber = store.subscribers.add(email, edition, name, reactivate=reactivate)
     click.echo(f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}")
 
 
@@ -379,7 +379,7 @@ def subscribers_add(
 def subscribers_remove(ctx: click.Context, email: str) -> None:
     """Unsubscribe an address (its delivery history is kept)."""
     with _store(ctx) as store:
-        subscriber = store.remove(email)
+        subscriber = store.subscribers.remove(email)
     click.echo(f"{subscriber.email}: {subscriber.state.value}")
 
 
@@ -391,7 +391,7 @@ def subscribers_remove(ctx: click.Context, email: str) -> None:
 def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
     """List subscribers."""
     with _store(ctx) as store:
-        rows = store.list(state=state)
+        rows = store.subscribers.list(state=state)
     if as_json:
         data = [
             {"email": s.email, "edition": s.edition.value, "state": s.state.value, "name": s.name}
@@ -410,8 +410,10 @@ def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> No
 @handles_errors()
 def subscribers_import(ctx: click.Context, file: Path) -> None:
     """Import a CSV file with columns email,edition[,name]; bad rows are reported."""
+    from newsletter.store.subscriber_csv import import_csv
+
     with _store(ctx) as store:
-        report = store.import_csv(file)
+        report = import_csv(store.subscribers, file)
     for problem in report.problems:
         click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
     click.echo(
@@ -428,8 +430,10 @@ def subscribers_import(ctx: click.Context, file: Path) -> None:
 @handles_errors()
 def subscribers_export(ctx: click.Context, state: str | None) -> None:
     """Write every subscriber as CSV (email,edition,name,state) to standard output."""
+    from newsletter.store.subscriber_csv import export_csv
+
     with _store(ctx) as store:
-        store.export_csv(click.get_text_stream("stdout"), state=state)
+        export_csv(store.subscribers, click.get_text_stream("stdout"), state=state)
 
 
 @cli.command("send-test")

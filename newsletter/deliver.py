@@ -63,7 +63,9 @@ from newsletter.mail import (
     sign_token,
 )
 from newsletter.model import Digest, Edition, Subscriber
-from newsletter.store import DeliveryState, Outcome, Store, normalize_email
+from newsletter.store import Store
+from newsletter.store.ledger import DeliveryState, Ledger, Outcome
+from newsletter.store.subscribers import normalize_email
 from newsletter.transports import (
     FileTransport,
     PermanentFailure,
@@ -163,7 +165,7 @@ def deliver_issue(
         return DeliveryReport(date=date, too_late=True, note=note)
 
     if dry_run:
-        todo, skipped = store.delivery_plan(date, config.editions)
+        todo, skipped = store.ledger.delivery_plan(date, config.editions)
         groups: dict[Edition, list[Subscriber]] = {}
         for subscriber in todo:
             groups.setdefault(subscriber.edition, []).append(subscriber)
@@ -185,7 +187,7 @@ def deliver_issue(
 
     # One sender per database at a time: two would both see everyone as not
     # done yet and both send. Planning happens under the lock.
-    with store.sending_lock(date):
+    with store.db.sending_lock(date):
         return _send(config, store, digest, now, progress, transport_factory, retry_delays, stop)
 
 
@@ -201,7 +203,7 @@ def _send(
 ) -> DeliveryReport:
     started = time.monotonic()
     date = digest.date
-    planned, skipped = store.plan_counts(date, config.editions)
+    planned, skipped = store.ledger.plan_counts(date, config.editions)
     # In the order of config.editions, as the per-edition report always was.
     planned = {e: planned[e] for e in config.editions if planned.get(e)}
     total = sum(planned.values())
@@ -235,7 +237,7 @@ def _send(
         if use_processes
         else _ThreadPool(transport_factory, context, connections)
     )
-    run = _Run(config, store, date, pool, progress, total, stop)
+    run = _Run(config, store.ledger, date, pool, progress, total, stop)
     send_started = time.monotonic()
     try:
         # Start-up check: a bad host/TLS/password raises before anything is marked.
@@ -307,7 +309,7 @@ class _Run:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        ledger: Ledger,
         date: dt.date,
         pool: _Pool,
         progress: ProgressCallback | None,
@@ -315,7 +317,7 @@ class _Run:
         shutdown: threading.Event,
     ) -> None:
         self.config = config
-        self.store = store
+        self.ledger = ledger
         self.date = date
         self.pool = pool
         self.progress = progress
@@ -331,8 +333,8 @@ class _Run:
 
     def plan(self, editions: Sequence[Edition]) -> Iterator[_Job]:
         """Jobs page by page; a page's 'pending' rows are written before its jobs go out."""
-        for page in self.store.plan_pages(self.date, editions, page=PAGE):
-            self.store.start_deliveries(self.date, page)
+        for page in self.ledger.plan_pages(self.date, editions, page=PAGE):
+            self.ledger.start_deliveries(self.date, page)
             for sub in page:
                 self._number += 1
                 yield (self._number, sub.email, sub.name, sub.edition.value)
@@ -473,7 +475,7 @@ class _Run:
             return
         started = time.monotonic()
         email = self.config.email
-        for o in self.store.record(self.date, outcomes, email.bounce_limit, email.max_attempts):
+        for o in self.ledger.record(self.date, outcomes, email.bounce_limit, email.max_attempts):
             self.counts["failed"] += 1
             self.per_edition[(o.edition.value, "failed")] += 1
             self._abandoned.add((o.edition.value, o.email.lower()))

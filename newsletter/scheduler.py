@@ -213,7 +213,7 @@ class Daemon:
             return
         with Store.open(self.config) as store:
             for digest in changed:
-                if store.issue_emailed(digest.date):
+                if store.ledger.issue_emailed(digest.date):
                     log.info(
                         "%s changed after its email went out: site updated, email not sent again",
                         digest.date.isoformat(),
@@ -279,7 +279,7 @@ class Daemon:
             for digest in due:
                 if self.stop.is_set():
                     return
-                if store.issue_emailed(digest.date):
+                if store.ledger.issue_emailed(digest.date):
                     continue
                 retry = self._retry.get(digest.date)
                 if retry and self.now() < retry[0]:
@@ -319,7 +319,7 @@ class Daemon:
             return
         if report.pending_left == 0:
             self._retry.pop(digest.date, None)
-            store.mark_issue_emailed(digest.date)
+            store.ledger.mark_issue_emailed(digest.date)
         else:
             # Back off between polls (1 min, 2, 4 ... 1 h): a greylisting or
             # throttling server is not hammered; email.max_attempts ends it.

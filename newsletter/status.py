@@ -33,13 +33,13 @@ def collect_status(config: Config, now: dt.datetime | None = None) -> dict[str, 
         for digest in digests:
             when = send_datetime(digest.date, config.schedule.send_clock, config.site.tz)
             too_old = is_late(digest.date, now.date(), config.email.max_lateness_days)
-            if too_old or store.issue_emailed(digest.date):
+            if too_old or store.ledger.issue_emailed(digest.date):
                 continue
             next_send = {"date": digest.date.isoformat(), "at": when.isoformat()}
             break
         return {
             "last_published": published[-1] if published else None,
             "next_send": next_send,
-            "deliveries": store.recent_delivery_counts(),
-            "subscribers": dict(sorted(store.count().items())),
+            "deliveries": store.ledger.recent_delivery_counts(),
+            "subscribers": dict(sorted(store.subscribers.count().items())),
         }

@@ -11,8 +11,8 @@
 Every public answer to a sign-up is the same whether or not the address is
 known: a confirmation is mailed to a new, pending or departed address, and an
 "already subscribed" note to an active one. Nothing blocking runs on the event
-loop: the store and the transport are called in the thread pool, one store user
-at a time (the Store is not thread-safe).
+loop: the database and the transport are called in the thread pool, one database
+user at a time (a Database is not thread-safe).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from newsletter.errors import NewsletterError
 from newsletter.mail import UNSUBSCRIBE, check_address, one_line, sign_token, unsubscribe_url
 from newsletter.model import Edition, SubscriberState
 from newsletter.render import environment
-from newsletter.store import Store, normalize_email
+from newsletter.store.database import Database
+from newsletter.store.subscribers import Subscribers, normalize_email
 from newsletter.transports import FileTransport, SendFailure, Transport, make_transport
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ class Subscriptions:
 
     config: Config
     secret: bytes
-    store: Store
+    subscribers: Subscribers
     clock: Callable[[], dt.datetime]
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -281,15 +282,15 @@ class Subscriptions:
         self._send(address, edition, kind)
 
     def _prepare(self, address: str, edition: Edition) -> str:
-        current = self.store.get(address)
+        current = self.subscribers.get(address)
         if current is None:
-            self.store.add(address, edition, state=SubscriberState.PENDING)
+            self.subscribers.add(address, edition, state=SubscriberState.PENDING)
             return "confirm"
         if current.state is SubscriberState.ACTIVE:
             return "already"  # no change: only the owner's click may change anything
         if current.state is not SubscriberState.PENDING:
             # Unsubscribed or bounced: back through double opt-in.
-            self.store.add(address, edition, state=SubscriberState.PENDING, reactivate=True)
+            self.subscribers.add(address, edition, state=SubscriberState.PENDING, reactivate=True)
         return "confirm"
 
     def _send(self, address: str, edition: Edition, kind: str) -> None:
@@ -314,27 +315,27 @@ class Subscriptions:
     def confirm(self, address: str, edition: Edition) -> str:
         """'confirmed' (now or before) or 'stale' (left since the link was sent)."""
         with self._lock:
-            current = self.store.get(address)
+            current = self.subscribers.get(address)
             if current is None or current.state in (
                 SubscriberState.UNSUBSCRIBED,
                 SubscriberState.BOUNCED,
             ):
                 return "stale"
             if current.state is SubscriberState.PENDING:
-                self.store.set_edition(address, edition)
-                self.store.set_state(address, SubscriberState.ACTIVE)
+                self.subscribers.set_edition(address, edition)
+                self.subscribers.set_state(address, SubscriberState.ACTIVE)
             return "confirmed"
 
     def unsubscribe(self, address: str) -> None:
         with self._lock:
-            current = self.store.get(address)
+            current = self.subscribers.get(address)
             if current is not None and current.state is not SubscriberState.UNSUBSCRIBED:
-                self.store.remove(address)
+                self.subscribers.remove(address)
 
     def edition_of(self, address: str) -> Edition | None:
         """The edition of an active subscriber; None for anyone else."""
         with self._lock:
-            current = self.store.get(address)
+            current = self.subscribers.get(address)
         if current is None or current.state is not SubscriberState.ACTIVE:
             return None
         return current.edition
@@ -342,10 +343,10 @@ class Subscriptions:
     def change_edition(self, address: str, edition: Edition) -> bool:
         """Set the edition of an active subscriber; False if not subscribed."""
         with self._lock:
-            current = self.store.get(address)
+            current = self.subscribers.get(address)
             if current is None or current.state is not SubscriberState.ACTIVE:
                 return False
-            self.store.set_edition(address, edition)
+            self.subscribers.set_edition(address, edition)
             return True
 
 
@@ -574,9 +575,9 @@ def create_app(
     secret = config.secret(required=True)
     assert secret is not None
     limits = limits or Limits()
-    store = Store.open(config)
+    db = Database.open(config)
     config.paths.public.mkdir(parents=True, exist_ok=True)
-    service = Subscriptions(config, secret, store, clock)
+    service = Subscriptions(config, secret, Subscribers(db), clock)
     pages = Pages(config, secret)
     per_ip = SlidingWindow(limits.per_ip, limits.window_seconds)
     per_address = SlidingWindow(limits.per_address, limits.window_seconds)
@@ -585,7 +586,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
-        store.close()
+        db.close()
 
     routes = [
         Route("/subscribe", handlers.subscribe_form, methods=["GET"]),

@@ -176,6 +176,7 @@ def test_sigterm_during_sending_then_restart_sends_each_exactly_once(tmp_path, d
 
     from newsletter.model import Edition
     from newsletter.store import Store
+    from newsletter.store.database import Database
 
     handler = Handler(delay=0.01)
     subscribers = 150
@@ -187,9 +188,9 @@ def test_sigterm_during_sending_then_restart_sends_each_exactly_once(tmp_path, d
             "    connections: 2\n    timeout: 5\n",
         )
         (tmp_path / "state").mkdir()
-        with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
+        with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
             for i in range(subscribers):
-                store.add(f"reader{i}@example.org", list(Edition)[i % 3])
+                store.subscribers.add(f"reader{i}@example.org", list(Edition)[i % 3])
         date = today_seoul()
         (tmp_path / "digests" / "today.txt").write_text(digest_text(date), encoding="utf-8")
 

@@ -16,6 +16,7 @@ from newsletter.errors import NewsletterError
 from newsletter.mail import verify_token
 from newsletter.model import Edition, SubscriberState
 from newsletter.store import Store
+from newsletter.store.database import Database
 from newsletter.transports import SmtpTransport
 
 NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
@@ -35,10 +36,10 @@ def smtp_config(tmp_path, server, **email):
 
 
 def make_store(tmp_path, count=12):
-    store = Store(f"sqlite:///{tmp_path / 'nl.db'}")
+    store = Store(Database(f"sqlite:///{tmp_path / 'nl.db'}"))
     editions = list(Edition)
     for i in range(count):
-        store.add(f"user{i}@example.org", editions[i % 3], f"사용자 {i}")
+        store.subscribers.add(f"user{i}@example.org", editions[i % 3], f"사용자 {i}")
     return store
 
 
@@ -64,8 +65,8 @@ def test_smtp_delivery_exactly_once(tmp_path, mail_secret):
     with start_server() as server:
         config = smtp_config(tmp_path, server, smtp={"connections": 3})
         store = make_store(tmp_path, 30)
-        store.set_state("user0@example.org", SubscriberState.UNSUBSCRIBED)
-        store.set_state("user1@example.org", SubscriberState.BOUNCED)
+        store.subscribers.set_state("user0@example.org", SubscriberState.UNSUBSCRIBED)
+        store.subscribers.set_state("user1@example.org", SubscriberState.BOUNCED)
         calls = []
         report = deliver_issue(
             config, store, sample_digest(), now=NOW, progress=lambda d, t: calls.append((d, t))
@@ -90,7 +91,7 @@ def test_smtp_delivery_exactly_once(tmp_path, mail_secret):
         rerun = deliver_issue(config, store, sample_digest(), now=NOW)
         assert (rerun.sent, rerun.skipped) == (0, 28)
         assert len(server.handler.messages) == 28
-        assert store.delivery_counts(sample_digest().date) == {"sent": 28}
+        assert store.ledger.delivery_counts(sample_digest().date) == {"sent": 28}
 
 
 def test_451_is_retried_then_succeeds(tmp_path, mail_secret):
@@ -101,7 +102,7 @@ def test_451_is_retried_then_succeeds(tmp_path, mail_secret):
         report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=FAST)
     assert (report.sent, report.failed, report.pending_left) == (5, 0, 0)
     assert set(handler.count_by_recipient().values()) == {1}
-    attempts = sorted(d.attempts for d in store.deliveries_for(NOW.date()))
+    attempts = sorted(d.attempts for d in store.ledger.deliveries_for(NOW.date()))
     assert attempts == [1, 1, 2, 2, 2]
 
 
@@ -112,8 +113,8 @@ def test_451_forever_stays_pending_for_a_rerun(tmp_path, mail_secret):
         store = make_store(tmp_path, 2)
         report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=(0.01,))
         assert (report.sent, report.pending_left) == (0, 2)
-        assert {d.state for d in store.deliveries_for(NOW.date())} == {"pending"}
-        assert all(d.last_reply.startswith("451") for d in store.deliveries_for(NOW.date()))
+        assert {d.state for d in store.ledger.deliveries_for(NOW.date())} == {"pending"}
+        assert all(d.last_reply.startswith("451") for d in store.ledger.deliveries_for(NOW.date()))
         handler.temp_fail_first = 0
         assert deliver_issue(config, store, sample_digest(), now=NOW).sent == 2
 
@@ -129,7 +130,7 @@ def test_451_forever_is_given_up_at_max_attempts_over_all_runs(tmp_path, mail_se
         second = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=(0.01,))
         assert (second.sent, second.failed, second.pending_left) == (0, 2, 0)
         assert handler.data_calls == 6
-        rows = store.deliveries_for(NOW.date())
+        rows = store.ledger.deliveries_for(NOW.date())
         assert {(d.state, d.attempts) for d in rows} == {("failed", 3)}
         assert all(
             d.last_reply.startswith("gave up after 3 attempts; last reply: 451") for d in rows
@@ -137,7 +138,7 @@ def test_451_forever_is_given_up_at_max_attempts_over_all_runs(tmp_path, mail_se
         third = deliver_issue(config, store, sample_digest(), now=NOW)
         assert (third.sent, third.skipped) == (0, 2) and handler.data_calls == 6
         # A temporary failure is no bounce: the subscribers stay active.
-        assert {s.state for s in store.list()} == {SubscriberState.ACTIVE}
+        assert {s.state for s in store.subscribers.list()} == {SubscriberState.ACTIVE}
 
 
 def test_550_fails_without_retry_and_bounces_after_limit(tmp_path, mail_secret):
@@ -149,7 +150,7 @@ def test_550_fails_without_retry_and_bounces_after_limit(tmp_path, mail_secret):
         report = deliver_issue(config, store, digest, now=NOW, retry_delays=FAST)
         assert (report.sent, report.failed) == (3, 1)
         assert handler.rcpt_calls["user2@example.org"] == 1  # not retried
-        assert store.get("user2@example.org").state is SubscriberState.ACTIVE
+        assert store.subscribers.get("user2@example.org").state is SubscriberState.ACTIVE
         # A rerun of the same date does not try the failed address again.
         assert deliver_issue(config, store, digest, now=NOW).sent == 0
         assert handler.rcpt_calls["user2@example.org"] == 1
@@ -158,9 +159,9 @@ def test_550_fails_without_retry_and_bounces_after_limit(tmp_path, mail_secret):
 
         next_day = dataclasses.replace(digest, date=digest.date + dt.timedelta(days=1))
         deliver_issue(config, store, next_day, now=NOW + dt.timedelta(days=1))
-    assert store.get("user2@example.org").state is SubscriberState.BOUNCED
-    assert store.hard_bounces("user2@example.org") == 2
-    failed = [d for d in store.deliveries_for(digest.date) if d.state == "failed"]
+    assert store.subscribers.get("user2@example.org").state is SubscriberState.BOUNCED
+    assert store.subscribers.hard_bounces("user2@example.org") == 2
+    failed = [d for d in store.ledger.deliveries_for(digest.date) if d.state == "failed"]
     assert failed[0].last_reply.startswith("550")
 
 
@@ -184,7 +185,7 @@ def test_connection_refused_marks_nothing(tmp_path, mail_secret):
     store = make_store(tmp_path, 3)
     with pytest.raises(NewsletterError, match="refused the connection"):
         deliver_issue(config, store, sample_digest(), now=NOW)
-    assert store.delivery_counts(NOW.date()) == {}
+    assert store.ledger.delivery_counts(NOW.date()) == {}
 
 
 def test_smtp_needs_the_secret(tmp_path, monkeypatch):
@@ -218,7 +219,7 @@ def test_starttls_auth_delivery_with_private_ca(tmp_path, mail_secret, monkeypat
         store = make_store(tmp_path / "second", 1)
         with pytest.raises(NewsletterError, match="refused the login"):
             deliver_issue(config, store, sample_digest(), now=NOW)
-        assert store.delivery_counts(NOW.date()) == {}
+        assert store.ledger.delivery_counts(NOW.date()) == {}
 
 
 def test_too_late_unless_forced(tmp_path, mail_secret):
@@ -244,7 +245,7 @@ def test_dry_run_sends_nothing(tmp_path, mail_secret):
             "en": ("user1@example.org", "user4@example.org"),
             "both": ("user2@example.org",),
         }
-        assert server.handler.messages == [] and store.delivery_counts(NOW.date()) == {}
+        assert server.handler.messages == [] and store.ledger.delivery_counts(NOW.date()) == {}
 
 
 def test_send_test_is_marked_and_not_recorded(tmp_path, mail_secret):
@@ -256,7 +257,7 @@ def test_send_test_is_marked_and_not_recorded(tmp_path, mail_secret):
         msg = email.message_from_bytes(received.data, policy=email.policy.default)
         assert msg["Subject"] == "[TEST] [ML 논문] 2025년 4월 4일 · 4편"
         assert received.recipients == ["Editor@example.org"]
-        assert store.delivery_counts(NOW.date()) == {}
+        assert store.ledger.delivery_counts(NOW.date()) == {}
         with pytest.raises(NewsletterError):
             send_test(
                 config,
@@ -319,14 +320,14 @@ def test_worker_processes_send_each_once_byte_exact(tmp_path, mail_secret, pools
         report = deliver_issue(config, store, digest, now=NOW)
     assert pools == ["_ProcessPool" if _fork_is_safe() else "_ThreadPool"]
     assert (report.sent, report.failed, report.pending_left) == (150, 0, 0)
-    assert store.delivery_counts(digest.date) == {"sent": 150}
+    assert store.ledger.delivery_counts(digest.date) == {"sent": 150}
     counts = server.handler.count_by_recipient()
     assert len(counts) == 150 and set(counts.values()) == {1}
     # What arrived is exactly the message built for that recipient: the editions
     # were dot-stuffed once for SMTP (the CSS has lines starting with '.') and
     # the server's un-stuffing gives back the original bytes.
     emails = {e: build_edition_email(config, digest, e, now=NOW) for e in Edition}
-    subscribers = {s.email: s for s in store.list()}
+    subscribers = {s.email: s for s in store.subscribers.list()}
     for received in server.handler.messages:
         (address,) = received.recipients
         sub = subscribers[address]
@@ -354,7 +355,7 @@ def test_stop_finishes_in_flight_records_them_and_leaves_the_rest(tmp_path, mail
         )
         assert 20 <= report.sent < 120 and report.pending_left == 120 - report.sent
         # Every message the server accepted is in the ledger: nothing in flight was lost.
-        assert store.delivery_counts(NOW.date()).get("sent") == report.sent
+        assert store.ledger.delivery_counts(NOW.date()).get("sent") == report.sent
         assert len(handler.messages) == report.sent
         rest = deliver_issue(config, store, sample_digest(), now=NOW)
         assert rest.sent == 120 - report.sent and rest.pending_left == 0
@@ -414,7 +415,7 @@ def test_a_worker_process_that_dies_leaves_its_messages_pending(tmp_path, mail_s
         store = make_store(tmp_path, 30)
         report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=())
         assert report.sent + report.pending_left == 30 and report.pending_left >= 1
-        assert store.delivery_counts(NOW.date()).get("sent") == report.sent
+        assert store.ledger.delivery_counts(NOW.date()).get("sent") == report.sent
         monkeypatch.setattr(deliver, "sign_token", real)
         rest = deliver_issue(config, store, sample_digest(), now=NOW)
         assert rest.pending_left == 0

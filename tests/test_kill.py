@@ -21,6 +21,7 @@ from smtp_servers import DATA, Handler, start_server
 
 from newsletter.model import Edition
 from newsletter.store import Store
+from newsletter.store.database import Database
 
 CONNECTIONS = 2
 SUBSCRIBERS = 120
@@ -49,9 +50,9 @@ def smtp_project(tmp_path, server, subscribers: int) -> list[str]:
         encoding="utf-8",
     )
     (tmp_path / "state").mkdir()
-    with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
+    with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
         for i in range(subscribers):
-            store.add(f"reader{i}@example.org", list(Edition)[i % 3])
+            store.subscribers.add(f"reader{i}@example.org", list(Edition)[i % 3])
     return [
         sys.executable,
         "-m",
@@ -81,8 +82,8 @@ def test_kill_then_rerun_sends_each_once(tmp_path):
         time.sleep(0.3)  # a message whose DATA arrived before the kill is still accepted
         accepted = set(handler.count_by_recipient())
         assert 0 < len(accepted) < SUBSCRIBERS, "kill did not land mid-send"
-        with Store(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}") as store:
-            ledger = store.deliveries_for(dt.date(2025, 4, 4))
+        with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
+            ledger = store.ledger.deliveries_for(dt.date(2025, 4, 4))
         recorded = {d.email for d in ledger if d.state == "sent"}
         # Marked sent only after the server accepted it; written while sending.
         assert recorded and recorded <= accepted

@@ -134,7 +134,7 @@ def test_daemon_backs_off_between_polls_then_gives_up(tmp_path, monkeypatch):
         smtp = {"host": server.host, "port": server.port, "security": "none", "connections": 1}
         config = mail_config(tmp_path, transport="smtp", smtp=smtp, max_attempts=6)
         with Store.open(config) as store:
-            store.add("reader@example.org", "both")
+            store.subscribers.add("reader@example.org", "both")
         daemon = Daemon(config, now=lambda: clock[0])
         daemon.retry_delays = (0.01,)
         daemon._digests = [sample_digest()]
@@ -149,5 +149,5 @@ def test_daemon_backs_off_between_polls_then_gives_up(tmp_path, monkeypatch):
         # The sixth attempt was the last (email.max_attempts): failed, issue done.
         assert [poll_after(s) for s in (3600, 7200)] == [6, 6]
         with Store.open(config) as store:
-            assert store.delivery_counts(clock[0].date()) == {"failed": 1}
-            assert store.issue_emailed(clock[0].date())
+            assert store.ledger.delivery_counts(clock[0].date()) == {"failed": 1}
+            assert store.ledger.issue_emailed(clock[0].date())

@@ -17,7 +17,10 @@ from smtp_servers import free_port, mail_config
 
 from newsletter.errors import NewsletterError
 from newsletter.model import Edition, SubscriberState
-from newsletter.store import DeliveryState, Outcome, Store
+from newsletter.store import Store
+from newsletter.store.database import Database
+from newsletter.store.ledger import DeliveryState, Outcome
+from newsletter.store.subscriber_csv import export_csv, import_csv
 
 DATE = dt.date(2025, 4, 4)
 
@@ -94,11 +97,11 @@ def store(request, tmp_path):
         (tmp_path / "state").mkdir()
     else:
         url = request.getfixturevalue("mail_pg_url")
-    store = Store(url)
+    store = Store(Database(url))
     if request.param == "postgresql":  # one server for the module: start clean
-        with store.engine.begin() as conn:
-            conn.execute(store.deliveries.delete())
-            conn.execute(store.subscribers.delete())
+        with store.db.engine.begin() as conn:
+            conn.execute(store.db.tables.deliveries.delete())
+            conn.execute(store.db.tables.subscribers.delete())
     yield store
     store.close()
 
@@ -107,65 +110,65 @@ def test_open_creates_state_folder_and_wal(tmp_path):
     config = mail_config(tmp_path)
     with Store.open(config) as store:
         assert (tmp_path / "state" / "newsletter.db").exists()
-        with store.engine.connect() as conn:
+        with store.db.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
-    with Store.open(config) as again, again.engine.connect() as conn:  # idempotent migrations
+    with Store.open(config) as again, again.db.engine.connect() as conn:  # idempotent migrations
         assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
 
 
 def test_migrates_a_version_1_database_keeping_its_data(tmp_path):
     config = mail_config(tmp_path)
     with Store.open(config) as store:
-        store.add("old@example.org", "en")
-        with store.engine.begin() as conn:  # as version 1 left it: no issues table
+        store.subscribers.add("old@example.org", "en")
+        with store.db.engine.begin() as conn:  # as version 1 left it: no issues table
             conn.exec_driver_sql("DROP TABLE issues")
             conn.exec_driver_sql("UPDATE schema_version SET version = 1")
     with Store.open(config) as store:
-        assert store.get("old@example.org").edition is Edition.EN
-        assert not store.issue_emailed(dt.date(2025, 4, 4))
-        store.mark_issue_emailed(dt.date(2025, 4, 4))
-        store.mark_issue_emailed(dt.date(2025, 4, 4))  # idempotent
-        assert store.issue_emailed(dt.date(2025, 4, 4))
+        assert store.subscribers.get("old@example.org").edition is Edition.EN
+        assert not store.ledger.issue_emailed(dt.date(2025, 4, 4))
+        store.ledger.mark_issue_emailed(dt.date(2025, 4, 4))
+        store.ledger.mark_issue_emailed(dt.date(2025, 4, 4))  # idempotent
+        assert store.ledger.issue_emailed(dt.date(2025, 4, 4))
 
 
 def test_add_normalises_and_is_unique(store):
-    sub = store.add("  Kim@EXAMPLE.org ", "en", "김철수")
+    sub = store.subscribers.add("  Kim@EXAMPLE.org ", "en", "김철수")
     assert sub.email == "Kim@example.org" and sub.edition is Edition.EN
     assert sub.state is SubscriberState.ACTIVE and sub.name == "김철수"
-    again = store.add("kim@example.org", "both")
+    again = store.subscribers.add("kim@example.org", "both")
     assert again.id == sub.id and again.edition is Edition.BOTH and again.name == "김철수"
-    assert len(store.list()) == 1
-    assert store.get("KIM@example.org").email == "Kim@example.org"
-    assert store.get("nobody@example.org") is None
+    assert len(store.subscribers.list()) == 1
+    assert store.subscribers.get("KIM@example.org").email == "Kim@example.org"
+    assert store.subscribers.get("nobody@example.org") is None
     with pytest.raises(NewsletterError, match="not a valid email"):
-        store.add("not-an-address")
+        store.subscribers.add("not-an-address")
 
 
 def test_remove_marks_unsubscribed_and_readd_needs_reactivate(store):
-    store.add("a@example.org")
-    assert store.remove("a@example.org").state is SubscriberState.UNSUBSCRIBED
-    assert store.get("a@example.org") is not None  # history stays
+    store.subscribers.add("a@example.org")
+    assert store.subscribers.remove("a@example.org").state is SubscriberState.UNSUBSCRIBED
+    assert store.subscribers.get("a@example.org") is not None  # history stays
     with pytest.raises(NewsletterError, match="unsubscribed"):
-        store.add("a@example.org")
-    assert store.add("a@example.org", reactivate=True).state is SubscriberState.ACTIVE
+        store.subscribers.add("a@example.org")
+    assert store.subscribers.add("a@example.org", reactivate=True).state is SubscriberState.ACTIVE
     with pytest.raises(NewsletterError, match="not a subscriber"):
-        store.remove("ghost@example.org")
+        store.subscribers.remove("ghost@example.org")
 
 
 def test_set_state_and_edition_and_list_filters(store):
-    store.add("a@example.org", "ko")
-    store.add("b@example.org", "en")
-    store.set_state("b@example.org", "pending")
-    store.set_edition("a@example.org", Edition.BOTH)
-    assert [s.email for s in store.list(state="active")] == ["a@example.org"]
-    assert [s.email for s in store.list(edition="both")] == ["a@example.org"]
-    assert store.count() == {"active": 1, "pending": 1}
+    store.subscribers.add("a@example.org", "ko")
+    store.subscribers.add("b@example.org", "en")
+    store.subscribers.set_state("b@example.org", "pending")
+    store.subscribers.set_edition("a@example.org", Edition.BOTH)
+    assert [s.email for s in store.subscribers.list(state="active")] == ["a@example.org"]
+    assert [s.email for s in store.subscribers.list(edition="both")] == ["a@example.org"]
+    assert store.subscribers.count() == {"active": 1, "pending": 1}
 
 
 def test_import_reports_bad_rows_by_line_and_keeps_good(store, tmp_path):
-    store.add("gone@example.org")
-    store.remove("gone@example.org")
+    store.subscribers.add("gone@example.org")
+    store.subscribers.remove("gone@example.org")
     csv_file = tmp_path / "subs.csv"
     csv_file.write_text(
         "email,edition,name\n"  # 1 header
@@ -180,7 +183,7 @@ def test_import_reports_bad_rows_by_line_and_keeps_good(store, tmp_path):
         "e@example.org,ko,x,extra\n",  # 10 too many columns
         encoding="utf-8",
     )
-    report = store.import_csv(csv_file)
+    report = import_csv(store.subscribers, csv_file)
     assert (report.added, report.updated) == (3, 0)
     assert [p.line for p in report.problems] == [3, 4, 7, 8, 10]
     reasons = [p.reason for p in report.problems]
@@ -189,18 +192,18 @@ def test_import_reports_bad_rows_by_line_and_keeps_good(store, tmp_path):
     assert "duplicate of line 2" in reasons[2]
     assert "unsubscribed" in reasons[3]
     assert "too many columns" in reasons[4]
-    assert store.get("d@example.org").name == "Lee, Young"
-    assert store.get("c@example.org").edition is Edition.KO
+    assert store.subscribers.get("d@example.org").name == "Lee, Young"
+    assert store.subscribers.get("c@example.org").edition is Edition.KO
     # Without a header row, and importing again updates instead of duplicating.
-    report = store.import_csv(io.StringIO("a@example.org,en\nf@example.org,both\n"))
+    report = import_csv(store.subscribers, io.StringIO("a@example.org,en\nf@example.org,both\n"))
     assert (report.added, report.updated, report.problems) == (1, 1, ())
 
 
 def test_export_round_trips(store, tmp_path):
-    store.add("a@example.org", "ko", "김철수")
-    store.add("b@example.org", "en")
+    store.subscribers.add("a@example.org", "ko", "김철수")
+    store.subscribers.add("b@example.org", "en")
     out = io.StringIO()
-    assert store.export_csv(out) == 2
+    assert export_csv(store.subscribers, out) == 2
     assert out.getvalue().splitlines() == [
         "email,edition,name,state",
         "a@example.org,ko,김철수,active",
@@ -210,14 +213,14 @@ def test_export_round_trips(store, tmp_path):
 
 def test_ledger_plan_start_record(store):
     for i in range(5):
-        store.add(f"u{i}@example.org", "ko" if i % 2 else "en")
-    store.set_state("u4@example.org", "unsubscribed")
-    todo, skipped = store.delivery_plan(DATE, [Edition.KO, Edition.EN])
+        store.subscribers.add(f"u{i}@example.org", "ko" if i % 2 else "en")
+    store.subscribers.set_state("u4@example.org", "unsubscribed")
+    todo, skipped = store.ledger.delivery_plan(DATE, [Edition.KO, Edition.EN])
     assert [s.email for s in todo] == [f"u{i}@example.org" for i in range(4)] and skipped == 0
-    store.start_deliveries(DATE, todo)
-    store.start_deliveries(DATE, todo)  # idempotent
-    assert store.delivery_counts(DATE) == {"pending": 4}
-    store.record(
+    store.ledger.start_deliveries(DATE, todo)
+    store.ledger.start_deliveries(DATE, todo)  # idempotent
+    assert store.ledger.delivery_counts(DATE) == {"pending": 4}
+    store.ledger.record(
         DATE,
         [
             Outcome(Edition.EN, "u0@example.org", DeliveryState.SENT, "250 ok"),
@@ -226,27 +229,29 @@ def test_ledger_plan_start_record(store):
         ],
         bounce_limit=1,
     )
-    assert store.delivery_counts(DATE) == {"sent": 1, "failed": 1, "pending": 2}
-    assert store.get("u1@example.org").state is SubscriberState.BOUNCED
-    rows = {d.email: d for d in store.deliveries_for(DATE)}
+    assert store.ledger.delivery_counts(DATE) == {"sent": 1, "failed": 1, "pending": 2}
+    assert store.subscribers.get("u1@example.org").state is SubscriberState.BOUNCED
+    rows = {d.email: d for d in store.ledger.deliveries_for(DATE)}
     assert rows["u0@example.org"].sent_at is not None and rows["u0@example.org"].attempts == 1
     assert (
         rows["u2@example.org"].last_reply == "451 later" and rows["u2@example.org"].sent_at is None
     )
-    todo, skipped = store.delivery_plan(DATE, list(Edition))
+    todo, skipped = store.ledger.delivery_plan(DATE, list(Edition))
     assert [s.email for s in todo] == ["u2@example.org", "u3@example.org"]
     assert skipped == 1  # u0 sent; u1 is bounced now (not active)
     # A subscriber who switched edition after getting today's issue is skipped too.
-    store.set_edition("u0@example.org", "ko")
-    assert "u0@example.org" not in [s.email for s in store.delivery_plan(DATE, list(Edition))[0]]
+    store.subscribers.set_edition("u0@example.org", "ko")
+    assert "u0@example.org" not in [
+        s.email for s in store.ledger.delivery_plan(DATE, list(Edition))[0]
+    ]
 
 
 def test_record_batch_is_fast(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'fast.db'}")
-    with store.engine.begin() as conn:
+    store = Store(Database(f"sqlite:///{tmp_path / 'fast.db'}"))
+    with store.db.engine.begin() as conn:
         now = dt.datetime.now(dt.UTC)
         conn.execute(
-            store.subscribers.insert(),
+            store.db.tables.subscribers.insert(),
             [
                 {
                     "email": f"u{i}@example.org",
@@ -262,26 +267,26 @@ def test_record_batch_is_fast(tmp_path):
             ],
         )
     start = time.perf_counter()
-    todo, _ = store.delivery_plan(DATE, list(Edition))
-    store.start_deliveries(DATE, todo)
+    todo, _ = store.ledger.delivery_plan(DATE, list(Edition))
+    store.ledger.start_deliveries(DATE, todo)
     outcomes = [Outcome(Edition.KO, s.email, DeliveryState.SENT) for s in todo]
     for i in range(0, len(outcomes), 500):
-        store.record(DATE, outcomes[i : i + 500], 3)
+        store.ledger.record(DATE, outcomes[i : i + 500], 3)
     seconds = time.perf_counter() - start
-    assert store.delivery_counts(DATE) == {"sent": 20_000}
+    assert store.ledger.delivery_counts(DATE) == {"sent": 20_000}
     assert seconds < 10, seconds  # ~1 s here: 100,000 subscribers fit well in a minute
 
 
 def test_one_sender_at_a_time_per_issue(store):
-    other = Store(store.url)
+    other = Store(Database(store.db.url))
     try:
-        with store.sending_lock(DATE):
+        with store.db.sending_lock(DATE):
             busy = pytest.raises(NewsletterError, match="another process is sending the 2025-04-04")
-            with busy, other.sending_lock(DATE):
+            with busy, other.db.sending_lock(DATE):
                 pass
-            with other.sending_lock(DATE + dt.timedelta(days=1)):  # other dates are free
+            with other.db.sending_lock(DATE + dt.timedelta(days=1)):  # other dates are free
                 pass
-        with other.sending_lock(DATE):  # released
+        with other.db.sending_lock(DATE):  # released
             pass
     finally:
         other.close()

@@ -154,7 +154,7 @@ class Running:
 
     def state(self, address: str) -> SubscriberState | None:
         with Store.open(self.config) as store:
-            sub = store.get(address)
+            sub = store.subscribers.get(address)
         return sub.state if sub else None
 
     def store(self) -> Store:
@@ -339,7 +339,7 @@ def test_sign_up_and_confirm(server: Running) -> None:
     page = server.client.get(confirm)
     assert page.status == 200 and "구독이 시작되었습니다" in page.text
     with server.store() as store:
-        sub = store.get("new.reader@example.com")
+        sub = store.subscribers.get("new.reader@example.com")
     assert sub.state is SubscriberState.ACTIVE and sub.edition.value == "en"
     # A second click is harmless.
     assert server.client.get(confirm).status == 200
@@ -347,14 +347,14 @@ def test_sign_up_and_confirm(server: Running) -> None:
 
 def test_same_answer_for_known_and_unknown_addresses(server: Running) -> None:
     with server.store() as store:
-        store.add("known@example.com", "ko")  # active
+        store.subscribers.add("known@example.com", "ko")  # active
     known = server.client.subscribe("known@example.com", "both")
     unknown = server.client.subscribe("unknown@example.com", "both")
     assert known.status == unknown.status == 200
     assert known.text.replace("known@", "X@") == unknown.text.replace("unknown@", "X@")
     # The active subscriber is unchanged, and told so by email (not on the page).
     with server.store() as store:
-        sub = store.get("known@example.com")
+        sub = store.subscribers.get("known@example.com")
     assert sub.state is SubscriberState.ACTIVE and sub.edition.value == "ko"
     note = server.confirmation("known@example.com")
     assert "이미" in note["Subject"] and "already subscribed" in note["Subject"]
@@ -364,8 +364,8 @@ def test_same_answer_for_known_and_unknown_addresses(server: Running) -> None:
 
 def test_unsubscribed_address_comes_back_through_double_opt_in(server: Running) -> None:
     with server.store() as store:
-        store.add("left@example.com", "ko")
-        store.remove("left@example.com")
+        store.subscribers.add("left@example.com", "ko")
+        store.subscribers.remove("left@example.com")
     assert server.client.subscribe("left@example.com", "ko").status == 200
     assert server.state("left@example.com") is SubscriberState.PENDING
     server.client.get(link_in(server.confirmation("left@example.com"), "confirm"))
@@ -454,7 +454,7 @@ def test_expiring_token_units() -> None:
 
 def _active(server: Running, address: str, edition: str = "ko") -> str:
     with server.store() as store:
-        store.add(address, edition)
+        store.subscribers.add(address, edition)
     return sign_token(SECRET.encode(), UNSUBSCRIBE, address)
 
 
@@ -500,7 +500,7 @@ def test_preferences_change_the_edition(server: Running) -> None:
     )
     assert reply.status == 200 and "설정을 저장했습니다" in reply.text
     with server.store() as store:
-        assert store.get("prefs@example.com").edition.value == "both"
+        assert store.subscribers.get("prefs@example.com").edition.value == "both"
 
 
 # --- abuse bounds and errors ----------------------------------------------------------------------

@@ -1,0 +1,45 @@
+"""The database and what it keeps, one small module per table concern.
+
+    database.py        Database: engine, migrations on open, the sending lock
+    schema.py          every table and every migration, in order
+    subscribers.py     Subscribers: the subscriber list
+    subscriber_csv.py  CSV import and export of that list
+    ledger.py          Ledger: the delivery plan, outcomes, counts, send-once marks
+
+Each of `Subscribers` and `Ledger` takes the `Database`. `Store` only holds
+the three for callers that need more than one; it forwards nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from newsletter.store.database import Database
+from newsletter.store.ledger import Ledger
+from newsletter.store.subscribers import Subscribers
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+
+
+class Store:
+    """`db`, `subscribers` and `ledger` over one database; closes it as a context manager."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.subscribers = Subscribers(db)
+        self.ledger = Ledger(db)
+
+    @classmethod
+    def open(cls, config: Config) -> Store:
+        """The configured database (see `Database.open`); NewsletterError if unusable."""
+        return cls(Database.open(config))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,133 @@
+"""Every table and every schema change, in order: the one list a new table joins.
+
+The tables are SQLAlchemy Core `Table`s, defined once per process (they hold no
+connection). A database records its version in `schema_version`; opening it
+runs the migrations after that version, in one transaction.
+
+To add a table: define it in `_define` and name it in `Tables`, then append a
+`Migration` that creates it (or changes an existing one). Never edit a released
+migration: the version of a database is the number of migrations it has run.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The tables, by name (see `_define` for their columns)."""
+
+    metadata: sa.MetaData
+    schema_version: sa.Table
+    subscribers: sa.Table
+    deliveries: sa.Table
+    issues: sa.Table
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step: `apply(tables, connection)` inside the migrating transaction."""
+
+    what: str
+    apply: Callable[[Tables, Any], None]
+
+
+def _create(*names: str) -> Callable[[Tables, Any], None]:
+    """A migration step that creates the named tables."""
+
+    def apply(tables: Tables, conn: Any) -> None:
+        tables.metadata.create_all(conn, tables=[getattr(tables, name) for name in names])
+
+    return apply
+
+
+# Migration N takes a database from version N-1 to N. Append only.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("subscribers and the delivery ledger", _create("subscribers", "deliveries")),
+    Migration("issues: the daemon's send-once mark", _create("issues")),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@functools.cache
+def tables() -> Tables:
+    """The table definitions (built on first use: SQLAlchemy is a heavy import)."""
+    import sqlalchemy as sa
+
+    return _define(sa)
+
+
+def _define(sa: Any) -> Tables:
+    metadata = sa.MetaData()
+    version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+    subscribers = sa.Table(
+        "subscribers",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("email", sa.String(320), nullable=False),
+        # Lower-cased: Foo@x and foo@x are one subscriber (one copy, not two).
+        sa.Column("email_key", sa.String(320), nullable=False, unique=True),
+        sa.Column("edition", sa.String(8), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False, default=""),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("hard_bounces", sa.Integer, nullable=False, default=0),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Index("ix_subscribers_state", "state"),
+    )
+    deliveries = sa.Table(
+        "deliveries",
+        metadata,
+        sa.Column("issue_date", sa.String(10), primary_key=True),
+        sa.Column("edition", sa.String(8), primary_key=True),
+        sa.Column("email_key", sa.String(320), primary_key=True),
+        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("last_reply", sa.String(500), nullable=False, default=""),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    # One row per issue whose email is done: the daemon never sends it again,
+    # even to someone who subscribed after it went out.
+    issues = sa.Table(
+        "issues",
+        metadata,
+        sa.Column("issue_date", sa.String(10), primary_key=True),
+        sa.Column("emailed_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    return Tables(metadata, version, subscribers, deliveries, issues)
+
+
+def migrate(conn: Any) -> None:
+    """Bring the database on `conn` (in a transaction) to SCHEMA_VERSION.
+
+    Raises NewsletterError if the database is newer than this program.
+    """
+    import sqlalchemy as sa
+
+    t = tables()
+    t.schema_version.create(conn, checkfirst=True)
+    current = conn.execute(sa.select(t.schema_version.c.version)).scalar()
+    if current is None:
+        current = 0
+        conn.execute(t.schema_version.insert().values(version=0))
+    if current > SCHEMA_VERSION:
+        raise NewsletterError(
+            f"the database has schema version {current}, newer than this program "
+            f"({SCHEMA_VERSION})",
+            hint="upgrade newsletter",
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[version - 1].apply(t, conn)
+        conn.execute(t.schema_version.update().values(version=version))

@@ -444,7 +444,7 @@ def subscribers_export(ctx: click.Context, state: str | None) -> None:
 @handles_errors()
 def send_test(ctx: click.Context, date: dt.date, to: str, edition: str) -> None:
     """Send one copy with [TEST] in the subject; not recorded in the ledger."""
-    from newsletter.deliver import send_test as send_one
+    from newsletter.deliver.proof import send_test as send_one
     from newsletter.publish import scan
 
     config = _config(ctx)

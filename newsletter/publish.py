@@ -17,7 +17,7 @@ from newsletter.model import Digest
 
 if TYPE_CHECKING:
     from newsletter.config import Config
-    from newsletter.deliver import DeliveryReport
+    from newsletter.deliver.issue import DeliveryReport
     from newsletter.site import SiteResult
 
 
@@ -108,7 +108,7 @@ def deliver(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> DeliveryReport:
-    from newsletter.deliver import deliver_issue
+    from newsletter.deliver.issue import deliver_issue
     from newsletter.store import Store
 
     with Store.open(config) as store:

@@ -287,7 +287,7 @@ class Daemon:
                 self._deliver(store, digest)
 
     def _deliver(self, store: Any, digest: Digest) -> None:
-        from newsletter.deliver import deliver_issue
+        from newsletter.deliver.issue import deliver_issue
 
         date = digest.date.isoformat()
         log.info("sending %s", date, extra={"event": "sending", "date": date})

@@ -11,7 +11,8 @@ import ssl
 import pytest
 from smtp_servers import Handler, free_port, mail_config, sample_digest, start_server
 
-from newsletter.deliver import deliver_issue, send_test
+from newsletter.deliver.issue import deliver_issue
+from newsletter.deliver.proof import send_test
 from newsletter.errors import NewsletterError
 from newsletter.mail import verify_token
 from newsletter.model import Edition, SubscriberState
@@ -286,13 +287,13 @@ def test_send_test_file_transport(tmp_path, mail_secret):
 @pytest.fixture
 def pools(monkeypatch):
     """Which kind of worker pool deliver_issue used, in order."""
-    import newsletter.deliver as deliver
+    from newsletter.deliver import workers
 
     used = []
     for name in ("_ProcessPool", "_ThreadPool"):
-        real = getattr(deliver, name)
+        real = getattr(workers, name)
         spy = type(name, (real,), {"__init__": _recording_init(real, used, name)})
-        monkeypatch.setattr(deliver, name, spy)
+        monkeypatch.setattr(workers, name, spy)
     return used
 
 
@@ -310,7 +311,7 @@ def boundary(message: bytes) -> bytes:
 
 
 def test_worker_processes_send_each_once_byte_exact(tmp_path, mail_secret, pools):
-    from newsletter.deliver import _fork_is_safe
+    from newsletter.deliver.workers import _fork_is_safe
     from newsletter.mail import UNSUBSCRIBE, build_edition_email, sign_token
 
     with start_server() as server:
@@ -398,25 +399,25 @@ def test_transport_factory_runs_in_threads(tmp_path, mail_secret, pools):
 def test_a_worker_process_that_dies_leaves_its_messages_pending(tmp_path, mail_secret, monkeypatch):
     import os
 
-    import newsletter.deliver as deliver
+    from newsletter.deliver import workers
 
-    if not deliver._fork_is_safe():
+    if not workers._fork_is_safe():
         pytest.skip("worker processes need fork")
-    real = deliver.sign_token
+    real = workers.sign_token
 
     def crash_on_user7(secret, purpose, address):
         if address == "user7@example.org":
             os._exit(3)  # a worker process dies without a word
         return real(secret, purpose, address)
 
-    monkeypatch.setattr(deliver, "sign_token", crash_on_user7)
+    monkeypatch.setattr(workers, "sign_token", crash_on_user7)
     with start_server() as server:
         config = smtp_config(tmp_path, server, smtp={"connections": 2})
         store = make_store(tmp_path, 30)
         report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=())
         assert report.sent + report.pending_left == 30 and report.pending_left >= 1
         assert store.ledger.delivery_counts(NOW.date()).get("sent") == report.sent
-        monkeypatch.setattr(deliver, "sign_token", real)
+        monkeypatch.setattr(workers, "sign_token", real)
         rest = deliver_issue(config, store, sample_digest(), now=NOW)
         assert rest.pending_left == 0
     counts = server.handler.count_by_recipient()

@@ -1,0 +1,224 @@
+"""Send one issue to every active subscriber, exactly once: `deliver_issue`.
+
+Order of work: count the plan (who still needs this date), render every edition
+once, start the workers, each opening its connection (a bad server fails here,
+before anything is marked), then page through the plan (keyset pages of
+`run.PAGE` subscribers: memory stays flat however long the list): write the
+page's 'pending' ledger rows, hand its messages to the workers (`run.SendRun`).
+
+Retries: 4xx and lost connections are retried in rounds with a backoff
+(`retry_delays`), a bounded number of times; what still fails stays 'pending'
+and a rerun tries again. 5xx is 'failed' for good; a refused recipient counts
+a hard bounce and `email.bounce_limit` bounces mark the subscriber bounced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from newsletter.deliver.run import ProgressCallback, SendRun
+from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
+from newsletter.mail import build_edition_email, check_address, check_sendable, resolve_secret
+from newsletter.model import Digest, Edition, Subscriber
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+    from newsletter.deliver.wire import Job
+    from newsletter.store import Store
+    from newsletter.store.ledger import Ledger
+
+log = logging.getLogger("newsletter")
+
+DEFAULT_RETRY_DELAYS: tuple[float, ...] = (5.0, 30.0, 120.0)
+
+
+@dataclass(frozen=True)
+class EditionCounts:
+    """Messages of one edition in one run, by outcome."""
+
+    sent: int = 0
+    failed: int = 0
+    pending: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one run did. `recipients` is filled only for dry runs; `seconds` is
+    the whole run, `messages_per_second` the sending part only."""
+
+    date: dt.date
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    pending_left: int = 0
+    seconds: float = 0.0
+    per_edition: Mapping[str, EditionCounts] = field(default_factory=dict)
+    messages_per_second: float = 0.0
+    dry_run: bool = False
+    too_late: bool = False
+    recipients: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    note: str = ""
+
+
+def deliver_issue(
+    config: Config,
+    store: Store,
+    digest: Digest,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: ProgressCallback | None = None,
+    now: dt.datetime | None = None,
+    transport_factory: TransportFactory | None = None,
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    stop: threading.Event | None = None,
+) -> DeliveryReport:
+    """Email the issue to every active subscriber not yet sent this date.
+
+    Setting `stop` (SIGTERM in the daemon) lets the messages in flight finish,
+    records them, and returns with the rest still pending for the next run.
+
+    `progress(done, total)` is called from this thread after each ledger write
+    (done = sent + failed). `transport_factory` overrides email.transport (tests,
+    library users; its transports run in threads of this process);
+    `retry_delays` are the waits (seconds) before each retry round.
+
+    NewsletterError if another process is sending this date, the transport
+    cannot connect or log in (nothing is marked then), or the server refuses
+    the sender.
+    """
+    now = now or dt.datetime.now(config.site.tz)
+    date = digest.date
+    late = (now.astimezone(config.site.tz).date() - date).days
+    if late > config.email.max_lateness_days and not force:
+        note = (
+            f"{date} is {late} days old (email.max_lateness_days = "
+            f"{config.email.max_lateness_days}): not emailed; use force to send anyway"
+        )
+        log.warning(note)
+        return DeliveryReport(date=date, too_late=True, note=note)
+
+    if dry_run:
+        todo, skipped = store.ledger.delivery_plan(date, config.editions)
+        groups: dict[Edition, list[Subscriber]] = {}
+        for subscriber in todo:
+            groups.setdefault(subscriber.edition, []).append(subscriber)
+        recipients = {e.value: tuple(s.email for s in subs) for e, subs in groups.items()}
+        per = {e: EditionCounts(pending=len(r)) for e, r in recipients.items()}
+        note = f"dry run: {len(todo)} messages would be sent for {date}" + "".join(
+            f", {len(r)} {e}" for e, r in recipients.items()
+        )
+        log.info(note)
+        return DeliveryReport(
+            date=date,
+            skipped=skipped,
+            pending_left=len(todo),
+            per_edition=per,
+            dry_run=True,
+            recipients=recipients,
+            note=note,
+        )
+
+    # One sender per database at a time: two would both see everyone as not
+    # done yet and both send. Planning happens under the lock.
+    with store.db.sending_lock(date):
+        return _send(
+            config, store.ledger, digest, now, progress, transport_factory, retry_delays, stop
+        )
+
+
+def _send(
+    config: Config,
+    ledger: Ledger,
+    digest: Digest,
+    now: dt.datetime,
+    progress: ProgressCallback | None,
+    transport_factory: TransportFactory | None,
+    retry_delays: Sequence[float],
+    stop: threading.Event | None,
+) -> DeliveryReport:
+    started = time.monotonic()
+    date = digest.date
+    planned, skipped = ledger.plan_counts(date, config.editions)
+    # In the order of config.editions, as the per-edition report always was.
+    planned = {e: planned[e] for e in config.editions if planned.get(e)}
+    total = sum(planned.values())
+    if not total:
+        note = f"{date}: nothing to send ({skipped} already done)"
+        log.info(note)
+        return DeliveryReport(date=date, skipped=skipped, note=note)
+
+    check_sendable(config)
+    secret = resolve_secret(config, smtp=config.email.transport == "smtp")
+    emails = {edition: build_edition_email(config, digest, edition, now=now) for edition in planned}
+    context = WorkContext(
+        emails={e.value: m for e, m in emails.items()},
+        secret=secret,
+        sender=check_address(config.email.sender_address).envelope,
+        date=date,
+    )
+    stop = stop or threading.Event()
+    pool = make_pool(config, context, total, transport_factory)
+    run = SendRun(config, ledger, date, pool, progress, total, stop)
+    send_started = time.monotonic()
+    try:
+        # Start-up check: a bad host/TLS/password raises before anything is marked.
+        pool.start()
+        send_started = time.monotonic()
+        source = run.plan(config.editions)
+        jobs: Iterator[Job] = source
+        for attempt in range(len(retry_delays) + 1):
+            retry = run.round(jobs)
+            jobs = itertools.chain(retry, source) if run.source_left else iter(retry)
+            if not retry and not run.source_left:
+                break
+            if attempt == len(retry_delays) or stop.is_set():
+                break
+            log.info(
+                "%s: %d temporary failures; retrying in %.1f s",
+                date,
+                len(retry),
+                retry_delays[attempt],
+            )
+            if stop.wait(retry_delays[attempt]):
+                break
+    finally:
+        pool.close()
+    send_seconds = max(time.monotonic() - send_started, 1e-9)
+    pending = total - run.counts["sent"] - run.counts["failed"]
+    per = {
+        e.value: EditionCounts(
+            sent=run.per_edition[(e.value, "sent")],
+            failed=run.per_edition[(e.value, "failed")],
+            pending=n - run.per_edition[(e.value, "sent")] - run.per_edition[(e.value, "failed")],
+        )
+        for e, n in planned.items()
+    }
+    report = DeliveryReport(
+        date=date,
+        sent=run.counts["sent"],
+        failed=run.counts["failed"],
+        skipped=skipped,
+        pending_left=pending,
+        seconds=time.monotonic() - started,
+        per_edition=per,
+        messages_per_second=run.counts["sent"] / send_seconds,
+    )
+    log.info(
+        "%s: sent %d, failed %d, skipped %d, pending %d in %.1f s (%.0f msg/s)",
+        date,
+        report.sent,
+        report.failed,
+        report.skipped,
+        report.pending_left,
+        report.seconds,
+        report.messages_per_second,
+    )
+    return report

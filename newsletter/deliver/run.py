@@ -1,0 +1,247 @@
+"""One sending run: jobs out to the workers, outcomes into the ledger, exactly once.
+
+A message is marked 'sent' only after the server accepted it. This process is
+the only database writer and does "group commits": it waits for the next
+results, then writes everything that arrived meanwhile in one transaction. At
+low rates that is one commit per message; at high rates batches grow by
+themselves. A kill -9 therefore repeats at most the messages accepted but not
+yet committed (about one per connection at low rates, at most one batch at high
+rates) on the next run.
+
+Classification: accepted is 'sent'; a 5xx for the recipient is 'failed' for
+good (a refused recipient is a hard bounce); a 4xx or a lost connection stays
+'pending' and is handed back for the next retry round. A fatal failure (the
+server refuses the sender) stops the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from newsletter.deliver import wire
+from newsletter.errors import NewsletterError
+from newsletter.mail import check_address
+from newsletter.model import Edition
+from newsletter.store.ledger import DeliveryState, Outcome
+from newsletter.transports import PermanentFailure, SendFailure
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+    from newsletter.deliver.workers import Pool
+    from newsletter.store.ledger import Ledger
+
+log = logging.getLogger("newsletter")
+
+_MAX_BATCH = 2000
+# Subscribers read (and marked pending) per page of the plan.
+PAGE = 2000
+# Jobs handed to a worker at a time; it gets more when it has fewer than this.
+_CHUNK = 32
+# At most this share of the main process's time goes to ledger writes.
+_WRITE_SHARE = 0.25
+
+# progress(done, total): done = sent + failed so far.
+ProgressCallback = Callable[[int, int], None]
+
+
+class SendRun:
+    """The sending part of one delivery: hands jobs to the workers, writes the ledger.
+
+    `counts` ('sent', 'failed') and `per_edition` ((edition value, state)) count
+    what this run recorded.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        date: dt.date,
+        pool: Pool,
+        progress: ProgressCallback | None,
+        total: int,
+        shutdown: threading.Event,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.date = date
+        self.pool = pool
+        self.progress = progress
+        self.total = total
+        self.shutdown = shutdown
+        self.counts: Counter[str] = Counter()
+        self.per_edition: Counter[tuple[str, str]] = Counter()
+        self.source_left = True
+        self._number = 0
+        self._next_write = 0.0
+        # (edition, address) of temporary failures that reached email.max_attempts.
+        self._abandoned: set[tuple[str, str]] = set()
+
+    def plan(self, editions: Sequence[Edition]) -> Iterator[wire.Job]:
+        """Jobs page by page; a page's 'pending' rows are written before its jobs go out."""
+        for page in self.ledger.plan_pages(self.date, editions, page=PAGE):
+            self.ledger.start_deliveries(self.date, page)
+            for sub in page:
+                self._number += 1
+                yield (self._number, sub.email, sub.name, sub.edition.value)
+
+    def round(self, jobs: Iterator[wire.Job]) -> list[wire.Job]:
+        """Send jobs once each; return those that failed temporarily.
+
+        `source_left` is True afterwards if `jobs` was not used up: every
+        connection gave up (the next round takes the rest) or a stop was requested.
+        NewsletterError if every worker has stopped, or the server refused the sender.
+        """
+        pool = self.pool
+        if not pool.open:
+            raise NewsletterError(
+                "every delivery worker has stopped", hint="see the log; a rerun sends the rest"
+            )
+        retry: list[wire.Job] = []
+        # Per worker: the jobs it holds (queued or in flight), by number.
+        assigned: list[dict[int, wire.Job]] = [{} for _ in range(pool.size)]
+        given_up = [w not in pool.open for w in range(pool.size)]
+        stopping = False
+        exhausted = False
+        error: BaseException | None = None
+        outcomes: list[Outcome] = []  # accepted (or failed), not yet in the ledger
+        try:
+            while True:
+                if not stopping and (self.shutdown.is_set() or error is not None):
+                    stopping = True
+                    for w in range(pool.size):
+                        pool.send(w, (wire.STOP,))
+                if not stopping and not exhausted:
+                    exhausted = self._dispatch(jobs, assigned, given_up)
+                busy = any(assigned)
+                if not busy and (stopping or exhausted or all(given_up)):
+                    break
+                wait = self._next_write - time.monotonic() if outcomes else 0.2
+                for w, message in pool.results(timeout=max(0.0, wait), limit=_MAX_BATCH):
+                    kind = message[0]
+                    if kind == wire.DONE:
+                        job = assigned[w].pop(message[1])
+                        failure = wire.failure_from_wire(message[2])
+                        outcomes.append(self._classify(job, failure, retry))
+                        if failure is not None and failure.fatal:
+                            error = error or failure
+                    elif kind == wire.DROPPED:
+                        # Jobs a worker will not send (it gave up its connection,
+                        # or was asked to stop): sent again later, nothing recorded.
+                        retry.extend(assigned[w].pop(number) for number in message[1])
+                        given_up[w] = given_up[w] or message[2] == wire.GAVE_UP
+                    elif kind == wire.ERROR:
+                        error = error or RuntimeError(f"a delivery worker failed:\n{message[1]}")
+                        given_up[w] = True
+                    elif kind == wire.LOST:
+                        # The worker died: what it held stays pending (one of them
+                        # may have been accepted, as after a crash).
+                        given_up[w] = True
+                        retry.extend(assigned[w].values())
+                        assigned[w].clear()
+                if time.monotonic() >= self._next_write or len(outcomes) >= _MAX_BATCH:
+                    self._write(outcomes)
+                    outcomes = []
+            self._write(outcomes)
+        except BaseException:
+            # Ctrl-C or a database error: stop the workers, keep what was accepted.
+            self._salvage(assigned, retry, outcomes)
+            raise
+        self.source_left = not exhausted
+        if isinstance(error, SendFailure):
+            sender = check_address(self.config.email.sender_address).envelope
+            raise NewsletterError(
+                f"the SMTP server refused the sender {sender}: {error.reply}",
+                hint="check email.from and that the server lets this account send as it; "
+                f"{self.counts['sent']} messages were sent, a rerun sends the rest",
+            )
+        if error is not None:
+            raise error
+        return [job for job in retry if (job[3], job[1].lower()) not in self._abandoned]
+
+    def _dispatch(
+        self, jobs: Iterator[wire.Job], assigned: list[dict[int, wire.Job]], given_up: list[bool]
+    ) -> bool:
+        """Top up every working connection to two chunks; True when `jobs` ran out."""
+        for w, held in enumerate(assigned):
+            if given_up[w] or len(held) >= _CHUNK:
+                continue
+            want = 2 * _CHUNK - len(held)
+            chunk = list(itertools.islice(jobs, want))
+            if chunk:
+                held.update((job[0], job) for job in chunk)
+                self.pool.send(w, (wire.JOBS, chunk))
+            if len(chunk) < want:
+                return True
+        return False
+
+    def _salvage(
+        self,
+        assigned: list[dict[int, wire.Job]],
+        retry: list[wire.Job],
+        outcomes: list[Outcome],
+    ) -> None:
+        """After an exception here: stop the workers and record what they still report."""
+        for w in range(self.pool.size):
+            self.pool.send(w, (wire.STOP,))
+        deadline = time.monotonic() + self.config.email.smtp.timeout + 5
+        with contextlib.suppress(Exception):
+            while any(assigned) and self.pool.open and time.monotonic() < deadline:
+                for w, message in self.pool.results(timeout=0.2, limit=_MAX_BATCH):
+                    if message[0] == wire.DONE and message[1] in assigned[w]:
+                        job = assigned[w].pop(message[1])
+                        failure = wire.failure_from_wire(message[2])
+                        outcomes.append(self._classify(job, failure, retry))
+                    elif message[0] == wire.DROPPED:
+                        for number in message[1]:
+                            assigned[w].pop(number, None)
+                    elif message[0] == wire.LOST:
+                        assigned[w].clear()
+        try:
+            self._write(outcomes)
+        except Exception:  # the original error is what the caller must see
+            log.exception("%s: %d outcomes could not be recorded", self.date, len(outcomes))
+
+    def _classify(
+        self, job: wire.Job, failure: SendFailure | None, retry: list[wire.Job]
+    ) -> Outcome:
+        """The ledger outcome of one job; a temporary failure also goes to `retry`."""
+        _, email, _, edition_value = job
+        edition = Edition(edition_value)
+        if failure is None:
+            self.counts["sent"] += 1
+            self.per_edition[(edition_value, "sent")] += 1
+            return Outcome(edition, email, DeliveryState.SENT, "accepted")
+        if isinstance(failure, PermanentFailure) and not failure.fatal:
+            self.counts["failed"] += 1
+            self.per_edition[(edition_value, "failed")] += 1
+            log.warning("%s %s: %s (not retried)", self.date, email, failure.reply)
+            return Outcome(edition, email, DeliveryState.FAILED, failure.reply, failure.hard_bounce)
+        if not failure.fatal:
+            retry.append(job)
+        return Outcome(edition, email, DeliveryState.PENDING, failure.reply)
+
+    def _write(self, outcomes: list[Outcome]) -> None:
+        """One group commit. The next waits until this process has spent at most
+        `_WRITE_SHARE` of its time writing: at high rates batches grow (the CPU
+        goes to the workers); at low rates every message is written at once."""
+        if not outcomes:
+            return
+        started = time.monotonic()
+        email = self.config.email
+        for o in self.ledger.record(self.date, outcomes, email.bounce_limit, email.max_attempts):
+            self.counts["failed"] += 1
+            self.per_edition[(o.edition.value, "failed")] += 1
+            self._abandoned.add((o.edition.value, o.email.lower()))
+            log.warning("%s %s: %s", self.date, o.email, o.reply)
+        if self.progress is not None:
+            self.progress(self.counts["sent"] + self.counts["failed"], self.total)
+        ended = time.monotonic()
+        self._next_write = ended + (ended - started) * (1 / _WRITE_SHARE - 1)

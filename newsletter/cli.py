@@ -516,7 +516,7 @@ def serve_command(ctx: click.Context, host: str | None, port: int | None) -> Non
     Needs $NEWSLETTER_SECRET. Put it behind a reverse proxy for TLS (see
     the README). Stops cleanly on SIGTERM or SIGINT.
     """
-    from newsletter.web import serve
+    from newsletter.web.server import serve
 
     serve(_config(ctx), host=host, port=port)
 

@@ -37,7 +37,7 @@ from newsletter.mail import UNSUBSCRIBE, sign_token
 from newsletter.model import SubscriberState
 from newsletter.store import Store
 from newsletter.transports import outbox_name
-from newsletter.web import Limits
+from newsletter.web.safety import Limits
 
 SECRET = "test-secret-for-the-web-service-0123456789"
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -166,7 +166,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Iterator
     """create_app under uvicorn in a thread; other Limits by indirect parametrization."""
     import uvicorn
 
-    from newsletter.web import create_app
+    from newsletter.web.app import create_app
 
     limits = getattr(request, "param", None) or Limits(per_ip=1000)
     monkeypatch.setenv(SECRET_ENV, SECRET)
@@ -556,12 +556,12 @@ def test_errors_are_friendly_pages_without_internals(
     assert "default-src 'none'" in missing.headers["content-security-policy"]
     assert server.client.post("confirm", {}).status == 405
 
-    from newsletter import web
+    from newsletter.web import subscriptions
 
     def broken(*_args: object) -> None:
         raise RuntimeError("database password is hunter2")
 
-    monkeypatch.setattr(web.Subscriptions, "request", broken)
+    monkeypatch.setattr(subscriptions.Subscriptions, "request", broken)
     reply = server.client.subscribe("boom@example.com")
     assert reply.status == 500 and "문제가 생겼습니다" in reply.text
     assert "hunter2" not in reply.text and "Traceback" not in reply.text
@@ -569,7 +569,7 @@ def test_errors_are_friendly_pages_without_internals(
 
 
 def test_sliding_window_forgets_old_events() -> None:
-    from newsletter.web import SlidingWindow
+    from newsletter.web.safety import SlidingWindow
 
     now = [1000.0]
     window = SlidingWindow(2, 60, max_keys=3, clock=lambda: now[0])

@@ -1,0 +1,319 @@
+"""The subscription web service's application: `create_app` and its routes.
+
+    GET  /subscribe            bilingual sign-up form (CSRF-protected)
+    POST /subscribe            pending subscriber + confirmation email (double opt-in)
+    GET  /confirm?token=&edition=   activates a pending subscriber (token expires)
+    GET  /unsubscribe?token=   a page with one button: GET never unsubscribes
+    POST /unsubscribe?token=   the button (CSRF) or RFC 8058 one-click (token only)
+    GET|POST /preferences?token=   change edition
+    /...                       paths.public (archive, feeds) as static files
+
+The handlers parse the request, apply the rate limits and CSRF check, and call
+`Subscriptions` (the rules) in the thread pool: nothing blocking runs on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
+
+from newsletter import tokens
+from newsletter.model import Edition
+from newsletter.store.database import Database
+from newsletter.store.subscribers import Subscribers
+from newsletter.web.pages import Pages, edition_texts
+from newsletter.web.safety import (
+    STATIC_CSP,
+    AccessLog,
+    BodyLimit,
+    Csrf,
+    Limits,
+    SecurityHeaders,
+    SlidingWindow,
+    security_headers,
+)
+from newsletter.web.subscriptions import DeliveryProblem, Subscriptions, usable_address
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+
+log = logging.getLogger("newsletter.web")
+
+
+class PublicFiles:
+    """paths.public (archive pages, feeds) with the CSP its inline <style> needs."""
+
+    def __init__(self, directory: Path) -> None:
+        self.files = StaticFiles(directory=directory, html=True, check_dir=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_csp(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["Content-Security-Policy"] = STATIC_CSP
+            await send(message)
+
+        await self.files(scope, receive, send_with_csp)
+
+
+# --- the app -------------------------------------------------------------------------
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _client_ip(request: Request) -> str:
+    # uvicorn has already applied X-Forwarded-For from trusted proxies.
+    return request.client.host if request.client else "unknown"
+
+
+def create_app(
+    config: Config,
+    *,
+    limits: Limits | None = None,
+    clock: Callable[[], dt.datetime] = _utcnow,
+) -> Starlette:
+    """The ASGI app; NewsletterError at once without $NEWSLETTER_SECRET or a database."""
+    secret = config.secret(required=True)
+    assert secret is not None
+    limits = limits or Limits()
+    db = Database.open(config)
+    config.paths.public.mkdir(parents=True, exist_ok=True)
+    service = Subscriptions(config, secret, Subscribers(db), clock)
+    csrf = Csrf(secret, secure_cookie=str(config.server.public_url).startswith("https://"))
+    pages = Pages(config, csrf)
+    per_ip = SlidingWindow(limits.per_ip, limits.window_seconds)
+    per_address = SlidingWindow(limits.per_address, limits.window_seconds)
+    handlers = _Handlers(config, service, pages, csrf, per_ip, per_address)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        db.close()
+
+    routes = [
+        Route("/subscribe", handlers.subscribe_form, methods=["GET"]),
+        Route("/subscribe", handlers.subscribe, methods=["POST"]),
+        Route("/confirm", handlers.confirm, methods=["GET"]),
+        Route("/unsubscribe", handlers.unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe", handlers.unsubscribe, methods=["POST"]),
+        Route("/preferences", handlers.preferences_page, methods=["GET"]),
+        Route("/preferences", handlers.save_preferences, methods=["POST"]),
+        Route("/_web/style.css", handlers.stylesheet, methods=["GET"]),
+        # Last: everything else is the published site.
+        Mount("/", app=PublicFiles(config.paths.public)),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeaders, headers=security_headers(config)),
+            Middleware(AccessLog),
+            Middleware(
+                BodyLimit,
+                max_bytes=limits.max_body_bytes,
+                too_large=lambda: pages.message("too_large"),
+            ),
+        ],
+        exception_handlers={
+            HTTPException: handlers.http_error,
+            Exception: handlers.server_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+_HTTP_PAGES = {400: "bad_request", 403: "csrf", 404: "not_found", 405: "method", 413: "too_large"}
+
+
+@dataclass
+class _Handlers:
+    config: Config
+    service: Subscriptions
+    pages: Pages
+    csrf: Csrf
+    per_ip: SlidingWindow
+    per_address: SlidingWindow
+
+    # -- sign-up --
+
+    async def subscribe_form(self, request: Request) -> Response:
+        return self.pages.form(request, "subscribe.html", email="", edition=None, error=None)
+
+    async def subscribe(self, request: Request) -> Response:
+        form = await _form(request)
+        if not self.csrf.ok(request, form):
+            return self.pages.message("csrf")
+        email = _field(form, "email")
+        edition = _edition(_field(form, "edition"), self.config)
+        address = usable_address(email)
+        if address is None or edition is None:
+            return self._form_error(request, email, edition, address is None)
+        ip = _client_ip(request)
+        if self.per_ip.full(ip) or self.per_address.full(address.lower()):
+            log.warning("sign-up rate limit reached (ip %s)", ip)
+            wait = max(self.per_ip.retry_after(ip), self.per_address.retry_after(address.lower()))
+            response = self.pages.message("rate")
+            response.headers["Retry-After"] = str(wait)
+            return response
+        self.per_ip.add(ip)
+        self.per_address.add(address.lower())
+        try:
+            await run_in_threadpool(self.service.request, address, edition)
+        except DeliveryProblem:
+            return self.pages.message("unavailable")
+        return self.pages.message("sent", address=address)
+
+    def _form_error(
+        self, request: Request, email: str, edition: Edition | None, bad_email: bool
+    ) -> Response:
+        error = (
+            ("올바른 이메일 주소를 입력해 주세요.", "Please enter a valid email address.")
+            if bad_email
+            else ("받을 판을 골라 주세요.", "Please choose an edition.")
+        )
+        return self.pages.form(
+            request,
+            "subscribe.html",
+            400,
+            email=email[:320],
+            edition=edition.value if edition else None,
+            error={"ko": error[0], "en": error[1], "field": "email" if bad_email else "edition"},
+        )
+
+    async def confirm(self, request: Request) -> Response:
+        edition = _edition(request.query_params.get("edition", ""), self.config)
+        if edition is None:
+            return self.pages.message("bad_link")
+        try:
+            address = self.service.address_to_confirm(
+                request.query_params.get("token", ""), edition
+            )
+        except tokens.ExpiredToken:
+            return self.pages.message("expired")
+        except tokens.InvalidToken:
+            return self.pages.message("bad_link")
+        outcome = await run_in_threadpool(self.service.confirm, address, edition)
+        if outcome == "stale":
+            return self.pages.message("stale")
+        return self.pages.message("confirmed", address=address, **edition_texts(edition))
+
+    # -- unsubscribe --
+
+    def _unsubscribe_address(self, request: Request) -> str | None:
+        return self.service.address_of(request.query_params.get("token"))
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        """Only a page: mail scanners follow GET links, so GET changes nothing."""
+        address = self._unsubscribe_address(request)
+        if address is None:
+            return self.pages.message("bad_link")
+        return self.pages.form(
+            request,
+            "unsubscribe.html",
+            address=address,
+            token=request.query_params["token"],
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """RFC 8058 one-click (the signed token is the authority) or the page's button."""
+        address = self._unsubscribe_address(request)
+        form = await _form(request)
+        if address is None:
+            return self.pages.message("bad_link")
+        one_click = _field(form, "List-Unsubscribe") == "One-Click"
+        if not one_click and not self.csrf.ok(request, form):
+            return self.pages.message("csrf")
+        await run_in_threadpool(self.service.unsubscribe, address)
+        log.info("unsubscribed %s (%s)", address, "one-click" if one_click else "web page")
+        # 200 and no redirect: mail providers do not follow one.
+        return self.pages.message("unsubscribed", address=address)
+
+    # -- preferences --
+
+    async def preferences_page(self, request: Request) -> Response:
+        address = self._unsubscribe_address(request)
+        if address is None:
+            return self.pages.message("bad_link")
+        current = await run_in_threadpool(self.service.edition_of, address)
+        if current is None:
+            return self.pages.message("not_subscribed", address=address)
+        return self.pages.form(
+            request,
+            "preferences.html",
+            address=address,
+            token=request.query_params["token"],
+            current=current.value,
+        )
+
+    async def save_preferences(self, request: Request) -> Response:
+        address = self._unsubscribe_address(request)
+        form = await _form(request)
+        if address is None:
+            return self.pages.message("bad_link")
+        if not self.csrf.ok(request, form):
+            return self.pages.message("csrf")
+        edition = _edition(_field(form, "edition"), self.config)
+        if edition is None:
+            return self.pages.message("bad_request")
+        if not await run_in_threadpool(self.service.change_edition, address, edition):
+            return self.pages.message("not_subscribed", address=address)
+        return self.pages.message("saved", address=address, **edition_texts(edition))
+
+    # -- assets and errors --
+
+    async def stylesheet(self, request: Request) -> Response:
+        css = self.pages.env.get_template("web/style.css").render()
+        return Response(
+            css,
+            media_type="text/css; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        response = self.pages.message(_HTTP_PAGES.get(status, "bad_request"))
+        response.status_code = status
+        if status == 405 and isinstance(exc, HTTPException) and exc.headers:
+            response.headers.update(exc.headers)  # Allow
+        return response
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        # The traceback goes to the server log (uvicorn logs the re-raised error);
+        # the client sees a friendly page and nothing of the internals.
+        log.error("500 on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return self.pages.message("error")
+
+
+async def _form(request: Request) -> Any:
+    """The form fields (no files; a handful of fields is all we ever need)."""
+    return await request.form(max_files=0, max_fields=20)
+
+
+def _field(form: Any, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _edition(value: str, config: Config) -> Edition | None:
+    try:
+        edition = Edition(value)
+    except ValueError:
+        return None
+    return edition if edition in config.editions else None

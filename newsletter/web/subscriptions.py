@@ -1,0 +1,241 @@
+"""Sign-up, confirmation, unsubscribe and edition changes, without HTTP.
+
+The rules of double opt-in, the signed links that carry them and the
+confirmation mail; no web framework here, so the CLI or a test can drive it
+directly. Every public answer to a sign-up is the same whether or not the
+address is known: a confirmation is mailed to a new, pending or departed
+address, and an "already subscribed" note to an active one.
+
+Links: a confirmation link carries an expiring token (`tokens.sign_expiring`,
+valid `tokens.CONFIRM_MAX_AGE`) that also signs the edition; the unsubscribe
+and preferences links carry the never-expiring unsubscribe token of every
+email (`mail.sign_token(secret, mail.UNSUBSCRIBE, address)`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import TYPE_CHECKING
+
+from newsletter import tokens
+from newsletter.errors import NewsletterError
+from newsletter.mail import UNSUBSCRIBE, check_address, one_line, sign_token, unsubscribe_url
+from newsletter.model import Edition, SubscriberState
+from newsletter.render import environment
+from newsletter.store.subscribers import normalize_email
+from newsletter.transports import FileTransport, SendFailure, Transport, make_transport
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+    from newsletter.store.subscribers import Subscribers
+
+log = logging.getLogger("newsletter.web")
+
+# Confirmation emails of the file transport: outbox/confirmations/<address>.eml.
+CONFIRMATIONS_FOLDER = "confirmations"
+
+EDITION_NAMES: dict[str, tuple[str, str]] = {
+    "ko": ("한국어 코멘트", "Korean comments"),
+    "en": ("영어 코멘트", "English comments"),
+    "both": ("한국어와 영어 코멘트", "Korean and English comments"),
+}
+
+
+def confirm_url(config: Config, token: str, edition: Edition) -> str:
+    return f"{config.server.public_url}confirm?token={token}&edition={edition.value}"
+
+
+def preferences_url(config: Config, token: str) -> str:
+    return f"{config.server.public_url}preferences?token={token}"
+
+
+def usable_address(email: str) -> str | None:
+    """The normalised address, if it is one we can also put in a header safely."""
+    if not email or len(email) > 320:
+        return None
+    try:
+        address = normalize_email(email)
+        check_address(address)
+    except (NewsletterError, ValueError):
+        return None
+    return address
+
+
+def build_confirmation(
+    config: Config,
+    secret: bytes,
+    address: str,
+    edition: Edition,
+    kind: str,
+    now: dt.datetime,
+) -> tuple[str, bytes]:
+    """(envelope recipient, message bytes) of a confirmation or "already subscribed" mail.
+
+    `kind` is "confirm" or "already". ValueError for an address that is not
+    header-safe. One message per request: EmailMessage's ~5 ms do not matter here.
+    """
+    checked = check_address(address)  # ValueError for anything header-unsafe
+    unsubscribe_token = sign_token(secret, UNSUBSCRIBE, address)
+    days = tokens.CONFIRM_MAX_AGE.days
+    context = {
+        "kind": kind,
+        "site_title": config.site.title,
+        "site_url": config.site.base_url,
+        "address": address,
+        "days": days,
+        "confirm_url": confirm_url(
+            config, tokens.sign_expiring(secret, _confirm_purpose(edition), address, now), edition
+        ),
+        "preferences_url": preferences_url(config, unsubscribe_token),
+        "unsubscribe_url": unsubscribe_url(config, unsubscribe_token),
+        "edition_ko": EDITION_NAMES[edition.value][0],
+        "edition_en": EDITION_NAMES[edition.value][1],
+    }
+    env = environment(config)
+    text = env.get_template("email/confirm.txt").render(context)
+    html = env.get_template("email/confirm.html").render(context)
+    title = one_line(config.site.title)
+    subjects = {
+        "confirm": f"[{title}] 구독 확인 · Confirm your subscription",
+        "already": f"[{title}] 이미 구독 중입니다 · You are already subscribed",
+    }
+    message = EmailMessage()
+    message["From"] = config.email.from_
+    message["To"] = checked.display if checked.smtputf8 else checked.envelope
+    message["Subject"] = subjects[kind]
+    message["Date"] = format_datetime(now.astimezone(config.site.tz))
+    message["Message-ID"] = make_msgid(kind, domain=config.email.sender_domain)
+    if config.email.reply_to:
+        message["Reply-To"] = config.email.reply_to
+    # RFC 3834: an automatic message; auto-responders must not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message["Content-Language"] = "ko, en"
+    message.set_content(text, charset="utf-8")
+    message.add_alternative(html, subtype="html", charset="utf-8")
+    chosen = policy.SMTPUTF8 if checked.smtputf8 else policy.SMTP
+    return checked.envelope, message.as_bytes(policy=chosen)
+
+
+def _confirm_purpose(edition: Edition) -> str:
+    # The edition is part of what is signed: the link cannot be edited to another.
+    return f"{tokens.CONFIRM}:{edition.value}"
+
+
+class DeliveryProblem(Exception):
+    """The confirmation email could not be handed to the transport."""
+
+
+@dataclass
+class Subscriptions:
+    """Subscriber changes and confirmation mail, independent of HTTP.
+
+    Blocking (database, transport): the web service calls it from its thread
+    pool; a lock makes it one database user at a time.
+    """
+
+    config: Config
+    secret: bytes
+    subscribers: Subscribers
+    clock: Callable[[], dt.datetime]
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- the links --
+
+    def address_to_confirm(self, token: str, edition: Edition) -> str:
+        """The address a confirmation link was sent to, for this edition.
+
+        tokens.ExpiredToken past `tokens.CONFIRM_MAX_AGE`; tokens.InvalidToken
+        for anything forged, malformed or made for another edition.
+        """
+        return tokens.verify_expiring(self.secret, _confirm_purpose(edition), token, self.clock())
+
+    def address_of(self, token: str | None) -> str | None:
+        """The address of an unsubscribe/preferences link's token; None if not genuine."""
+        return tokens.verify_address(self.secret, UNSUBSCRIBE, token)
+
+    # -- the changes --
+
+    def request(self, address: str, edition: Edition) -> None:
+        """A sign-up: pending + confirmation, or a note to an active subscriber.
+
+        DeliveryProblem if the mail could not be handed to the transport.
+        """
+        with self._lock:
+            kind = self._prepare(address, edition)
+        self._send(address, edition, kind)
+
+    def _prepare(self, address: str, edition: Edition) -> str:
+        current = self.subscribers.get(address)
+        if current is None:
+            self.subscribers.add(address, edition, state=SubscriberState.PENDING)
+            return "confirm"
+        if current.state is SubscriberState.ACTIVE:
+            return "already"  # no change: only the owner's click may change anything
+        if current.state is not SubscriberState.PENDING:
+            # Unsubscribed or bounced: back through double opt-in.
+            self.subscribers.add(address, edition, state=SubscriberState.PENDING, reactivate=True)
+        return "confirm"
+
+    def _send(self, address: str, edition: Edition, kind: str) -> None:
+        recipient, data = build_confirmation(
+            self.config, self.secret, address, edition, kind, self.clock()
+        )
+        transport = self._transport()
+        try:
+            transport.open()
+            transport.send(self.config.email.sender_address, recipient, data)
+        except (SendFailure, NewsletterError) as exc:
+            log.warning("confirmation email to %s not sent: %s", address, exc)
+            raise DeliveryProblem(str(exc)) from None
+        finally:
+            transport.close()
+
+    def _transport(self) -> Transport:
+        if self.config.email.transport == "file":
+            return FileTransport(self.config.paths.outbox / CONFIRMATIONS_FOLDER)
+        return make_transport(self.config, self.clock().date())
+
+    def confirm(self, address: str, edition: Edition) -> str:
+        """'confirmed' (now or before) or 'stale' (left since the link was sent)."""
+        with self._lock:
+            current = self.subscribers.get(address)
+            if current is None or current.state in (
+                SubscriberState.UNSUBSCRIBED,
+                SubscriberState.BOUNCED,
+            ):
+                return "stale"
+            if current.state is SubscriberState.PENDING:
+                self.subscribers.set_edition(address, edition)
+                self.subscribers.set_state(address, SubscriberState.ACTIVE)
+            return "confirmed"
+
+    def unsubscribe(self, address: str) -> None:
+        """Unsubscribe the address if it is not already (unknown addresses: nothing)."""
+        with self._lock:
+            current = self.subscribers.get(address)
+            if current is not None and current.state is not SubscriberState.UNSUBSCRIBED:
+                self.subscribers.remove(address)
+
+    def edition_of(self, address: str) -> Edition | None:
+        """The edition of an active subscriber; None for anyone else."""
+        with self._lock:
+            current = self.subscribers.get(address)
+        if current is None or current.state is not SubscriberState.ACTIVE:
+            return None
+        return current.edition
+
+    def change_edition(self, address: str, edition: Edition) -> bool:
+        """Set the edition of an active subscriber; False if not subscribed."""
+        with self._lock:
+            current = self.subscribers.get(address)
+            if current is None or current.state is not SubscriberState.ACTIVE:
+                return False
+            self.subscribers.set_edition(address, edition)
+            return True

@@ -49,10 +49,12 @@ EDITION_NAMES: dict[str, tuple[str, str]] = {
 
 
 def confirm_url(config: Config, token: str, edition: Edition) -> str:
+    """The confirmation link of a sign-up (token from `tokens.sign_expiring`)."""
     return f"{config.server.public_url}confirm?token={token}&edition={edition.value}"
 
 
 def preferences_url(config: Config, token: str) -> str:
+    """The preferences link (token: the unsubscribe token of the address)."""
     return f"{config.server.public_url}preferences?token={token}"
 
 

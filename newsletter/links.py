@@ -34,6 +34,11 @@ _ARXIV_URL = re.compile(
 )
 
 
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC, to the second: the clock of retry times."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
 def parse_arxiv_id(text: str) -> str | None:
     """The bare identifier in `text` ('2504.02807', 'arXiv:2504.02807v2',
     'hep-th/9901001v1'), version dropped; None if `text` is not exactly one."""

@@ -124,8 +124,15 @@ class Linker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def links_for(self, digest: Digest, *, refresh: bool = False) -> DigestLinks:
-        """A Lookup per entry; `refresh` looks up again even what is cached."""
+    def links_for(
+        self, digest: Digest, *, refresh: bool = False, offline: bool = False
+    ) -> DigestLinks:
+        """A Lookup per entry.
+
+        refresh: look up again even what is cached. offline: ask arXiv nothing,
+        give what the overrides and the cache know (for rebuilding pages);
+        a paper never looked up fails with 'not looked up yet'.
+        """
         from newsletter.store_links import paper_key
 
         now = self.now()
@@ -145,8 +152,10 @@ class Linker:
         ask = []
         for index in todo:
             row = cached.get(keys[index])
-            if row is not None and not refresh and _still_valid(row, now):
+            if row is not None and (offline or (not refresh and _still_valid(row, now))):
                 result[index] = row.lookup
+            elif offline:
+                result[index] = Lookup.failed("not looked up yet", now)
             else:
                 ask.append(index)
         requests = 0

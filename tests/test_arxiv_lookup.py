@@ -282,6 +282,30 @@ def test_the_budget_carries_over_through_the_cache(server, fake_time, digests, c
     assert len(server.seen) == 4
 
 
+def test_offline_gives_what_is_known_and_asks_nothing(server, fake_time, digests, cache):
+    digest = digests["2025-04-04"]
+    keys = [paper_key(e.title, e.authors) for e in digest.entries]
+    with linker(server, fake_time, cache=cache) as finder:
+        server.then(("status", 200, {}))  # not a feed: paper 1 fails, the rest wait
+        finder.links_for(digest)
+        fake_time.advance(backoff(1).total_seconds() + 1)  # paper 1 is due again
+        seen = len(server.seen)
+        offline = finder.links_for(digest, offline=True)
+        assert [lk.status for lk in offline.lookups] == [LinkStatus.FAILED] * 4
+        assert offline.lookups[0].reason == "arXiv's answer was not an Atom feed"
+        assert offline.lookups[0].source == "cache"
+        assert [lk.reason for lk in offline.lookups[1:]] == ["not looked up yet"] * 3
+        assert offline.requests == 0 and len(server.seen) == seen
+        assert set(cache.get_many(keys)) == {keys[0]}
+        server.remove("2504.02827")
+        known = finder.links_for(digest)
+        assert ids(known) == ["2504.02807", "2504.02263", "2504.02495", None]
+        seen, before = len(server.seen), cache.get_many(keys)
+        offline = finder.links_for(digest, offline=True)
+        assert ids(offline) == ids(known) and {lk.source for lk in offline.lookups} == {"cache"}
+        assert len(server.seen) == seen and cache.get_many(keys) == before
+
+
 def test_a_page_that_is_not_a_feed_is_a_failure_not_an_absence(server, fake_time, digests):
     server.then(("status", 200, {"Content-Type": "text/html"}))
     with linker(server, fake_time) as finder:

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from newsletter.errors import NewsletterError
+from newsletter.links import ARXIV_API_URL
 from newsletter.model import ALL_EDITIONS, Edition
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -76,10 +77,30 @@ class PathsConfig(_Section):
     state: Path = Path("state")
     outbox: Path = Path("outbox")
     templates: Path | None = None
+    # Manual paper links (newsletter/overrides.py); a missing file means none.
+    links: Path = Path("links.yaml")
 
 
 class FeedsConfig(_Section):
     max_items: int = Field(30, ge=1)
+
+
+def _check_api_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", url):
+        raise ValueError(
+            f"{url!r} is not an http(s) URL without query or fragment, "
+            "like 'https://export.arxiv.org/api/query'"
+        )
+    return url
+
+
+class PapersConfig(_Section):
+    """Paper links: where and how papers are looked up (newsletter/linking.py)."""
+
+    lookup: Literal["arxiv", "off"] = "arxiv"
+    arxiv_api_url: Annotated[str, AfterValidator(_check_api_url)] = ARXIV_API_URL
+    timeout: float = Field(10.0, gt=0)  # seconds, per request
+    budget_seconds: float = Field(60.0, gt=0)  # all of one digest's lookups
 
 
 class SmtpConfig(_Section):
@@ -198,6 +219,7 @@ class Config(_Section):
     paths: PathsConfig = PathsConfig()
     editions: tuple[Edition, ...] = ALL_EDITIONS
     feeds: FeedsConfig = FeedsConfig()
+    papers: PapersConfig = PapersConfig()
     email: EmailConfig = EmailConfig()
     server: ServerConfig = ServerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -377,7 +399,7 @@ def _validate(raw: dict[str, Any], base: Path, label: str, source: Path | None) 
     raw.setdefault("paths", {})
     if isinstance(raw["paths"], dict):
         defaults = PathsConfig()
-        for key in ("digests", "public", "state", "outbox"):
+        for key in ("digests", "public", "state", "outbox", "links"):
             raw["paths"].setdefault(key, str(getattr(defaults, key)))
     _resolve_paths(raw, base)
     try:

@@ -63,6 +63,7 @@ from newsletter.mail import (
     sign_token,
 )
 from newsletter.model import Digest, Edition, Subscriber
+from newsletter.plurals import nouns
 from newsletter.store import DeliveryState, Outcome, Store, normalize_email
 from newsletter.transports import (
     FileTransport,
@@ -169,8 +170,9 @@ def deliver_issue(
             groups.setdefault(subscriber.edition, []).append(subscriber)
         recipients = {e.value: tuple(s.email for s in subs) for e, subs in groups.items()}
         per = {e: EditionCounts(pending=len(r)) for e, r in recipients.items()}
-        note = f"dry run: {len(todo)} messages would be sent for {date}" + "".join(
-            f", {len(r)} {e}" for e, r in recipients.items()
+        note = (
+            f"dry run: {nouns(len(todo), 'message', 'messages')} would be sent for {date}"
+            + "".join(f", {len(r)} {e}" for e, r in recipients.items())
         )
         log.info(note)
         return DeliveryReport(
@@ -251,9 +253,9 @@ def _send(
             if attempt == len(retry_delays) or stop.is_set():
                 break
             log.info(
-                "%s: %d temporary failures; retrying in %.1f s",
+                "%s: %s; retrying in %.1f s",
                 date,
-                len(retry),
+                nouns(len(retry), "temporary failure", "temporary failures"),
                 retry_delays[attempt],
             )
             if stop.wait(retry_delays[attempt]):

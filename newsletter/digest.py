@@ -27,7 +27,6 @@ _TAG_LINE = re.compile(rf"^{_TAG}(?:\s+{_TAG})*$")
 # Lines a web page paste leaves on their own: a URL, or only punctuation.
 _FRAGMENT = re.compile(r"^(?:\(?https?://\S+|[^\w\s]+)$")
 # Only LF, CRLF and CR end a line: the lines an editor shows and numbers.
-_LINE_END = re.compile(r"\r\n|\r|\n")
 _LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
 # What str.splitlines() (but no editor) also breaks at: inside a line, whitespace.
 _INLINE_BREAKS = {
@@ -43,6 +42,8 @@ _INLINE_BREAKS = {
 _INLINE_BREAK = re.compile("[" + "".join(_INLINE_BREAKS) + "]")
 # Other C0/C1 control characters but tab: they break XML (lxml refuses them).
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+# Either of the two (one search per line: most lines have neither).
+_ODD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 _JOIN_WITHOUT_SPACE = tuple(".,;:!?)]}")
 
 
@@ -273,8 +274,12 @@ def _clean_lines(text: str, source: str, warnings: list[Problem]) -> list[_Line]
     """Split at LF, CRLF and CR only; other breaks inside a line become spaces and
     control characters go, with one warning per line that had either."""
     text = unicodedata.normalize("NFC", text.removeprefix("\ufeff"))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = []
-    for number, raw in enumerate(_LINE_END.split(text), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not _ODD.search(raw):
+            lines.append(_Line(number, raw.strip()))
+            continue
         notes = []
         breaks = dict.fromkeys(_INLINE_BREAKS[char] for char in _INLINE_BREAK.findall(raw))
         if breaks:

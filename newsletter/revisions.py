@@ -37,6 +37,8 @@ def content_hash(value: object) -> str:
 
 
 def issue_key(edition: str, date: dt.date) -> str:
+    """The key of an issue's feed item in one edition: 'E/YYYY-MM-DD'; a paper's
+    key adds '#anchor'."""
     return f"{edition}/{date.isoformat()}"
 
 

@@ -122,15 +122,17 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+@click.option("-v", "--verbose", is_flag=True, help="List the files skipped as not digests.")
 @click.pass_context
 @handles_errors()
-def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
+def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, verbose: bool) -> None:
     """Validate digest files and folders (default: paths.digests).
 
     Exit status: 0 when every file is good (warnings allowed), 1 when any is
     bad, 2 for usage or config errors.
     """
-    from newsletter.digest import check_paths
+    from newsletter.digest import check_paths, find_digest_files
+    from newsletter.plurals import nouns
 
     config = _config(ctx)  # a bad config is exit 2 even when paths are given
     if not paths:
@@ -138,7 +140,8 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
     for path in paths:
         if not path.exists():
             raise click.BadParameter(f"{path} does not exist", param_hint="PATH")
-    reports = check_paths(paths)
+    found = find_digest_files(paths)
+    reports = check_paths(found.files)
     if as_json:
         click.echo(
             json.dumps([_report_json(report) for report in reports], ensure_ascii=False, indent=2)
@@ -146,9 +149,10 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
     else:
         for report in reports:
             _print_report(report)
+        if verbose:
+            _print_skipped(found.skipped)
         bad = sum(not report.ok for report in reports)
-        summary = f"{len(reports)} file{'s' if len(reports) != 1 else ''} checked, {bad} bad"
-        click.echo(summary, err=True)
+        click.echo(f"{nouns(len(reports), 'file', 'files')} checked, {bad} bad", err=True)
     if not reports:
         click.echo("no digest files found", err=True)
     sys.exit(1 if any(not report.ok for report in reports) else 0)
@@ -176,13 +180,15 @@ def _report_json(report: Any) -> dict[str, Any]:
 
 
 def _print_report(report: Any) -> None:
+    from newsletter.plurals import plural
+
     if report.ok:
         digest = report.digest
         assert digest is not None
-        count = len(digest.entries)
-        click.echo(
-            f"{digest.date.isoformat()}  {count:>3} entr{'y' if count == 1 else 'ies'}  {report.file}"
+        entries = plural(
+            len(digest.entries), "en", one="{count:>3} entry", other="{count:>3} entries"
         )
+        click.echo(f"{digest.date.isoformat()}  {entries}  {report.file}")
     for problem in report.errors:
         click.secho(f"{problem}", fg="red")
     for problem in report.warnings:
@@ -196,16 +202,25 @@ def _today(config: Config) -> dt.date:
     return dt.datetime.now(config.site.tz).date()
 
 
+def _print_skipped(skipped: Any) -> None:
+    for item in skipped:
+        click.echo(f"skipped {item}")
+
+
 def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
+    from newsletter.plurals import nouns
+
     site = result.site
     verb, gone = ("would write", "would delete") if dry_run else ("wrote", "deleted")
+    if verbose:
+        _print_skipped(result.skipped)
     if verbose or dry_run:
         for path in site.written:
             click.echo(f"  {verb} {path}")
         for path in site.deleted:
             click.echo(f"  {gone} {path}")
     click.echo(
-        f"site: {verb} {len(site.written)} file{'s' if len(site.written) != 1 else ''}, "
+        f"site: {verb} {nouns(len(site.written), 'file', 'files')}, "
         f"{site.unchanged} unchanged, {gone} {len(site.deleted)}"
     )
     for report in result.bad:
@@ -217,7 +232,7 @@ def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
 @date_option("Issue date (default: today in site.timezone).")
 @click.option("--no-email", is_flag=True, help="Publish only the site and feeds.")
 @click.option("--dry-run", is_flag=True, help="Write and send nothing; say what would change.")
-@click.option("-v", "--verbose", is_flag=True, help="List every file written or deleted.")
+@click.option("-v", "--verbose", is_flag=True, help="List every file written, deleted or skipped.")
 @click.option(
     "--force", is_flag=True, help="Email even an issue older than email.max_lateness_days."
 )
@@ -252,7 +267,7 @@ def publish(
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Write nothing; say what would change.")
-@click.option("-v", "--verbose", is_flag=True, help="List every file written or deleted.")
+@click.option("-v", "--verbose", is_flag=True, help="List every file written, deleted or skipped.")
 @click.pass_context
 @handles_errors()
 def build(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
@@ -325,12 +340,13 @@ class _ProgressBar:
 
 
 def _print_delivery(report: Any, dry_run: bool) -> None:
+    from newsletter.plurals import nouns
+
     if dry_run:
         for edition, addresses in sorted(report.recipients.items()):
             click.echo(f"  would send {len(addresses)} × {edition}: {', '.join(addresses)}")
-        click.echo(
-            f"email: {report.pending_left} message(s) would be sent, {report.skipped} already done"
-        )
+        messages = nouns(report.pending_left, "message", "messages")
+        click.echo(f"email: {messages} would be sent, {report.skipped} already done")
         return
     if report.too_late:
         click.secho(f"email: {report.note}", fg="yellow")
@@ -399,9 +415,11 @@ def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> No
         ]
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    from newsletter.plurals import nouns
+
     for s in rows:
         click.echo(f"{s.email}\t{s.edition.value}\t{s.state.value}\t{s.name}")
-    click.echo(f"{len(rows)} subscriber{'s' if len(rows) != 1 else ''}", err=True)
+    click.echo(nouns(len(rows), "subscriber", "subscribers"), err=True)
 
 
 @subscribers.command("import")
@@ -416,9 +434,11 @@ def subscribers_import(ctx: click.Context, file: Path) -> None:
         report = import_csv(store.subscribers, file)
     for problem in report.problems:
         click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
+    from newsletter.plurals import nouns
+
     click.echo(
         f"imported {file}: {report.added} added, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {len(report.problems)} bad rows"
+        f"{report.unchanged} unchanged, {nouns(len(report.problems), 'bad row', 'bad rows')}"
     )
     if report.problems:
         sys.exit(1)
@@ -489,9 +509,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     show_default=True,
     help="One line per event; json for log collectors.",
 )
+@click.option("-v", "--verbose", is_flag=True, help="Log the files skipped as not digests.")
 @click.pass_context
 @handles_errors()
-def run(ctx: click.Context, log_format: str) -> None:
+def run(ctx: click.Context, log_format: str, verbose: bool) -> None:
     """Watch paths.digests, publish new digests at once, email them at the send time.
 
     Stops cleanly on SIGTERM or SIGINT. One daemon per state folder.
@@ -500,7 +521,7 @@ def run(ctx: click.Context, log_format: str) -> None:
     from newsletter.scheduler import run_daemon
 
     setup_logging(log_format)
-    run_daemon(_config(ctx))
+    run_daemon(_config(ctx), verbose=verbose)
 
 
 @cli.command("serve")

@@ -136,9 +136,11 @@ def _check_mailbox(value: str) -> str:
 
 Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
 
+# {papers} is the count with its noun in the edition's language ("1 paper", "논문 3편").
+SUBJECT_FIELDS = ("date", "count", "papers")
 DEFAULT_SUBJECTS = {
     "ko": "[ML 논문] {date} · {count}편",
-    "en": "[ML Papers] {date} · {count} papers",
+    "en": "[ML Papers] {date} · {papers}",
     "both": "[ML 논문 · Papers] {date} · {count}편",
 }
 
@@ -170,14 +172,14 @@ class EmailConfig(_Section):
                     for _, name, spec, conversion in string.Formatter().parse(template)
                     if name is not None
                 ]
-                bad = [name for name, spec, conv in fields if name not in ("date", "count") or conv]
+                bad = [name for name, spec, conv in fields if name not in SUBJECT_FIELDS or conv]
                 bad += [f"{name}:{spec}" for name, spec, _ in fields if spec]
                 if bad:
                     raise ValueError(f"{{{bad[0]}}} is not allowed")
             except ValueError as exc:
                 raise ValueError(
                     f"subject for {edition.value!r} is not a valid template ({exc}); "
-                    "only {date} and {count} may be used"
+                    "only {date}, {count} and {papers} may be used"
                 ) from None
         return merged
 
@@ -324,9 +326,10 @@ def _format_errors(exc: ValidationError, source: str) -> NewsletterError:
                 f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
             )
         lines.append(f"  {path}: {message}" + (f" ({hint})" if hint else ""))
-    count = len(lines)
+    from newsletter.plurals import nouns
+
     return NewsletterError(
-        f"{source}: {count} problem{'s' if count > 1 else ''} in the config:\n" + "\n".join(lines),
+        f"{source}: {nouns(len(lines), 'problem', 'problems')} in the config:\n" + "\n".join(lines),
         hint="see 'Configuration' in the README for every key and its default",
     )
 

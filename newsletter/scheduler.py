@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from newsletter.digest import DigestReport, check_paths, digest_files
+from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
 from newsletter.errors import NewsletterError
 from newsletter.model import Digest
+from newsletter.plurals import nouns
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -64,11 +65,15 @@ class Watcher:
     settle_seconds: float
     clock: Callable[[], float] = time.monotonic
     _seen: dict[Path, tuple[Signature, float]] = field(default_factory=dict)
+    # Files of the last look that are not digests (digest.find_digest_files).
+    skipped: tuple[Skipped, ...] = ()
 
     def settled(self) -> dict[Path, Signature]:
         now = self.clock()
         current: dict[Path, Signature] = {}
-        for path in digest_files(self.folder) if self.folder.is_dir() else []:
+        found = find_digest_files([self.folder]) if self.folder.is_dir() else None
+        self.skipped = found.skipped if found else ()
+        for path in found.files if found else ():
             try:
                 stat = path.stat()
             except FileNotFoundError:
@@ -140,8 +145,11 @@ class Daemon:
         *,
         now: Callable[[], dt.datetime] | None = None,
         stop: threading.Event | None = None,
+        verbose: bool = False,
     ) -> None:
         self.config = config
+        self.verbose = verbose
+        self._reported_skipped: set[Path] = set()
         self.zone = config.site.tz
         self.now = now or (lambda: dt.datetime.now(self.zone))
         self.stop = stop or threading.Event()
@@ -172,6 +180,7 @@ class Daemon:
 
     def _refresh(self) -> None:
         settled = self.watcher.settled()
+        self._log_skipped()
         if settled == self._processed:
             return
         first_run = self._processed is None
@@ -206,6 +215,18 @@ class Daemon:
         for digest in digests:
             self.on_schedule(digest.date, self.send_at(digest.date))
 
+    def _log_skipped(self) -> None:
+        """With -v: each file that is not a digest, once while it stays there."""
+        skipped = {item.path: item for item in self.watcher.skipped}
+        if self.verbose:
+            for path in sorted(set(skipped) - self._reported_skipped):
+                log.info(
+                    "skipped %s",
+                    skipped[path],
+                    extra={"event": "skipped", "file": str(path), "reason": skipped[path].reason},
+                )
+        self._reported_skipped = set(skipped)
+
     def _log_changed_after_email(self, changed: list[Digest]) -> None:
         from newsletter.store import Store
 
@@ -223,12 +244,14 @@ class Daemon:
     def _write_site(self, digests: list[Digest], digest: Digest | None) -> None:
         from newsletter.site import write_site
 
-        result = write_site(self.config, digests, date=digest.date if digest else None)
+        result = write_site(
+            self.config, digests, date=digest.date if digest else None, now=self.now()
+        )
         what = digest.date.isoformat() if digest else "all issues"
         log.info(
-            "published %s: %d files written, %d deleted",
+            "published %s: %s written, %d deleted",
             what,
-            len(result.written),
+            nouns(len(result.written), "file", "files"),
             len(result.deleted),
             extra={
                 "event": "published",
@@ -327,9 +350,9 @@ class Daemon:
             wait = RETRY_FIRST if previous is None else min(previous[1] * 2, RETRY_LONGEST)
             self._retry[digest.date] = (self.now() + dt.timedelta(seconds=wait), wait)
             log.info(
-                "%s: %d temporary failures, next try in %d s",
+                "%s: %s, next try in %d s",
                 date,
-                report.pending_left,
+                nouns(report.pending_left, "temporary failure", "temporary failures"),
                 wait,
                 extra={"event": "retry", "date": date, "pending": report.pending_left},
             )
@@ -341,14 +364,17 @@ class Daemon:
         return (future[0][1], future[0][0]) if future else None
 
 
-def run_daemon(config: Config) -> None:
-    """Run until SIGTERM or SIGINT; then finish the message in flight and exit."""
+def run_daemon(config: Config, *, verbose: bool = False) -> None:
+    """Run until SIGTERM or SIGINT; then finish the message in flight and exit.
+
+    verbose: log the files of the digests folder that are skipped as not digests.
+    """
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
 
     stop = threading.Event()
     with single_instance(config.paths.state):
-        daemon = Daemon(config, stop=stop)
+        daemon = Daemon(config, stop=stop, verbose=verbose)
         scheduler = BackgroundScheduler(
             timezone=daemon.zone,
             executors={"default": ThreadPoolExecutor(max_workers=1)},

@@ -97,7 +97,9 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_subject_template_is_checked(tmp_path):
     path = write(tmp_path / "c.yaml", "email:\n  subject:\n    ko: '[논문] {when}'\n")
-    with pytest.raises(NewsletterError, match=r"email.subject: .*only \{date\} and \{count\}"):
+    with pytest.raises(
+        NewsletterError, match=r"email.subject: .*only \{date\}, \{count\} and \{papers\}"
+    ):
         load_config(path)
 
 
@@ -120,9 +122,10 @@ def test_shipped_example_config_is_valid():
 
 
 @pytest.mark.parametrize(
-    "template", ["{date.__class__}", "{count!r}", "{count:>{date}}", "{0}", "{when}"]
+    "template",
+    ["{date.__class__}", "{count!r}", "{count:>{date}}", "{0}", "{when}", "{papers!s}"],
 )
-def test_subject_template_allows_only_bare_date_and_count(tmp_path, template):
+def test_subject_template_allows_only_bare_date_count_and_papers(tmp_path, template):
     path = write(tmp_path / "c.yaml", f"email:\n  subject:\n    en: '{template}'\n")
     with pytest.raises(NewsletterError, match=r"email.subject: subject for 'en'"):
         load_config(path)

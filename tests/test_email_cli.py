@@ -73,7 +73,7 @@ def test_dry_run_says_who_would_get_mail_and_sends_nothing(cli, project):
     assert result.returncode == 0, result.stderr
     assert "would send 1 × ko: a@example.org" in result.stdout
     assert "would send 1 × both: b@example.org" in result.stdout
-    assert "email: 2 message(s) would be sent" in result.stdout
+    assert "email: 2 messages would be sent" in result.stdout
     assert not (project / "outbox").exists()
 
 

@@ -27,6 +27,7 @@ from newsletter.deliver.run import ProgressCallback, SendRun
 from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
 from newsletter.mail import build_edition_email, check_address, check_sendable, resolve_secret
 from newsletter.model import Digest, Edition, Subscriber
+from newsletter.plurals import nouns
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -112,8 +113,9 @@ def deliver_issue(
             groups.setdefault(subscriber.edition, []).append(subscriber)
         recipients = {e.value: tuple(s.email for s in subs) for e, subs in groups.items()}
         per = {e: EditionCounts(pending=len(r)) for e, r in recipients.items()}
-        note = f"dry run: {len(todo)} messages would be sent for {date}" + "".join(
-            f", {len(r)} {e}" for e, r in recipients.items()
+        note = (
+            f"dry run: {nouns(len(todo), 'message', 'messages')} would be sent for {date}"
+            + "".join(f", {len(r)} {e}" for e, r in recipients.items())
         )
         log.info(note)
         return DeliveryReport(
@@ -182,9 +184,9 @@ def _send(
             if attempt == len(retry_delays) or stop.is_set():
                 break
             log.info(
-                "%s: %d temporary failures; retrying in %.1f s",
+                "%s: %s; retrying in %.1f s",
                 date,
-                len(retry),
+                nouns(len(retry), "temporary failure", "temporary failures"),
                 retry_delays[attempt],
             )
             if stop.wait(retry_delays[attempt]):

@@ -20,6 +20,7 @@ from newsletter.model import Edition, SubscriberState
 from newsletter.store import Store
 from newsletter.store.database import Database
 from newsletter.store.ledger import DeliveryState, Outcome
+from newsletter.store.schema import SCHEMA_VERSION
 from newsletter.store.subscriber_csv import export_csv, import_csv
 
 DATE = dt.date(2025, 4, 4)
@@ -114,7 +115,8 @@ def test_open_creates_state_folder_and_wal(tmp_path):
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
     with Store.open(config) as again, again.db.engine.connect() as conn:  # idempotent migrations
-        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
+        version = conn.exec_driver_sql("SELECT version FROM schema_version").scalar()
+        assert version == SCHEMA_VERSION
 
 
 def test_migrates_a_version_1_database_keeping_its_data(tmp_path):

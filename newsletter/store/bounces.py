@@ -138,6 +138,31 @@ class BounceEvents:
             # Another process stored the same ref between our check and insert.
             return Recorded(stored, True, None, None, 0)
 
+    # -- lookups for reports (newsletter.bounces.classify.Directory) --
+
+    def email_of(self, subscriber_id: int) -> str | None:
+        """The address of the subscriber with this id (a VERP token's id); None if none."""
+        import sqlalchemy as sa
+
+        s = self.db.tables.subscribers
+        with self.db.engine.connect() as conn:
+            return conn.execute(sa.select(s.c.email).where(s.c.id == subscriber_id)).scalar()
+
+    def deliveries_of(self, email: str) -> list[tuple[dt.date, Edition]]:
+        """(issue date, edition) of every ledger row of this address, newest first."""
+        import sqlalchemy as sa
+
+        d = self.db.tables.deliveries
+        query = (
+            sa.select(d.c.issue_date, d.c.edition)
+            .where(d.c.email_key == email.lower())
+            .order_by(d.c.issue_date.desc())
+        )
+        with self.db.engine.connect() as conn:
+            return [(dt.date.fromisoformat(day), Edition(ed)) for day, ed in conn.execute(query)]
+
+    # -- reading --
+
     def list(self, since: dt.datetime | None = None) -> list[BounceEvent]:
         """Events in the order they were recorded, optionally from `since` (aware) on."""
         import sqlalchemy as sa

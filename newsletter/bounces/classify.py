@@ -295,6 +295,19 @@ class Classifier:
                     return _Identity(address, date, edition, "unsubscribe token")
         return None
 
+    def delivery_of(self, address: str, texts: list[str]) -> tuple[dt.date | None, Edition | None]:
+        """The issue and edition of a report about `address` whose sender already
+        vouched for it (a verified webhook): by a VERP address of that subscriber in
+        `texts` (the envelope sender, headers), else by our Message-ID there."""
+        if self.verp is not None:
+            for text in texts:
+                ref = self.verp.find(text)
+                if ref is not None:
+                    found = self._from_verp(ref)
+                    if found is not None and found.email.lower() == address.lower():
+                        return found.date, found.edition
+        return self._delivery_by_message_id(address, texts)
+
     def _from_verp(self, ref: DeliveryRef) -> _Identity | None:
         address = self.directory.email_of(ref.subscriber_id)
         if address is None:

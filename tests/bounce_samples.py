@@ -68,20 +68,28 @@ class World:
 
     def sample(self, name: str, email: str, **overrides: str) -> bytes:
         """tests/data/bounces/NAME.eml filled in for `email` (see its README)."""
-        original = self.sent_message(email).replace(b"\r\n", b"\n").decode("utf-8")
         values = {
             "@@VERP@@": self.verp(email),
             "@@RCPT@@": email,
             "@@TOKEN@@": self.token(email),
             "@@UNSUB_TO@@": BOUNCE_ADDRESS,
-            "@@ORIGINAL_HEADERS@@": original.partition("\n\n")[0],
-            "@@ORIGINAL@@": original,
-        } | overrides
-        text = (SAMPLES / f"{name}.eml").read_text(encoding="utf-8")
-        for key, value in values.items():
-            text = text.replace(key, value)
-        assert "@@" not in text, f"unfilled placeholder in {name}.eml"
-        return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+        } | originals(self.sent_message(email))
+        return fill(name, values | overrides)
+
+
+def originals(message: bytes) -> dict[str, str]:
+    """The @@ORIGINAL@@ and @@ORIGINAL_HEADERS@@ values for a message we sent."""
+    original = message.replace(b"\r\n", b"\n").decode("utf-8")
+    return {"@@ORIGINAL_HEADERS@@": original.partition("\n\n")[0], "@@ORIGINAL@@": original}
+
+
+def fill(name: str, values: dict[str, str]) -> bytes:
+    """tests/data/bounces/NAME.eml with its placeholders replaced, CRLF line endings."""
+    text = (SAMPLES / f"{name}.eml").read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace(key, value)
+    assert "@@" not in text, f"unfilled placeholder in {name}.eml"
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
 
 
 def make_world(tmp_path: Path, **extra: Any) -> World:

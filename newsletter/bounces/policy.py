@@ -128,3 +128,49 @@ def reactivate(store: Store, email: str, *, force: bool = False) -> Reactivated:
     )
     record(store, event, bounce_limit=1)
     return Reactivated(current.email, current.state, bounces)
+
+
+def issue_rates(
+    deliveries: dict[str, dict[str, int]], events: dict[str, dict[str, int]]
+) -> dict[str, dict[str, float | int]]:
+    """Per issue date: messages mailed (sent + refused), recipients with a hard
+    bounce, a soft bounce, a complaint, and the hard-bounce and complaint rates
+    in percent of mailed (`newsletter status`)."""
+    out: dict[str, dict[str, float | int]] = {}
+    for date, states in deliveries.items():
+        counts = events.get(date, {})
+        mailed = states.get("sent", 0) + states.get("failed", 0)
+        hard = counts.get(EventKind.HARD.value, 0)
+        complaints = counts.get(EventKind.COMPLAINT.value, 0)
+        out[date] = {
+            "mailed": mailed,
+            "hard_bounces": hard,
+            "soft_bounces": counts.get(EventKind.SOFT.value, 0),
+            "complaints": complaints,
+            "unsubscribes": counts.get(EventKind.UNSUBSCRIBE.value, 0),
+            "hard_bounce_rate": round(100 * hard / mailed, 2) if mailed else 0.0,
+            "complaint_rate": round(100 * complaints / mailed, 2) if mailed else 0.0,
+        }
+    return out
+
+
+def rate_warnings(rates: dict[str, dict[str, float | int]]) -> list[str]:
+    """The issues whose rates pass the thresholds mailbox providers publish."""
+    warnings = []
+    for date, r in rates.items():
+        complaint, hard = float(r["complaint_rate"]), float(r["hard_bounce_rate"])
+        if complaint >= 100 * COMPLAINT_RATE_LIMIT:
+            warnings.append(
+                f"{date}: complaint rate {complaint:.2f} % is at or above 0.3 %, the limit in "
+                "Gmail's and Yahoo's bulk-sender guidelines: mail from you may be blocked"
+            )
+        elif complaint >= 100 * COMPLAINT_RATE_TARGET:
+            warnings.append(
+                f"{date}: complaint rate {complaint:.2f} % is above Gmail's 0.1 % target"
+            )
+        if hard >= 100 * BOUNCE_RATE_LIMIT:
+            warnings.append(
+                f"{date}: hard-bounce rate {hard:.2f} % is at or above 5 %, where Amazon SES "
+                "puts an account under review: clean the list"
+            )
+    return warnings

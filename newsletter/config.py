@@ -130,7 +130,7 @@ Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
 
 # The longest VERP token `newsletter.bounces.verp` adds to the bounce address's
 # local part ('+' and the token); RFC 5321 allows 64 octets in a local part.
-VERP_TOKEN_MAX = 44
+VERP_TOKEN_MAX = 45
 
 
 def _check_bounce_address(value: str) -> str:

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import email
 import json
-import os
 import shutil
 import signal
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,9 @@ from dovecot_server import PASSWORD, start_dovecot
 from helpers import SAMPLE_DIGESTS, run_cli
 from smtp_servers import Handler, start_server
 from test_bounces_mailboxes import imap_client, read_imap
+from test_daemon import Daemon
+
+DAEMON_SECRET = "test-secret"
 
 SECRET = "journey-secret-0123456789abcdef"
 READERS = [f"reader{i}@example.net" for i in range(1, 6)]
@@ -207,58 +207,27 @@ def test_process_without_a_mailbox_is_a_config_error(tmp_path):
 
 
 def test_the_daemon_polls_the_bounce_mailbox(tmp_path):
-    import subprocess
-
     box = tmp_path / "Maildir"
     for sub in ("tmp", "new", "cur"):
         (box / sub).mkdir(parents=True)
+    env = {"NEWSLETTER_SECRET": DAEMON_SECRET}  # what test_daemon.Daemon runs with
     with start_server(Handler()) as smtp:
         config = write_config(tmp_path, smtp.port, "maildir:Maildir", poll_minutes="0.01")
-        env = {"NEWSLETTER_SECRET": SECRET}
         cli_ok(config, "subscribers", "add", READERS[0], env=env)
         cli_ok(config, "publish", "--date", "2025-04-04", "--force", env=env)
         m = smtp.handler.messages[0]
     dsn = fill("postfix-hard", {"@@VERP@@": m.sender, "@@RCPT@@": READERS[0]} | originals(m.data))
     unrelated = fill("unrelated", {})
     (box / "new" / "unrelated").write_bytes(unrelated)
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | env
-    log = (tmp_path / "daemon.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "newsletter",
-            "--config",
-            str(config),
-            "run",
-            "--log-format",
-            "json",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=full_env,
-    )
+    daemon = Daemon(config, tmp_path / "daemon.log")
     try:
         (box / "new" / "dsn").write_bytes(dsn)
         moved = box / ".processed" / "new" / "dsn"
-        deadline = time.monotonic() + 60
-        while not moved.exists():  # the event: the daemon filed the DSN
-            assert process.poll() is None, (tmp_path / "daemon.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        daemon.wait_for(moved.exists, timeout=60, what="the daemon to file the DSN")
+        assert daemon.stop(signal.SIGTERM) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
+        daemon.kill()
     assert (box / "new" / "unrelated").read_bytes() == unrelated
     events = json.loads(cli_ok(config, "bounces", "list", "--json", env=env))
     assert [(e["kind"], e["email"]) for e in events] == [("hard_bounce", READERS[0])]
-    lines = [
-        json.loads(x)
-        for x in (tmp_path / "daemon.log").read_text().splitlines()
-        if x.startswith("{")
-    ]
-    assert any(line.get("event") == "bounces_processed" for line in lines)
+    assert any(e.get("event") == "bounces_processed" for e in daemon.events())

@@ -28,6 +28,7 @@ import trustme
 from bounce_samples import DATE, READERS, SECRET, make_world
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from helpers import serve_in_thread
 from smtp_servers import free_port
 
 from newsletter.bounces.webhooks import Certificates, MailgunEndpoint, Refused, _aws_url
@@ -135,8 +136,6 @@ class App:
 
 @pytest.fixture
 def app(tmp_path, monkeypatch, cert_server):
-    import uvicorn
-
     from newsletter.web.app import create_app
 
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
@@ -156,25 +155,10 @@ def app(tmp_path, monkeypatch, cert_server):
     certificates = Certificates(
         allowed=lambda url: url.startswith(cert_server.base), ca_file=cert_server.ca_file
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(world.config, certificates=certificates),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
     try:
-        yield App(f"http://127.0.0.1:{port}/", world)
+        with serve_in_thread(create_app(world.config, certificates=certificates), port):
+            yield App(f"http://127.0.0.1:{port}/", world)
     finally:
-        server.should_exit = True
-        thread.join(10)
         world.store.close()
 
 

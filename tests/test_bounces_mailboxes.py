@@ -336,3 +336,28 @@ def test_imap_without_a_password_variable(tmp_path, env, monkeypatch):
     with pytest.raises(NewsletterError, match=r"names \$BOUNCE_PASSWORD, which is not set"):
         process_mailbox(world.config, world.store)
     world.store.close()
+
+
+def test_a_message_that_breaks_the_classifier_is_left_and_the_rest_processed(
+    tmp_path, env, monkeypatch, caplog
+):
+    from newsletter.bounces.classify import Classifier
+
+    box = tmp_path / "Maildir"
+    make_maildir(box)
+    world = world_for(tmp_path, f"maildir:{box}")
+    (box / "new" / "a-breaks").write_bytes(b"Subject: trigger\r\n\r\nboom")
+    (box / "new" / "b-dsn").write_bytes(world.sample("postfix-hard", READERS[0]))
+    original = Classifier.classify
+
+    def classify(self, data):
+        if b"trigger" in data:
+            raise RuntimeError("a defect")
+        return original(self, data)
+
+    monkeypatch.setattr(Classifier, "classify", classify)
+    report = process_mailbox(world.config, world.store)
+    assert (report.read, report.recorded, report.moved, report.untouched) == (2, 1, 1, 1)
+    assert (box / "new" / "a-breaks").exists()
+    assert "could not be classified" in caplog.text
+    world.store.close()

@@ -399,3 +399,18 @@ def test_reactivate_needs_force_after_a_complaint(store):
     with pytest.raises(NewsletterError, match="complained"):
         store.bounces.record(_event(EventKind.COMPLAINT, "c@example.org", "c2"), rule(3))
         store.subscribers.add("c@example.org", "ko")
+
+
+def test_complained_subscribers_stay_out_of_web_flows(store, tmp_path):
+    from newsletter.bounces.policy import rule
+    from newsletter.store.bounces import EventKind
+    from newsletter.web.subscriptions import Subscriptions
+
+    config = mail_config(tmp_path)
+    store.subscribers.add("c@example.org", "ko")
+    store.bounces.record(_event(EventKind.COMPLAINT, "c@example.org", "c"), rule(3))
+    web = Subscriptions(config, b"secret", store.subscribers, lambda: dt.datetime.now(dt.UTC))
+    web.unsubscribe("c@example.org")  # the one-click link of an old email
+    assert store.subscribers.get("c@example.org").state is SubscriberState.COMPLAINED
+    assert web.confirm("c@example.org", Edition.KO) == "stale"  # a confirmation link from before
+    assert web.edition_of("c@example.org") is None

@@ -67,7 +67,12 @@ def process_mailbox(
             if stop is not None and stop.is_set():
                 break
             read += 1
-            verdict = classifier.classify(item.data)
+            try:
+                verdict = classifier.classify(item.data)
+            except Exception:  # a defect, not the message's fault: leave it, go on
+                log.exception("%s: message %s could not be classified; left", box.label, item.key)
+                kinds["unknown"] += 1
+                continue
             kinds[verdict.kind.value] += 1
             if not verdict.acted_on:
                 log.debug("left in %s: %s (%s)", box.label, verdict.report_id, verdict.why)

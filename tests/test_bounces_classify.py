@@ -36,6 +36,7 @@ READER = "reader2@example.net"  # the 'en' edition
         ("postfix-hard", Kind.HARD, "5.1.1"),
         ("postfix-delayed", Kind.SOFT, "4.2.2"),
         ("exim-hard", Kind.HARD, "5.1.1"),
+        ("exchange-hard", Kind.HARD, "5.1.1"),
         ("webmail-hard", Kind.HARD, "5.1.1"),
         ("arf-complaint", Kind.COMPLAINT, ""),
         ("arf-redacted", Kind.COMPLAINT, ""),
@@ -60,6 +61,8 @@ def test_diagnostics_are_the_servers_words(world):
     assert "User unknown in virtual mailbox table" in " ".join(postfix.diagnostic.split())
     exim = classify(world, world.sample("exim-hard", READER))
     assert exim.diagnostic == "550 5.1.1 No such user here"
+    exchange = classify(world, world.sample("exchange-hard", READER))
+    assert exchange.diagnostic.endswith("smtp;550 5.1.1 RESOLVER.ADR.RecipNotFound; not found>")
     webmail = classify(world, world.sample("webmail-hard", READER))
     assert "does not exist" in webmail.diagnostic
     arf = classify(world, world.sample("arf-complaint", READER))
@@ -153,6 +156,8 @@ def test_the_verp_survives_case_folding(world):
 
 def test_refs_count_a_delivery_once_whatever_the_path(world):
     postfix = classify(world, world.sample("postfix-hard", READER))
+    exchange = classify(world, world.sample("exchange-hard", READER))
+    assert exchange.diagnostic.endswith("smtp;550 5.1.1 RESOLVER.ADR.RecipNotFound; not found>")
     webmail = classify(world, world.sample("webmail-hard", READER))
     assert postfix.ref == webmail.ref  # the same delivery's hard bounce
     other = classify(world, world.sample("postfix-hard", "reader3@example.net"))

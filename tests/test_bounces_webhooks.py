@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from helpers import serve_in_thread
 from smtp_servers import free_port
 
-from newsletter.bounces.webhooks import Certificates, MailgunEndpoint, Refused, _aws_url
+from newsletter.bounces.sns import Certificates, _aws_url
+from newsletter.bounces.webhooks import MailgunEndpoint, Refused
 from newsletter.errors import NewsletterError
 from newsletter.model import Edition, SubscriberState
 from newsletter.store.bounces import EventKind

@@ -5,6 +5,7 @@
     mailboxes.py  imap:// imaps:// maildir: mbox: readers that move only what was acted on
     process.py    `newsletter bounces process`: mailbox -> classify -> policy -> processed
     webhooks.py   Amazon SES (through SNS), Mailgun and a generic JSON endpoint, verified
+    sns.py        Amazon SNS message signatures and certificates
     policy.py     what an event does to a subscriber; reactivation; published thresholds
 
 The event log itself is `newsletter.store.bounces`.

@@ -6,12 +6,8 @@ badly signed, stale or replayed raises `Refused` (HTTP 403, logged); a body
 that is not what the provider sends raises `Invalid` (400).
 
 - **Amazon SES through SNS** (`POST /webhooks/ses`): the SNS message signature
-  is verified as AWS documents it (docs.aws.amazon.com/sns/latest/dg/
-  sns-verify-signature-of-message.html): SignatureVersion 1 is SHA1withRSA,
-  2 is SHA256withRSA, over the message's fields in their fixed order; the
-  certificate comes from SigningCertURL, which must be https on a
-  `sns.<region>.amazonaws.com` host (fetched over verified TLS, cached, and
-  used only while valid). The topic must be one of `bounces.ses_topic_arns`
+  is verified (`sns.py`, as AWS documents it). The topic must be one of
+  `bounces.ses_topic_arns`
   (anyone can sign SNS messages with a topic of their own). A
   SubscriptionConfirmation is confirmed by fetching its SubscribeURL (same host
   rule). Bounce notifications: Permanent is hard, Transient and Undetermined
@@ -34,8 +30,6 @@ provider event id when the delivery is unknown): retries and replays count once.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import hmac
@@ -47,8 +41,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from newsletter.bounces.sns import Certificates, MalformedMessage, SignatureError, verify_sns
 from newsletter.errors import NewsletterError
 from newsletter.model import Edition
 from newsletter.store.bounces import BounceEvent, EventKind, status_of
@@ -62,21 +56,6 @@ log = logging.getLogger("newsletter.web")
 
 # Mailgun: how old (or early) a signed timestamp may be.
 REPLAY_WINDOW = 15 * 60
-# The hosts AWS signs SNS messages from (and serves subscription links on).
-SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
-_SNS_FIELDS = {
-    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-}
-_SNS_FIELDS["UnsubscribeConfirmation"] = _SNS_FIELDS["SubscriptionConfirmation"]
 
 
 class Refused(Exception):
@@ -110,111 +89,7 @@ class Report:
     edition: Edition | None = None
 
 
-# --- SNS ----------------------------------------------------------------------------------
-
-
-class Certificates:
-    """Fetches SNS signing certificates (and subscription links) from allowed URLs.
-
-    `allowed(url)`: https on an `sns.<region>.amazonaws.com` host by default;
-    tests pass a predicate and a CA file for a local HTTPS server instead (no
-    network). Certificates are cached by URL.
-    """
-
-    def __init__(
-        self,
-        allowed: Callable[[str], bool] | None = None,
-        ca_file: str | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        self.allowed = allowed or _aws_url
-        self.ca_file = ca_file
-        self.timeout = timeout
-        self._cache: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def certificate(self, url: str) -> Any:
-        """The X.509 certificate at `url`; Refused if the URL is not allowed or it
-        is not a certificate valid now."""
-        from cryptography import x509
-
-        with self._lock:
-            cert = self._cache.get(url)
-        if cert is None:
-            try:
-                cert = x509.load_pem_x509_certificate(self.get(url))
-            except ValueError:
-                raise Refused(f"SigningCertURL {url} is not a PEM certificate") from None
-            with self._lock:
-                if len(self._cache) > 32:
-                    self._cache.clear()
-                self._cache[url] = cert
-        now = dt.datetime.now(dt.UTC)
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise Refused(f"the certificate at {url} is not valid now")
-        return cert
-
-    def get(self, url: str) -> bytes:
-        """GET an allowed URL over verified TLS; Refused for any other URL or a failure."""
-        import requests
-
-        if not self.allowed(url):
-            raise Refused(f"{url!r} is not an https URL of Amazon SNS")
-        try:
-            response = requests.get(url, timeout=self.timeout, verify=self.ca_file or True)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            raise Refused(f"cannot fetch {url}: {exc}") from None
-        return response.content
-
-
-def _aws_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return (
-        parts.scheme == "https"
-        and bool(SNS_HOST.match(parts.hostname or ""))
-        and not (parts.username or parts.password or parts.port not in (None, 443))
-    )
-
-
-def sns_string_to_sign(message: Mapping[str, Any]) -> bytes:
-    """The bytes SNS signs: 'Name\\nvalue\\n' for each field of the type, in order
-    (Subject only when present). Invalid for an unknown Type."""
-    names = _SNS_FIELDS.get(str(message.get("Type")))
-    if names is None:
-        raise Invalid(f"unknown SNS message Type {message.get('Type')!r}")
-    out = []
-    for name in names:
-        if name not in message:
-            if name == "Subject":
-                continue
-            raise Invalid(f"the SNS message has no {name}")
-        out.append(f"{name}\n{message[name]}\n")
-    return "".join(out).encode("utf-8")
-
-
-def verify_sns(message: Mapping[str, Any], certificates: Certificates) -> None:
-    """Refused unless the message is signed by the certificate at its SigningCertURL."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-    version = str(message.get("SignatureVersion"))
-    algorithm = {"1": hashes.SHA1, "2": hashes.SHA256}.get(version)
-    if algorithm is None:
-        raise Refused(f"unknown SignatureVersion {version!r}")
-    try:
-        signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
-    except (binascii.Error, ValueError):
-        raise Refused("the Signature is not base64") from None
-    data = sns_string_to_sign(message)
-    key = certificates.certificate(str(message.get("SigningCertURL", ""))).public_key()
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise Refused("the signing certificate has no RSA key")
-    try:
-        key.verify(signature, data, padding.PKCS1v15(), algorithm())
-    except InvalidSignature:
-        raise Refused("bad SNS signature") from None
+# --- SES through SNS ------------------------------------------------------------------
 
 
 class SesEndpoint:
@@ -234,10 +109,16 @@ class SesEndpoint:
         topic = str(message.get("TopicArn", ""))
         if topic not in self.topic_arns:
             raise Refused(f"topic {topic!r} is not in bounces.ses_topic_arns")
-        verify_sns(message, self.certificates)
-        kind = message["Type"]
+        try:
+            verify_sns(message, self.certificates)
+            kind = message["Type"]
+            if kind == "SubscriptionConfirmation":
+                self.certificates.get(str(message.get("SubscribeURL", "")))
+        except SignatureError as exc:
+            raise Refused(str(exc)) from None
+        except MalformedMessage as exc:
+            raise Invalid(str(exc)) from None
         if kind == "SubscriptionConfirmation":
-            self.certificates.get(str(message.get("SubscribeURL", "")))
             log.info("confirmed the SNS subscription to %s", topic)
             return [], f"subscription to {topic} confirmed"
         if kind == "UnsubscribeConfirmation":

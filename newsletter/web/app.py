@@ -54,7 +54,7 @@ from newsletter.web.subscriptions import DeliveryProblem, Subscriptions, usable_
 from newsletter.web.webhooks_routes import webhook_routes
 
 if TYPE_CHECKING:
-    from newsletter.bounces.webhooks import Certificates
+    from newsletter.bounces.sns import Certificates
     from newsletter.config import Config
 
 log = logging.getLogger("newsletter.web")

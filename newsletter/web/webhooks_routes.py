@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from newsletter.bounces.webhooks import Certificates, Invalid, Refused, make_webhooks
+from newsletter.bounces.sns import Certificates
+from newsletter.bounces.webhooks import Invalid, Refused, make_webhooks
 from newsletter.store import Store
 
 if TYPE_CHECKING:

@@ -111,9 +111,13 @@ class Verdict:
 class Directory(Protocol):
     """What the classifier asks the store: who a VERP id is, and what was sent to whom."""
 
-    def email_of(self, subscriber_id: int) -> str | None: ...
+    def email_of(self, subscriber_id: int) -> str | None:
+        """The address of a subscriber id (None: no such subscriber)."""
+        ...
 
-    def deliveries_of(self, email: str) -> list[tuple[dt.date, Edition]]: ...
+    def deliveries_of(self, email: str) -> list[tuple[dt.date, Edition]]:
+        """(issue date, edition) of every delivery to this address."""
+        ...
 
 
 @dataclass(frozen=True)

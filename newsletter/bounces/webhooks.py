@@ -186,6 +186,7 @@ class MailgunEndpoint:
         self._lock = threading.Lock()
 
     def reports(self, body: bytes, headers: Mapping[str, str]) -> tuple[list[Report], str]:
+        """(reports, the event name) of one signed call; Refused or Invalid otherwise."""
         payload = _json(body)
         signature = payload.get("signature") if isinstance(payload, dict) else None
         if not isinstance(signature, dict):
@@ -258,6 +259,7 @@ class GenericEndpoint:
         self.secret = secret.encode("utf-8")
 
     def reports(self, body: bytes, headers: Mapping[str, str]) -> tuple[list[Report], str]:
+        """(reports, "events") of one call with the right bearer secret (headers lower-cased)."""
         scheme, _, given = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode("utf-8"), self.secret

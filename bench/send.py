@@ -1,6 +1,7 @@
 """Benchmark: `newsletter publish` to N subscribers through SMTP, against Postfix's ceiling.
 
     python bench/send.py [--subscribers N] [--connections C] [--skip-ceiling]
+                         [--bounce-address bounces@example.org]
 
 Needs Postfix's test tools (`smtp-sink`, `smtp-source` in /usr/sbin), run as root:
 
@@ -83,13 +84,14 @@ def smtp_sink(port: int):
         process.wait()
 
 
-def write_config(folder: Path, port: int, connections: int) -> Path:
+def write_config(folder: Path, port: int, connections: int, bounce_address: str | None) -> Path:
     path = folder / "config.yaml"
     path.write_text(
         "site:\n  base_url: https://papers.example.org/\n  timezone: Asia/Seoul\n"
         f"paths:\n  digests: {DIGESTS}\n  public: public\n  state: state\n  outbox: outbox\n"
         "email:\n  transport: smtp\n  from: ML Papers <papers@example.org>\n"
-        "  smtp:\n    host: 127.0.0.1\n"
+        + (f"  bounce_address: {bounce_address}\n" if bounce_address else "")
+        + "  smtp:\n    host: 127.0.0.1\n"
         f"    port: {port}\n    security: none\n    connections: {connections}\n"
         "    rate_limit: 0\n    timeout: 30\n",
         encoding="utf-8",
@@ -286,13 +288,18 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--bounce-address",
+        metavar="ADDRESS",
+        help="set email.bounce_address: a signed VERP return path per message",
+    )
     args = parser.parse_args()
     n, c = args.subscribers, args.connections
 
     folder = Path(tempfile.mkdtemp(prefix="nl-bench-"))
     try:
         port = free_port()
-        config_path = write_config(folder, port, c)
+        config_path = write_config(folder, port, c, args.bounce_address)
         setup = create_subscribers(config_path, n)
         size = message_size(config_path)
         print(f"setup: {n:,} subscribers in {setup:.1f} s; one message is {size:,} bytes")

@@ -41,12 +41,41 @@ class State:
 
 
 def _fail(error: NewsletterError, debug: bool, code: int) -> NoReturn:
+    from newsletter.logs import json_enabled
+
     if debug:
         raise error
+    if json_enabled():  # --log-format json: this line is JSON too
+        import logging
+
+        extra = {"event": "error", "hint": error.hint} if error.hint else {"event": "error"}
+        logging.getLogger("newsletter").error("%s", error.message, extra=extra)
+        sys.exit(code)
     click.secho(f"error: {error.message}", fg="red", err=True)
     if error.hint:
         click.echo(f"  hint: {error.hint}", err=True)
     sys.exit(code)
+
+
+def log_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--log-format text|json`: with json, every line on stderr is one JSON object."""
+    return click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="One line per event on stderr; json: every line one JSON object.",
+        callback=_set_log_format,
+        expose_value=False,
+        is_eager=True,
+    )(command)
+
+
+def _set_log_format(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from newsletter.logs import setup_logging
+
+    setup_logging(value)
+    return value
 
 
 def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -325,15 +354,17 @@ class _ProgressBar:
 
 
 def _print_delivery(report: Any, dry_run: bool) -> None:
+    """The delivery's counts; a dry run prints the counts a real run would."""
+    if report.too_late:  # said once, naming the flag to type
+        click.secho(f"email: {report.note}; add --force to send it anyway", fg="yellow")
+        return
     if dry_run:
-        for edition, addresses in sorted(report.recipients.items()):
+        for edition, addresses in report.recipients.items():
             click.echo(f"  would send {len(addresses)} × {edition}: {', '.join(addresses)}")
         click.echo(
-            f"email: {report.pending_left} message(s) would be sent, {report.skipped} already done"
+            f"email: {report.pending_left} message(s) would be sent, "
+            f"{report.skipped} skipped (already sent or failed)"
         )
-        return
-    if report.too_late:
-        click.secho(f"email: {report.note}", fg="yellow")
         return
     click.echo(
         f"email: {report.sent} sent, {report.failed} failed, {report.skipped} skipped, "
@@ -439,17 +470,33 @@ def subscribers_export(ctx: click.Context, state: str | None) -> None:
 @cli.command("send-test")
 @date_option("Issue date.", required=True)
 @click.option("--to", "to", required=True, metavar="ADDRESS")
-@click.option("--edition", type=EDITION_CHOICE, default="both", show_default=True)
+@click.option(
+    "--edition",
+    "editions",
+    type=EDITION_CHOICE,
+    multiple=True,
+    default=["both"],
+    show_default=True,
+    help="Edition to send; repeat it for several (one message each).",
+)
 @click.pass_context
 @handles_errors()
-def send_test(ctx: click.Context, date: dt.date, to: str, edition: str) -> None:
-    """Send one copy with [TEST] in the subject; not recorded in the ledger."""
-    from newsletter.deliver.proof import send_test as send_one
+def send_test(ctx: click.Context, date: dt.date, to: str, editions: tuple[str, ...]) -> None:
+    """Send one copy per edition with [TEST] in the subject; not recorded in the ledger.
+
+    With the file transport each copy is a new file (an earlier test is never
+    overwritten); its path is printed.
+    """
+    from newsletter.deliver.proof import send_test as send_copies
     from newsletter.publish import scan
 
     config = _config(ctx)
-    send_one(config, scan(config).digest_for(date), to, edition)
-    click.echo(f"test message for {date.isoformat()} ({edition}) sent to {to}")
+    for proof in send_copies(config, scan(config).digest_for(date), to, editions):
+        where = f"written to {proof.path}" if proof.path else f"sent to {to}"
+        click.echo(
+            f"test message for {date.isoformat()} ({proof.edition.value}) {where} "
+            f"(Message-ID {proof.message_id})"
+        )
 
 
 @cli.command()
@@ -482,24 +529,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="One line per event; json for log collectors.",
-)
+@log_format_option
 @click.pass_context
 @handles_errors()
-def run(ctx: click.Context, log_format: str) -> None:
+def run(ctx: click.Context) -> None:
     """Watch paths.digests, publish new digests at once, email them at the send time.
 
     Stops cleanly on SIGTERM or SIGINT. One daemon per state folder.
     """
-    from newsletter.logs import setup_logging
     from newsletter.scheduler import run_daemon
 
-    setup_logging(log_format)
     run_daemon(_config(ctx))
 
 
@@ -508,17 +547,25 @@ def run(ctx: click.Context, log_format: str) -> None:
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on (server.port)."
 )
+@log_format_option
 @click.pass_context
 @handles_errors()
 def serve_command(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the subscription web service; it also serves paths.public.
 
-    Needs $NEWSLETTER_SECRET. Put it behind a reverse proxy for TLS (see
-    the README). Stops cleanly on SIGTERM or SIGINT.
+    Needs $NEWSLETTER_SECRET (exit status 2 without it: a configuration
+    error). Put it behind a reverse proxy for TLS (see the README). Stops
+    cleanly on SIGTERM or SIGINT.
     """
     from newsletter.web.server import serve
 
-    serve(_config(ctx), host=host, port=port)
+    config = _config(ctx)
+    try:
+        config.secret(required=True)
+    except NewsletterError as error:  # configuration, like a bad key: exit 2
+        state = ctx.find_object(State)
+        _fail(error, bool(state and state.debug), 2)
+    serve(config, host=host, port=port)
 
 
 def main() -> None:

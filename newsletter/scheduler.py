@@ -3,8 +3,12 @@
 One tick does everything, so there is a single code path to reason about:
 settled files are parsed, changed dates are published at once, and every issue
 whose send time has passed (within `email.max_lateness_days`) and whose email
-is not done yet is delivered through the ledger. APScheduler runs the tick every
-`schedule.poll_seconds` and at each upcoming send time, on one worker thread.
+is not done yet is delivered through the ledger. APScheduler runs the tick
+`schedule.poll_seconds` after the previous one ended and at each upcoming send
+time, on one worker thread. The poll is a one-shot job that schedules its next
+run when it ends: a send that outlasts the poll interval is not "missed" or
+"skipped" (APScheduler's max-instances warning at every poll), it is simply
+still running.
 """
 
 from __future__ import annotations
@@ -362,13 +366,19 @@ def run_daemon(config: Config) -> None:
                 )
 
         daemon.on_schedule = schedule_send
-        scheduler.add_job(
-            daemon.tick,
-            "interval",
-            seconds=config.schedule.poll_seconds,
-            id="poll",
-            next_run_time=dt.datetime.now(daemon.zone),
-        )
+
+        def poll() -> None:
+            try:
+                daemon.tick()
+            finally:
+                if not stop.is_set():
+                    next_poll(config.schedule.poll_seconds)
+
+        def next_poll(seconds: float) -> None:
+            when = dt.datetime.now(daemon.zone) + dt.timedelta(seconds=seconds)
+            scheduler.add_job(poll, "date", run_date=when, id="poll", replace_existing=True)
+
+        next_poll(0)
 
         def request_stop(signum: int, _frame: Any) -> None:
             log.info("stopping on %s", signal.Signals(signum).name, extra={"event": "stopping"})

@@ -81,7 +81,8 @@ def test_publish_emails_once_and_too_old_needs_force(cli, project):
     add(cli, project, "a@example.org", "ko")
     late = cli("publish", "--date", "2025-04-04", cwd=project)
     assert late.returncode == 0, late.stderr
-    assert "not emailed; use force" in late.stdout
+    assert "not emailed; add --force to send it anyway" in late.stdout
+    assert late.stderr.count("not emailed") == 0 and late.stdout.count("not emailed") == 1
     assert not (project / "outbox").exists()
     sent = cli("publish", "--date", "2025-04-04", "--force", cwd=project)
     assert "email: 1 sent, 0 failed, 0 skipped" in sent.stdout

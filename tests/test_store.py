@@ -114,7 +114,7 @@ def test_open_creates_state_folder_and_wal(tmp_path):
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
     with Store.open(config) as again, again.db.engine.connect() as conn:  # idempotent migrations
-        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 3
 
 
 def test_migrates_a_version_1_database_keeping_its_data(tmp_path):
@@ -130,6 +130,34 @@ def test_migrates_a_version_1_database_keeping_its_data(tmp_path):
         store.ledger.mark_issue_emailed(dt.date(2025, 4, 4))
         store.ledger.mark_issue_emailed(dt.date(2025, 4, 4))  # idempotent
         assert store.ledger.issue_emailed(dt.date(2025, 4, 4))
+
+
+def test_migrates_a_version_2_database_filling_state_changed_at(tmp_path):
+    config = mail_config(tmp_path)
+    with Store.open(config) as store:
+        store.subscribers.add("old@example.org", "en")
+        with store.db.engine.begin() as conn:  # as version 2 left it: no state_changed_at
+            conn.exec_driver_sql("ALTER TABLE subscribers DROP COLUMN state_changed_at")
+            conn.exec_driver_sql("UPDATE schema_version SET version = 2")
+    with Store.open(config) as store:
+        old = store.subscribers.get("old@example.org")
+        assert old.state_changed_at is not None and old.state is SubscriberState.ACTIVE
+        with store.db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 3
+
+
+def test_state_changed_at_moves_with_the_state_only(store):
+    t0 = dt.datetime(2025, 4, 4, 7, 0, 0, 500_000, tzinfo=dt.UTC)
+    sub = store.subscribers.add("a@example.org", "ko", at=t0)
+    assert sub.state_changed_at == t0.replace(microsecond=0)
+    later = t0 + dt.timedelta(hours=1)
+    store.subscribers.set_edition("a@example.org", "en", at=later)
+    store.subscribers.set_state("a@example.org", "active", at=later)  # no change
+    assert store.subscribers.get("a@example.org").state_changed_at == t0.replace(microsecond=0)
+    gone = store.subscribers.remove("a@example.org", at=later)
+    assert gone.state_changed_at == later.replace(microsecond=0)
+    back = store.subscribers.add("a@example.org", "ko", reactivate=True, at=later + dt.timedelta(1))
+    assert back.state_changed_at == (later + dt.timedelta(1)).replace(microsecond=0)
 
 
 def test_add_normalises_and_is_unique(store):

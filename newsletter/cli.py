@@ -298,7 +298,9 @@ def build(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
 @cli.command()
 @date_option("Issue to open (default: the newest).")
 @click.option("--edition", type=EDITION_CHOICE, default=None, help="Edition to open.")
-@click.option("--port", default=8001, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--port", default=8001, show_default=True, help="Port on 127.0.0.1 (0: any free port)."
+)
 @click.option("--open/--no-open", "open_browser", default=True, help="Open a browser.")
 @click.pass_context
 @handles_errors()
@@ -387,20 +389,56 @@ def subscribers() -> None:
     """Manage the subscriber list (the list owner's own commands)."""
 
 
+def _edition_of_config(ctx: click.Context, edition: str | None) -> Any:
+    """The chosen edition, or the default (the first of `editions`); exit 2 for an
+    edition the config does not publish (its subscribers would get nothing)."""
+    from newsletter.model import Edition
+
+    config = _config(ctx)
+    if edition is None:
+        return config.editions[0]
+    if Edition(edition) not in config.editions:
+        published = ", ".join(e.value for e in config.editions)
+        raise click.BadParameter(
+            f"edition {edition!r} is not published (editions: {published})",
+            param_hint="--edition",
+        )
+    return Edition(edition)
+
+
 @subscribers.command("add")
 @click.argument("email")
-@click.option("--edition", type=EDITION_CHOICE, default="ko", show_default=True)
+@click.option(
+    "--edition",
+    type=EDITION_CHOICE,
+    default=None,
+    help="Edition to receive [default: the first of `editions` in the config, ko unless "
+    "changed; an existing subscriber keeps theirs].",
+)
 @click.option("--name", default="", help="Display name.")
 @click.option("--reactivate", is_flag=True, help="Re-subscribe an address that left or bounced.")
 @click.pass_context
 @handles_errors()
 def subscribers_add(
-    ctx: click.Context, email: str, edition: str, name: str, reactivate: bool
+    ctx: click.Context, email: str, edition: str | None, name: str, reactivate: bool
 ) -> None:
     """Add (or update) an active subscriber."""
+    chosen = _edition_of_config(ctx, edition)
     with _store(ctx) as store:
-        subscriber = store.subscribers.add(email, edition, name, reactivate=reactivate)
-    click.echo(f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}")
+        existing = store.subscribers.get(email) if edition is None else None
+        if existing is not None:
+            chosen = existing.edition
+        subscriber = store.subscribers.add(email, chosen, name, reactivate=reactivate)
+    why = ""
+    if edition is None:
+        why = (
+            " (unchanged; choose another with --edition)"
+            if existing is not None
+            else " (the default: the first of `editions`; choose another with --edition)"
+        )
+    click.echo(
+        f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}{why}"
+    )
 
 
 @subscribers.command("remove")
@@ -440,11 +478,17 @@ def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> No
 @click.pass_context
 @handles_errors()
 def subscribers_import(ctx: click.Context, file: Path) -> None:
-    """Import a CSV file with columns email,edition[,name]; bad rows are reported."""
+    """Import a CSV file: an export as it is, or email,edition[,name] rows.
+
+    Bad rows are reported by line; the good ones are imported. States are kept
+    (active when there is none); an address that unsubscribed or bounced is
+    never re-subscribed. A row without an edition gets the first of `editions`.
+    """
     from newsletter.store.subscriber_csv import import_csv
 
+    default = _edition_of_config(ctx, None)
     with _store(ctx) as store:
-        report = import_csv(store.subscribers, file)
+        report = import_csv(store.subscribers, file, default_edition=default)
     for problem in report.problems:
         click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
     click.echo(
@@ -460,11 +504,48 @@ def subscribers_import(ctx: click.Context, file: Path) -> None:
 @click.pass_context
 @handles_errors()
 def subscribers_export(ctx: click.Context, state: str | None) -> None:
-    """Write every subscriber as CSV (email,edition,name,state) to standard output."""
+    """Write every subscriber as CSV to standard output; `subscribers import` reads it back.
+
+    Columns: email, edition, name, state, hard_bounces, created_at, updated_at,
+    state_changed_at (times in ISO 8601 UTC).
+    """
     from newsletter.store.subscriber_csv import export_csv
 
     with _store(ctx) as store:
         export_csv(store.subscribers, click.get_text_stream("stdout"), state=state)
+
+
+@cli.group()
+def ledger() -> None:
+    """Move the delivery ledger (who got which issue) to another database."""
+
+
+@ledger.command("export")
+@click.pass_context
+@handles_errors()
+def ledger_export(ctx: click.Context) -> None:
+    """Write every ledger row and send-once mark as CSV to standard output."""
+    from newsletter.store.ledger_csv import export_ledger
+
+    with _store(ctx) as store:
+        export_ledger(store.db, click.get_text_stream("stdout"))
+
+
+@ledger.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+@handles_errors()
+def ledger_import(ctx: click.Context, file: Path) -> None:
+    """Import a `ledger export`: nothing already sent becomes sendable again."""
+    from newsletter.store.ledger_csv import import_ledger
+
+    with _store(ctx) as store:
+        added, problems = import_ledger(store.db, file)
+    for problem in problems:
+        click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
+    click.echo(f"imported {file}: {added} ledger rows added, {len(problems)} bad rows")
+    if problems:
+        sys.exit(1)
 
 
 @cli.command("send-test")

@@ -227,16 +227,86 @@ def test_import_reports_bad_rows_by_line_and_keeps_good(store, tmp_path):
     assert (report.added, report.updated, report.problems) == (1, 1, ())
 
 
-def test_export_round_trips(store, tmp_path):
-    store.subscribers.add("a@example.org", "ko", "김철수")
-    store.subscribers.add("b@example.org", "en")
+def _fill_every_state(subscribers):
+    """Subscribers in every state, with names that need CSV quoting, at known times."""
+    t0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    subscribers.add("a@example.org", "ko", "김철수", at=t0)
+    subscribers.add("b@example.org", "en", 'Lee, "Young"', at=t0 + dt.timedelta(days=1))
+    subscribers.add("Pending@Example.org", "both", state=SubscriberState.PENDING, at=t0)
+    subscribers.add("left@example.org", "en", at=t0)
+    subscribers.remove("left@example.org", at=t0 + dt.timedelta(days=30))
+    subscribers.add("bounced@example.org", "ko", at=t0)
+    with subscribers.db.engine.begin() as conn:
+        t = subscribers.table
+        conn.execute(
+            t.update().where(t.c.email_key == "bounced@example.org").values(hard_bounces=3)
+        )
+    subscribers.set_state("bounced@example.org", "bounced", at=t0 + dt.timedelta(days=40))
+
+
+def test_export_has_every_column_and_imports_as_it_is(store, tmp_path):
+    _fill_every_state(store.subscribers)
     out = io.StringIO()
-    assert export_csv(store.subscribers, out) == 2
-    assert out.getvalue().splitlines() == [
-        "email,edition,name,state",
-        "a@example.org,ko,김철수,active",
-        "b@example.org,en,,active",
-    ]
+    assert export_csv(store.subscribers, out) == 5
+    lines = out.getvalue().splitlines()
+    assert (
+        lines[0] == "email,edition,name,state,hard_bounces,created_at,updated_at,state_changed_at"
+    )
+    assert lines[1].startswith("a@example.org,ko,김철수,active,0,2025-01-02T03:04:05+00:00,")
+    assert '"Lee, ""Young"""' in lines[2]
+    assert lines[5].startswith("bounced@example.org,ko,,bounced,3,2025-01-02T03:04:05+00:00,")
+    assert lines[5].endswith(",2025-02-11T03:04:05+00:00")  # when it bounced
+    # Into a fresh database: the same list, every state and time as exported.
+    fresh = Store(Database(f"sqlite:///{tmp_path / 'fresh.db'}"))
+    try:
+        (tmp_path / "list.csv").write_text(out.getvalue(), encoding="utf-8")
+        report = import_csv(fresh.subscribers, tmp_path / "list.csv")
+        assert (report.added, report.problems) == (5, ())
+        again = io.StringIO()
+        export_csv(fresh.subscribers, again)
+        assert again.getvalue() == out.getvalue()
+        assert fresh.subscribers.count() == {
+            "active": 2,
+            "pending": 1,
+            "unsubscribed": 1,
+            "bounced": 1,
+        }
+        # Imported twice: nothing changes.
+        report = import_csv(fresh.subscribers, tmp_path / "list.csv")
+        assert (report.added, report.updated, report.unchanged) == (0, 0, 5)
+    finally:
+        fresh.close()
+
+
+def test_import_never_reactivates_and_records_departures(store, tmp_path):
+    _fill_every_state(store.subscribers)
+    rows = (
+        "email,state\n"
+        "left@example.org,active\n"  # 2: left: not re-subscribed
+        "bounced@example.org,\n"  # 3: bounced, no state given: not re-subscribed
+        "a@example.org,unsubscribed\n"  # 4: a departure: recorded
+        "b@example.org,pending\n"  # 5: active stays active (an import confirms nobody)
+        "pending@example.org,active\n"  # 6: nor does it activate a pending sign-up
+        "new@example.org,bounced\n"  # 7: new, as exported
+        "x@example.org,gone\n"  # 8: unknown state
+    )
+    (tmp_path / "list.csv").write_text(rows, encoding="utf-8")
+    report = import_csv(store.subscribers, tmp_path / "list.csv")
+    assert [p.line for p in report.problems] == [2, 3, 8]
+    assert "unsubscribed; not re-subscribing" in report.problems[0].reason
+    assert "bounced; not re-subscribing" in report.problems[1].reason
+    assert "unknown state 'gone'" in report.problems[2].reason
+    state = {s.email.lower(): s.state.value for s in store.subscribers.list()}
+    assert state == {
+        "a@example.org": "unsubscribed",
+        "b@example.org": "active",
+        "pending@example.org": "pending",
+        "left@example.org": "unsubscribed",
+        "bounced@example.org": "bounced",
+        "new@example.org": "bounced",
+    }
+    with pytest.raises(NewsletterError, match="unknown column 'status'"):
+        import_csv(store.subscribers, io.StringIO("email,status\na@example.org,x\n"))
 
 
 def test_ledger_plan_start_record(store):
@@ -318,3 +388,72 @@ def test_one_sender_at_a_time_per_issue(store):
             pass
     finally:
         other.close()
+
+
+def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tmp_path):
+    """The README's move, command by command: nobody is mailed twice afterwards."""
+    import secrets
+
+    import sqlalchemy as sa
+    from helpers import run_cli
+
+    def cli(*args: str):
+        result = run_cli(*args, cwd=project)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result
+
+    for address, edition in [
+        ("a@example.org", "ko"),
+        ("b@example.org", "en"),
+        ("c@example.org", "both"),
+    ]:
+        cli("subscribers", "add", address, "--edition", edition, "--name", "김 " + address[0])
+    cli("subscribers", "add", "left@example.org")
+    cli("subscribers", "remove", "left@example.org")
+    cli("publish", "--date", "2025-04-04", "--force")
+    sent = sorted((project / "outbox" / "2025-04-04").glob("*.eml"))
+    assert len(sent) == 3
+    with Store.open(mail_config(project)) as old:
+        old.subscribers.add("pending@example.org", "ko", state=SubscriberState.PENDING)
+        old.subscribers.set_state("c@example.org", "bounced")
+        old.ledger.mark_issue_emailed(dt.date(2025, 4, 4))
+        old.ledger.mark_issue_emailed(dt.date(2025, 5, 19))  # a mark without rows
+    subscribers_csv = cli("subscribers", "export").stdout
+    ledger_csv = cli("ledger", "export").stdout
+    (project / "subscribers.csv").write_text(subscribers_csv, encoding="utf-8")
+    (project / "ledger.csv").write_text(ledger_csv, encoding="utf-8")
+
+    # A fresh PostgreSQL database, named in the config.
+    name = f"moved_{secrets.token_hex(4)}"
+    admin = sa.create_engine(mail_pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    url = mail_pg_url.replace("/postgres?", f"/{name}?")
+    config = project / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8") + f"database_url: '{url}'\n")
+
+    assert "5 added" in cli("subscribers", "import", "subscribers.csv").stdout
+    assert "3 ledger rows added" in cli("ledger", "import", "ledger.csv").stdout
+    assert cli("subscribers", "export").stdout == subscribers_csv
+    assert cli("ledger", "export").stdout == ledger_csv
+    # The issue that went out is not sent again, to anyone.
+    again = cli("publish", "--date", "2025-04-04", "--force")
+    assert "email: 0 sent, 0 failed, 2 skipped" in again.stdout
+    assert sorted((project / "outbox" / "2025-04-04").glob("*.eml")) == sent
+    with Store(Database(url)) as moved:
+        assert moved.db.engine.dialect.name == "postgresql"
+        assert moved.ledger.issue_emailed(dt.date(2025, 5, 19))
+        states = {s.email: s.state.value for s in moved.subscribers.list()}
+    assert states == {
+        "a@example.org": "active",
+        "b@example.org": "active",
+        "c@example.org": "bounced",
+        "left@example.org": "unsubscribed",
+        "pending@example.org": "pending",
+    }
+    # Importing the same files again changes nothing.
+    assert (
+        "0 added, 0 updated, 5 unchanged" in cli("subscribers", "import", "subscribers.csv").stdout
+    )
+    assert "0 ledger rows added" in cli("ledger", "import", "ledger.csv").stdout

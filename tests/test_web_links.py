@@ -43,8 +43,14 @@ def snapshot(running: Running) -> tuple[object, ...]:
     return tuple(sorted(tables.items())), tuple(files)
 
 
-def request(running: Running, method: str, target: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None, chunked: bool = False) -> http.client.HTTPResponse:  # fmt: skip
+def request(
+    running: Running,
+    method: str,
+    target: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    chunked: bool = False,
+) -> http.client.HTTPResponse:
     """One raw HTTP request: exactly the headers given (http.client adds only Host,
     Accept-Encoding and the length)."""
     base = urllib.parse.urlsplit(running.client.base)
@@ -174,9 +180,13 @@ def test_one_click_unsubscribes_whatever_the_body(server: Running, chunked: bool
             store.subscribers.add(address, "both")
         headers = {"Content-Type": content_type} if content_type else {}
         response = request(
-            server, "POST", f"unsubscribe?token={_unsubscribe_token(address)}", body,
-            headers, chunked=chunked and bool(body),
-        )  # fmt: skip
+            server,
+            "POST",
+            f"unsubscribe?token={_unsubscribe_token(address)}",
+            body,
+            headers,
+            chunked=chunked and bool(body),
+        )
         assert response.status == 200, (what, response.status, response.body[:300])
         assert response.getheader("Location") is None, what
         assert "수신 거부되었습니다".encode() in response.body, what

@@ -39,6 +39,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from newsletter import tokens
+from newsletter.files import is_hidden
 from newsletter.model import Edition
 from newsletter.store.database import Database
 from newsletter.store.subscribers import Subscribers
@@ -67,12 +68,16 @@ log = logging.getLogger("newsletter.web")
 
 
 class PublicFiles:
-    """paths.public (archive pages, feeds) with the CSP its inline <style> needs."""
+    """paths.public (archive pages, feeds) with the CSP its inline <style> needs;
+    dotfiles and dot-folders are 404, like files that are not there."""
 
     def __init__(self, directory: Path) -> None:
         self.files = StaticFiles(directory=directory, html=True, check_dir=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_hidden(scope["path"]):
+            raise HTTPException(status_code=404)
+
         async def send_with_csp(message: Message) -> None:
             if message["type"] == "http.response.start":
                 MutableHeaders(scope=message)["Content-Security-Policy"] = STATIC_CSP

@@ -122,9 +122,11 @@ def build_confirmation(
         message["Reply-To"] = config.email.reply_to
     # RFC 3834: an automatic message; auto-responders must not answer it.
     message["Auto-Submitted"] = "auto-generated"
-    message["Content-Language"] = "ko, en"
     message.set_content(text, charset="utf-8")
     message.add_alternative(html, subtype="html", charset="utf-8")
+    # After the content: set_content() drops every Content-* header set before it.
+    # RFC 3282; Korean first, then English, as the issue mails say their language.
+    message["Content-Language"] = "ko, en"
     chosen = policy.SMTPUTF8 if checked.smtputf8 else policy.SMTP
     return checked.envelope, message.as_bytes(policy=chosen)
 

@@ -7,11 +7,6 @@ import email
 import email.policy
 import io
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 
 def add(cli, project, address, edition="ko", *extra):
@@ -124,52 +119,6 @@ def test_status_json(cli, project):
     assert data["next_send"] is None  # the samples are too old to email
     text = cli("status", cwd=project).stdout
     assert "last published: 2025-04-04" in text and "2025-04-04: 1 sent" in text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_preview_serves_the_site_without_touching_public(project):
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "newsletter",
-            "preview",
-            "--no-open",
-            "--port",
-            str(port),
-            "--date",
-            "2025-04-04",
-            "--edition",
-            "en",
-        ],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()
-        assert f"http://127.0.0.1:{port}/en/2025-04-04/" in line
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/en/2025-04-04/") as page:
-                    html = page.read().decode("utf-8")
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        assert "April 4, 2025" in html and "MegaMath" in html
-    finally:
-        process.terminate()
-        process.wait(10)
-    assert not (project / "public").exists()
 
 
 def test_import_reports_a_line_that_is_not_utf8(cli, project):

@@ -37,22 +37,15 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
 # --- send-test ---------------------------------------------------------------------------
 
 
+def send_test(cli, project: Path, to: str, *editions: str) -> subprocess.CompletedProcess[str]:
+    """`newsletter send-test` of 2025-04-04 with one --edition per edition given."""
+    chosen = [arg for edition in editions for arg in ("--edition", edition)]
+    return ok(cli("send-test", "--date", "2025-04-04", "--to", to, *chosen, cwd=project))
+
+
 def test_send_test_writes_one_new_file_per_edition_and_prints_each(cli, project):
     def send() -> list[Path]:
-        result = ok(
-            cli(
-                "send-test",
-                "--date",
-                "2025-04-04",
-                "--to",
-                "editor@example.org",
-                "--edition",
-                "ko",
-                "--edition",
-                "en",
-                cwd=project,
-            )
-        )
+        result = send_test(cli, project, "editor@example.org", "ko", "en")
         paths = [Path(p) for p in re.findall(r"written to (\S+\.eml)", result.stdout)]
         assert len(paths) == 2, result.stdout
         return paths
@@ -128,22 +121,7 @@ def test_dry_run_reports_what_a_real_run_reports(cli, project):
 
 
 def test_the_dev_secret_warning_appears_once_per_command(cli, project):
-    result = ok(
-        cli(
-            "send-test",
-            "--date",
-            "2025-04-04",
-            "--to",
-            "me@example.org",
-            "--edition",
-            "ko",
-            "--edition",
-            "en",
-            "--edition",
-            "both",
-            cwd=project,
-        )
-    )
+    result = send_test(cli, project, "me@example.org", "ko", "en", "both")
     assert result.stderr.count("NEWSLETTER_SECRET is not set") == 1
 
 
@@ -187,7 +165,8 @@ def test_preview_removes_its_folder_when_stopped(project, tmp_path, stop):
     try:
         [folder] = list(tmp.glob("newsletter-preview-*"))
         with urllib.request.urlopen(base + "en/2025-04-04/", timeout=10) as page:
-            assert "MegaMath" in page.read().decode("utf-8")
+            html = page.read().decode("utf-8")
+        assert "April 4, 2025" in html and "MegaMath" in html
         # Like `serve`, the preview never serves dotfiles or the build manifest.
         assert (folder / ".newsletter-manifest.json").exists()
         for path in (".newsletter-manifest.json", "%2Enewsletter-manifest.json", "en/.x"):

@@ -21,6 +21,7 @@ from newsletter.store import Store
 from newsletter.store.database import Database
 from newsletter.store.ledger import DeliveryState, Outcome
 from newsletter.store.subscriber_csv import export_csv, import_csv
+from newsletter.store.subscribers import as_utc
 
 DATE = dt.date(2025, 4, 4)
 
@@ -132,18 +133,19 @@ def test_migrates_a_version_1_database_keeping_its_data(tmp_path):
         assert store.ledger.issue_emailed(dt.date(2025, 4, 4))
 
 
-def test_migrates_a_version_2_database_filling_state_changed_at(tmp_path):
-    config = mail_config(tmp_path)
-    with Store.open(config) as store:
-        store.subscribers.add("old@example.org", "en")
-        with store.db.engine.begin() as conn:  # as version 2 left it: no state_changed_at
-            conn.exec_driver_sql("ALTER TABLE subscribers DROP COLUMN state_changed_at")
-            conn.exec_driver_sql("UPDATE schema_version SET version = 2")
-    with Store.open(config) as store:
-        old = store.subscribers.get("old@example.org")
-        assert old.state_changed_at is not None and old.state is SubscriberState.ACTIVE
-        with store.db.engine.connect() as conn:
+def test_migrates_a_version_2_database_filling_state_changed_at(store):
+    added = store.subscribers.add("old@example.org", "en")
+    with store.db.engine.begin() as conn:  # as version 2 left it: no state_changed_at
+        conn.exec_driver_sql("ALTER TABLE subscribers DROP COLUMN state_changed_at")
+        conn.exec_driver_sql("UPDATE schema_version SET version = 2")
+    with Store(Database(store.db.url)) as again:
+        old = again.subscribers.get("old@example.org")
+        assert old.state is SubscriberState.ACTIVE and old.state_changed_at is not None
+        with again.db.engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 3
+            t = again.db.tables.subscribers
+            created = conn.execute(t.select().with_only_columns(t.c.updated_at)).scalar()
+    assert old.state_changed_at == as_utc(created) and old.id == added.id
 
 
 def test_state_changed_at_moves_with_the_state_only(store):

@@ -169,7 +169,9 @@ class Subscribers:
         t = self.table
         row = conn.execute(sa.select(t).where(t.c.email_key == email.lower())).first()
         if row is None:
-            raise NewsletterError(f"{email} is not a subscriber", hint="list them with 'list'")
+            raise NewsletterError(
+                f"{email} is not a subscriber", hint="see them with 'newsletter subscribers list'"
+            )
         return subscriber_from_row(row)
 
     def get(self, email: str) -> Subscriber | None:
@@ -228,7 +230,10 @@ class Subscribers:
                 t.update().where(t.c.email_key == address.lower()).values(updated_at=when, **values)
             )
             if result.rowcount == 0:
-                raise NewsletterError(f"{address} is not a subscriber", hint="add it first")
+                raise NewsletterError(
+                    f"{address} is not a subscriber",
+                    hint="add it first with 'newsletter subscribers add'",
+                )
             return self._get(conn, address)
 
     def list(

@@ -15,8 +15,14 @@ import sys
 import threading
 from typing import Any
 
-# Attributes every LogRecord has; anything else was passed in `extra=`.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has; anything else was passed in `extra=` (uvicorn's
+# color_message is its message with terminal colours: left out).
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 log = logging.getLogger("newsletter")
 

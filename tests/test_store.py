@@ -459,3 +459,36 @@ def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tm
         "0 added, 0 updated, 5 unchanged" in cli("subscribers", "import", "subscribers.csv").stdout
     )
     assert "0 ledger rows added" in cli("ledger", "import", "ledger.csv").stdout
+
+
+def test_ledger_import_never_makes_a_sent_message_sendable_again(store, tmp_path):
+    from newsletter.store.ledger_csv import export_ledger, import_ledger
+
+    for address in ("a@example.org", "b@example.org", "c@example.org"):
+        store.subscribers.add(address, "ko")
+    todo, _ = store.ledger.delivery_plan(DATE, [Edition.KO])
+    store.ledger.start_deliveries(DATE, todo)
+    store.ledger.record(
+        DATE,
+        [
+            Outcome(Edition.KO, "a@example.org", DeliveryState.SENT, "250 ok"),
+            Outcome(Edition.KO, "b@example.org", DeliveryState.PENDING, "451 later"),
+        ],
+        bounce_limit=3,
+    )
+    out = io.StringIO()
+    assert export_ledger(store.db, out) == 3
+    # The file says a is pending and b was sent, and has one bad row.
+    text = out.getvalue().replace("a@example.org,sent", "a@example.org,pending")
+    text = text.replace("b@example.org,pending", "b@example.org,sent")
+    text += "2025-04-04,ko,d@example.org,lost,1,,,,,\n"
+    (tmp_path / "ledger.csv").write_text(text, encoding="utf-8")
+    added, problems = import_ledger(store.db, tmp_path / "ledger.csv")
+    assert added == 0
+    assert [(p.line, "unknown state 'lost'" in p.reason) for p in problems] == [(5, True)]
+    states = {d.email: d.state for d in store.ledger.deliveries_for(DATE)}
+    assert states == {"a@example.org": "sent", "b@example.org": "sent", "c@example.org": "pending"}
+    assert not store.ledger.issue_emailed(DATE)
+    with pytest.raises(NewsletterError, match="not a ledger export"):
+        (tmp_path / "other.csv").write_text("email,edition\n", encoding="utf-8")
+        import_ledger(store.db, tmp_path / "other.csv")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from newsletter.store.ledger import DeliveryState
 from newsletter.store.subscriber_csv import (
     BadCell,
     ImportProblem,
-    decode_lines,
+    decoded_lines,
     iso_time,
     parse_time,
 )
@@ -46,6 +45,8 @@ COLUMNS = (
 )
 _STATES = (DeliveryState.PENDING, DeliveryState.SENT, DeliveryState.FAILED)
 _FINAL = (DeliveryState.SENT, DeliveryState.FAILED)
+# Rows per INSERT / UPDATE statement.
+_CHUNK = 1000
 
 
 def export_ledger(db: Database, stream: TextIO) -> int:
@@ -84,58 +85,70 @@ def import_ledger(db: Database, path: str | os.PathLike[str]) -> tuple[int, list
 
     A row already in the database stays as it is, unless it is pending and the
     file's row is final (sent or failed): nothing that was sent becomes
-    sendable again. One transaction. NewsletterError if the file cannot be
-    read or its header is not the export's.
+    sendable again. The file is streamed and written `_CHUNK` rows per
+    statement (INSERT ... ON CONFLICT DO NOTHING), in one transaction: millions
+    of rows take minutes, not hours. NewsletterError if the file cannot be
+    read, its header is not the export's, or the database is neither SQLite
+    nor PostgreSQL.
     """
     problems: list[ImportProblem] = []
     try:
-        text = decode_lines(Path(path).read_bytes(), problems)
+        handle = Path(path).open("rb")  # noqa: SIM115 (closed by the with below)
     except OSError as exc:
         raise NewsletterError(f"cannot read {path}: {exc.strerror or exc}") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, [])
-    if tuple(cell.strip().lower() for cell in header) != COLUMNS:
-        raise NewsletterError(
-            f"{path}:1: not a ledger export (its header is not {','.join(COLUMNS)})",
-            hint="make it with 'newsletter ledger export'",
-        )
-    added = 0
-    with db.engine.begin() as conn:
-        for line, row in enumerate(reader, 2):
-            if not any(cell.strip() for cell in row):
-                continue
-            values = dict(zip(COLUMNS, (cell.strip() for cell in row), strict=False))
-            try:
-                added += _import_row(db, conn, values)
-            except (BadCell, ValueError) as exc:
-                problems.append(ImportProblem(line, ",".join(row), str(exc)))
-            except NewsletterError as exc:
-                problems.append(ImportProblem(line, ",".join(row), exc.message))
+    with handle:
+        reader = csv.reader(decoded_lines(handle, problems))
+        header = next(reader, [])
+        if tuple(cell.strip().lower() for cell in header) != COLUMNS:
+            raise NewsletterError(
+                f"{path}:1: not a ledger export (its header is not {','.join(COLUMNS)})",
+                hint="make it with 'newsletter ledger export'",
+            )
+        marks: dict[str, dt.datetime] = {}
+        batch: list[dict[str, Any]] = []
+        now = stamp()
+        with db.engine.begin() as conn:
+            before = _count(db, conn)
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                values = dict(zip(COLUMNS, (cell.strip() for cell in row), strict=False))
+                try:
+                    parsed = _parse_row(values, marks, now)
+                except (BadCell, ValueError) as exc:
+                    problems.append(ImportProblem(reader.line_num, ",".join(row), str(exc)))
+                    continue
+                except NewsletterError as exc:
+                    problems.append(ImportProblem(reader.line_num, ",".join(row), exc.message))
+                    continue
+                if parsed is not None:
+                    batch.append(parsed)
+                if len(batch) >= _CHUNK:
+                    _write(db, conn, batch)
+                    batch = []
+            _write(db, conn, batch)
+            _mark(db, conn, marks)
+            added = _count(db, conn) - before
     return added, sorted(problems, key=lambda p: p.line)
 
 
-def _import_row(db: Database, conn: Any, values: dict[str, str]) -> int:
-    """One row into the ledger (and its date's mark); 1 if a ledger row was added."""
-    import sqlalchemy as sa
-
+def _parse_row(
+    values: dict[str, str], marks: dict[str, dt.datetime], now: dt.datetime
+) -> dict[str, Any] | None:
+    """The ledger row of one CSV row (None for a mark alone); its mark goes to `marks`."""
     date = dt.date.fromisoformat(values.get("issue_date", "")).isoformat()
     emailed = parse_time("issue_emailed_at", values.get("issue_emailed_at", ""))
     if emailed is not None:
-        issues = db.tables.issues
-        known = sa.select(issues.c.issue_date).where(issues.c.issue_date == date)
-        if conn.execute(known).first() is None:
-            conn.execute(issues.insert().values(issue_date=date, emailed_at=stamp(emailed)))
+        marks.setdefault(date, stamp(emailed))
     if not values.get("email"):
-        return 0  # a mark alone
-    edition = Edition(values.get("edition", "").lower()).value
+        return None  # a mark alone
     address = normalize_email(values["email"])
     state = values.get("state", "")
     if state not in _STATES:
         raise BadCell(f"unknown state {state!r} ({', '.join(_STATES)})")
-    now = stamp()
-    row = {
+    return {
         "issue_date": date,
-        "edition": edition,
+        "edition": Edition(values.get("edition", "").lower()).value,
         "email_key": address.lower(),
         "email": address,
         "state": state,
@@ -145,15 +158,64 @@ def _import_row(db: Database, conn: Any, values: dict[str, str]) -> int:
         "updated_at": stamp(parse_time("updated_at", values.get("updated_at", "")) or now),
         "sent_at": _stamped(parse_time("sent_at", values.get("sent_at", ""))),
     }
+
+
+def _write(db: Database, conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows that are not there; a pending row there takes a final one's place."""
+    import sqlalchemy as sa
+
+    if not rows:
+        return
     d = db.tables.deliveries
-    key = (d.c.issue_date == date, d.c.edition == edition, d.c.email_key == address.lower())
-    existing = conn.execute(sa.select(d.c.state).where(*key)).scalar()
-    if existing is None:
-        conn.execute(d.insert().values(**row))
-        return 1
-    if existing not in _FINAL and state in _FINAL:
-        conn.execute(d.update().where(*key).values(**row))
-    return 0
+    conn.execute(_insert_new(conn, d), rows)
+    final = [
+        {f"b_{key}": value for key, value in row.items()} for row in rows if row["state"] in _FINAL
+    ]
+    if final:
+        update = (
+            d.update()
+            .where(d.c.issue_date == sa.bindparam("b_issue_date"))
+            .where(d.c.edition == sa.bindparam("b_edition"))
+            .where(d.c.email_key == sa.bindparam("b_email_key"))
+            .where(d.c.state == DeliveryState.PENDING)
+            .values(
+                {
+                    c: sa.bindparam(f"b_{c}")
+                    for c in ("state", "attempts", "last_reply", "updated_at", "sent_at")
+                }
+            )
+        )
+        conn.execute(update, final)
+
+
+def _insert_new(conn: Any, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in this database's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NewsletterError(
+            f"ledger import supports SQLite and PostgreSQL, not {conn.dialect.name}",
+            hint="move the ledger into one of those",
+        )
+    return insert(table).on_conflict_do_nothing()
+
+
+def _mark(db: Database, conn: Any, marks: dict[str, dt.datetime]) -> None:
+    import sqlalchemy as sa
+
+    issues = db.tables.issues
+    for date, emailed in sorted(marks.items()):
+        known = sa.select(issues.c.issue_date).where(issues.c.issue_date == date)
+        if conn.execute(known).first() is None:
+            conn.execute(issues.insert().values(issue_date=date, emailed_at=emailed))
+
+
+def _count(db: Database, conn: Any) -> int:
+    import sqlalchemy as sa
+
+    return int(conn.execute(sa.select(sa.func.count()).select_from(db.tables.deliveries)).scalar())
 
 
 def _stamped(value: dt.datetime | None) -> dt.datetime | None:

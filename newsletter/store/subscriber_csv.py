@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from newsletter.errors import NewsletterError
 from newsletter.model import Edition, SubscriberState
-from newsletter.store.subscribers import History, as_utc, normalize_email
+from newsletter.store.database import now
+from newsletter.store.subscribers import History, as_utc, new_row, normalize_email
 
 if TYPE_CHECKING:
     from newsletter.store.subscribers import Subscribers
@@ -40,6 +40,8 @@ COLUMNS = (
 )
 _ALIASES = {"e-mail": "email", "address": "email"}
 _TIMES = ("created_at", "updated_at", "state_changed_at")
+# Rows looked up and inserted per statement (bound parameters stay well under limits).
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -91,55 +93,106 @@ def import_csv(
             data = Path(path).read_bytes()
         except OSError as exc:
             raise NewsletterError(f"cannot read {path}: {exc.strerror or exc}") from None
-        text = decode_lines(data, problems)
+        lines: Iterable[str] = list(decoded_lines(data.splitlines(keepends=True), problems))
     else:
-        text = path.read()
+        lines = path
+    rows = list(_good_rows(lines, path, default_edition, problems))
+    when = now()
     counts = {"added": 0, "updated": 0, "unchanged": 0}
+    # New addresses (all of them, into a fresh database) are inserted 500 at a
+    # time; only addresses already there go through the one-by-one rules of add_in.
+    with subscribers.db.engine.begin() as conn:
+        # Which are there, asked before inserting anything: the rows of the
+        # file are distinct, and PostgreSQL plans these lookups on the table as
+        # it was (a plan made for an empty table would scan what we insert).
+        known: set[str] = set()
+        for start in range(0, len(rows), _CHUNK):
+            keys = [r.address.lower() for r in rows[start : start + _CHUNK]]
+            known |= subscribers.existing_keys(conn, keys)
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            fresh = [
+                new_row(
+                    r.address,
+                    r.edition,
+                    r.name,
+                    r.state or SubscriberState.ACTIVE,
+                    when,
+                    r.history,
+                )
+                for r in chunk
+                if r.address.lower() not in known
+            ]
+            if fresh:
+                conn.execute(subscribers.table.insert(), fresh)
+                counts["added"] += len(fresh)
+            for r in chunk:
+                if r.address.lower() not in known:
+                    continue
+                try:
+                    _, what = subscribers.add_in(
+                        conn,
+                        r.address,
+                        r.edition,
+                        r.name,
+                        r.state or SubscriberState.ACTIVE,
+                        False,
+                        history=r.history,
+                    )
+                except NewsletterError as exc:
+                    problems.append(ImportProblem(r.line, r.raw, exc.message))
+                    continue
+                counts[what] += 1
+    return ImportReport(problems=tuple(sorted(problems, key=lambda p: p.line)), **counts)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A row that parsed: where it was, and what it says."""
+
+    line: int
+    raw: str
+    address: str
+    edition: Edition
+    name: str
+    state: SubscriberState | None
+    history: History
+
+
+def _good_rows(
+    lines: Iterable[str], path: object, default_edition: Edition, problems: list[ImportProblem]
+) -> Iterator[_Row]:
+    """The rows that parse, first of each address; the others go to `problems`."""
     seen: dict[str, int] = {}
     columns: tuple[str, ...] = COLUMNS
-    with subscribers.db.engine.begin() as conn:
-        for line, row in enumerate(csv.reader(io.StringIO(text)), 1):
-            cells = [cell.strip() for cell in row]
-            raw = ",".join(row)
-            if not any(cells) or cells[0].startswith("#"):
-                continue
-            if line == 1 and _ALIASES.get(cells[0].lower(), cells[0].lower()) == "email":
-                columns = _header(cells, path)
-                continue
-            if len(cells) > len(columns):
-                reason = f"too many columns ({','.join(columns)})"
-                problems.append(ImportProblem(line, raw, reason))
-                continue
-            values = dict(zip(columns, cells, strict=False))
-            try:
-                address, edition, state, history = _parse(values, default_edition)
-            except BadCell as exc:
-                problems.append(ImportProblem(line, raw, str(exc)))
-                continue
-            except NewsletterError as exc:
-                problems.append(ImportProblem(line, raw, exc.message))
-                continue
-            if address.lower() in seen:
-                problems.append(
-                    ImportProblem(line, raw, f"duplicate of line {seen[address.lower()]}; skipped")
-                )
-                continue
-            seen[address.lower()] = line
-            try:
-                _, what = subscribers.add_in(
-                    conn,
-                    address,
-                    edition,
-                    values.get("name", ""),
-                    state or SubscriberState.ACTIVE,
-                    False,
-                    history=history,
-                )
-            except NewsletterError as exc:
-                problems.append(ImportProblem(line, raw, exc.message))
-                continue
-            counts[what] += 1
-    return ImportReport(problems=tuple(sorted(problems, key=lambda p: p.line)), **counts)
+    reader = csv.reader(lines)
+    for row in reader:
+        line = reader.line_num
+        cells = [cell.strip() for cell in row]
+        raw = ",".join(row)
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if line == 1 and _ALIASES.get(cells[0].lower(), cells[0].lower()) == "email":
+            columns = _header(cells, path)
+            continue
+        if len(cells) > len(columns):
+            problems.append(ImportProblem(line, raw, f"too many columns ({','.join(columns)})"))
+            continue
+        values = dict(zip(columns, cells, strict=False))
+        try:
+            address, edition, state, history = _parse(values, default_edition)
+        except BadCell as exc:
+            problems.append(ImportProblem(line, raw, str(exc)))
+            continue
+        except NewsletterError as exc:
+            problems.append(ImportProblem(line, raw, exc.message))
+            continue
+        if address.lower() in seen:
+            reason = f"duplicate of line {seen[address.lower()]}; skipped"
+            problems.append(ImportProblem(line, raw, reason))
+            continue
+        seen[address.lower()] = line
+        yield _Row(line, raw, address, edition, values.get("name", ""), state, history)
 
 
 def _header(cells: list[str], path: object) -> tuple[str, ...]:
@@ -239,16 +292,16 @@ def iso_time(value: dt.datetime | None) -> str:
     return utc.isoformat() if utc else ""
 
 
-def decode_lines(data: bytes, problems: list[ImportProblem]) -> str:
-    """UTF-8 text of a CSV file; a line that is not UTF-8 is reported and left blank
-    (so the good lines keep their numbers and are still imported)."""
-    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
-    out = []
+def decoded_lines(lines: Iterable[bytes], problems: list[ImportProblem]) -> Iterator[str]:
+    """The UTF-8 text of a CSV file's lines (a byte-order mark is dropped); a line
+    that is not UTF-8 is reported and left blank, so the good lines keep their
+    numbers and are still imported. Streams: one line in memory at a time."""
     for number, raw in enumerate(lines, 1):
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
         try:
-            out.append(raw.decode("utf-8"))
+            yield raw.decode("utf-8")
         except UnicodeDecodeError:
             shown = raw.decode("utf-8", "replace").strip()
             problems.append(ImportProblem(number, shown, "not UTF-8 text (save the file as UTF-8)"))
-            out.append("")
-    return "\n".join(out)
+            yield "\n"

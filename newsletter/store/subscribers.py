@@ -126,20 +126,7 @@ class Subscribers:
         kept = history or History()
         row = conn.execute(sa.select(t).where(t.c.email_key == address.lower())).first()
         if row is None:
-            created = stamp(kept.created_at or when)
-            conn.execute(
-                t.insert().values(
-                    email=address,
-                    email_key=address.lower(),
-                    edition=edition.value,
-                    name=name,
-                    state=state.value,
-                    hard_bounces=kept.hard_bounces,
-                    created_at=created,
-                    updated_at=stamp(kept.updated_at or when),
-                    state_changed_at=stamp(kept.state_changed_at or created),
-                )
-            )
+            conn.execute(t.insert().values(**new_row(address, edition, name, state, when, kept)))
             return self._get(conn, address), "added"
         left = row.state in LEFT
         leaving = state in LEFT
@@ -267,19 +254,13 @@ class Subscribers:
         in `rows`) are left alone, so it never reactivates anyone. One transaction,
         executemany inserts of `chunk` rows. Returns how many subscribers were added.
         """
-        import sqlalchemy as sa
-
         t = self.table
         added = 0
         when = now()
         batch: list[dict[str, Any]] = []
 
         def flush(conn: Any) -> int:
-            keys = [row["email_key"] for row in batch]
-            existing = {
-                key
-                for (key,) in conn.execute(sa.select(t.c.email_key).where(t.c.email_key.in_(keys)))
-            }
+            existing = self.existing_keys(conn, [row["email_key"] for row in batch])
             fresh = [row for row in batch if row["email_key"] not in existing]
             if fresh:
                 conn.execute(t.insert(), fresh)
@@ -294,24 +275,50 @@ class Subscribers:
                 if key in seen:
                     continue
                 seen.add(key)
-                batch.append(
-                    {
-                        "email": address,
-                        "email_key": key,
-                        "edition": Edition(edition).value,
-                        "name": " ".join(name.split()),
-                        "state": SubscriberState.ACTIVE.value,
-                        "hard_bounces": 0,
-                        "created_at": when,
-                        "updated_at": when,
-                        "state_changed_at": when,
-                    }
-                )
+                batch.append(new_row(address, Edition(edition), name, SubscriberState.ACTIVE, when))
                 if len(batch) >= chunk:
                     added += flush(conn)
             if batch:
                 added += flush(conn)
         return added
+
+    def existing_keys(self, conn: Any, keys: list[str]) -> set[str]:
+        """Which of these email keys (lower-cased addresses) are in the table.
+
+        One query per call inside the caller's transaction: pass at most ~500.
+        """
+        import sqlalchemy as sa
+
+        t = self.table
+        query = sa.select(t.c.email_key).where(t.c.email_key.in_(keys))
+        return {key for (key,) in conn.execute(query)}
+
+
+def new_row(
+    address: str,
+    edition: Edition,
+    name: str,
+    state: SubscriberState,
+    when: dt.datetime,
+    history: History | None = None,
+) -> dict[str, Any]:
+    """The column values of a new subscriber (`address` already normalised).
+
+    Times come from `history` where it has them, else `when` (aware).
+    """
+    kept = history or History()
+    created = stamp(kept.created_at or when)
+    return {
+        "email": address,
+        "email_key": address.lower(),
+        "edition": edition.value,
+        "name": " ".join(name.split()),
+        "state": state.value,
+        "hard_bounces": kept.hard_bounces,
+        "created_at": created,
+        "updated_at": stamp(kept.updated_at or when),
+        "state_changed_at": stamp(kept.state_changed_at or created),
+    }
 
 
 def subscriber_from_row(row: sa.Row[Any]) -> Subscriber:

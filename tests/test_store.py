@@ -492,3 +492,15 @@ def test_ledger_import_never_makes_a_sent_message_sendable_again(store, tmp_path
     with pytest.raises(NewsletterError, match="not a ledger export"):
         (tmp_path / "other.csv").write_text("email,edition\n", encoding="utf-8")
         import_ledger(store.db, tmp_path / "other.csv")
+
+
+def test_a_bounce_records_when_the_state_changed(store):
+    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    store.subscribers.add("x@example.org", "ko", at=long_ago)
+    store.subscribers.add("y@example.org", "ko", at=long_ago)
+    hard = [Outcome(Edition.KO, a, DeliveryState.FAILED, "550 no", True) for a in ("x@example.org", "y@example.org")]  # fmt: skip
+    store.ledger.record(DATE, hard[:1], bounce_limit=1)
+    store.ledger.record(DATE, hard[1:], bounce_limit=2)  # one bounce: still active
+    x, y = store.subscribers.get("x@example.org"), store.subscribers.get("y@example.org")
+    assert x.state is SubscriberState.BOUNCED and x.state_changed_at > long_ago
+    assert y.state is SubscriberState.ACTIVE and y.state_changed_at == long_ago

@@ -42,12 +42,41 @@ class State:
 
 
 def _fail(error: NewsletterError, debug: bool, code: int) -> NoReturn:
+    from newsletter.logs import json_enabled
+
     if debug:
         raise error
+    if json_enabled():  # --log-format json: this line is JSON too
+        import logging
+
+        extra = {"event": "error", "hint": error.hint} if error.hint else {"event": "error"}
+        logging.getLogger("newsletter").error("%s", error.message, extra=extra)
+        sys.exit(code)
     click.secho(f"error: {error.message}", fg="red", err=True)
     if error.hint:
         click.echo(f"  hint: {error.hint}", err=True)
     sys.exit(code)
+
+
+def log_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--log-format text|json`: with json, every line on stderr is one JSON object."""
+    return click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="One line per event on stderr; json: every line one JSON object.",
+        callback=_set_log_format,
+        expose_value=False,
+        is_eager=True,
+    )(command)
+
+
+def _set_log_format(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from newsletter.logs import setup_logging
+
+    setup_logging(value)
+    return value
 
 
 def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -285,7 +314,9 @@ def build(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
 @cli.command()
 @date_option("Issue to open (default: the newest).")
 @click.option("--edition", type=EDITION_CHOICE, default=None, help="Edition to open.")
-@click.option("--port", default=8001, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--port", default=8001, show_default=True, help="Port on 127.0.0.1 (0: any free port)."
+)
 @click.option("--open/--no-open", "open_browser", default=True, help="Open a browser.")
 @click.pass_context
 @handles_errors()
@@ -341,16 +372,19 @@ class _ProgressBar:
 
 
 def _print_delivery(report: Any, dry_run: bool) -> None:
+    """The delivery's counts; a dry run prints the counts a real run would."""
     from newsletter.plurals import nouns
 
+    if report.too_late:  # said once, naming the flag to type
+        click.secho(f"email: {report.note}; add --force to send it anyway", fg="yellow")
+        return
     if dry_run:
-        for edition, addresses in sorted(report.recipients.items()):
+        for edition, addresses in report.recipients.items():
             click.echo(f"  would send {len(addresses)} × {edition}: {', '.join(addresses)}")
         messages = nouns(report.pending_left, "message", "messages")
-        click.echo(f"email: {messages} would be sent, {report.skipped} already done")
-        return
-    if report.too_late:
-        click.secho(f"email: {report.note}", fg="yellow")
+        click.echo(
+            f"email: {messages} would be sent, {report.skipped} skipped (already sent or failed)"
+        )
         return
     click.echo(
         f"email: {report.sent} sent, {report.failed} failed, {report.skipped} skipped, "
@@ -373,19 +407,43 @@ def subscribers() -> None:
     """Manage the subscriber list (the list owner's own commands)."""
 
 
+def _edition_of_config(ctx: click.Context, edition: str | None) -> Any:
+    """The chosen edition, or the default (the first of `editions`); exit 2 for an
+    edition the config does not publish (its subscribers would get nothing)."""
+    from newsletter.model import Edition
+
+    config = _config(ctx)
+    if edition is None:
+        return config.editions[0]
+    if Edition(edition) not in config.editions:
+        published = ", ".join(e.value for e in config.editions)
+        raise click.BadParameter(
+            f"edition {edition!r} is not published (editions: {published})",
+            param_hint="--edition",
+        )
+    return Edition(edition)
+
+
 @subscribers.command("add")
 @click.argument("email")
-@click.option("--edition", type=EDITION_CHOICE, default="ko", show_default=True)
+@click.option(
+    "--edition",
+    type=EDITION_CHOICE,
+    default=None,
+    help="Edition to receive [default: the first of `editions` in the config, ko unless "
+    "changed; an existing subscriber keeps theirs].",
+)
 @click.option("--name", default="", help="Display name.")
 @click.option("--reactivate", is_flag=True, help="Re-subscribe an address that left or bounced.")
 @click.pass_context
 @handles_errors()
 def subscribers_add(
-    ctx: click.Context, email: str, edition: str, name: str, reactivate: bool
+    ctx: click.Context, email: str, edition: str | None, name: str, reactivate: bool
 ) -> None:
     """Add (or update) an active subscriber."""
     from newsletter.model import SubscriberState
 
+    chosen = _edition_of_config(ctx, edition)
     with _store(ctx) as store:
         current = store.subscribers.get(email)
         if current is not None and current.state is SubscriberState.COMPLAINED:
@@ -393,8 +451,19 @@ def subscribers_add(
                 f"{current.email} reported our mail as spam (a complaint)",
                 hint="if its owner asked, use 'newsletter subscribers reactivate --force'",
             )
-        subscriber = store.subscribers.add(email, edition, name, reactivate=reactivate)
-    click.echo(f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}")
+        if current is not None and edition is None:
+            chosen = current.edition
+        subscriber = store.subscribers.add(email, chosen, name, reactivate=reactivate)
+    why = ""
+    if edition is None:
+        why = (
+            " (unchanged; choose another with --edition)"
+            if current is not None
+            else " (the default: the first of `editions`; choose another with --edition)"
+        )
+    click.echo(
+        f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}{why}"
+    )
 
 
 @subscribers.command("remove")
@@ -436,11 +505,17 @@ def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> No
 @click.pass_context
 @handles_errors()
 def subscribers_import(ctx: click.Context, file: Path) -> None:
-    """Import a CSV file with columns email,edition[,name]; bad rows are reported."""
+    """Import a CSV file: an export as it is, or email,edition[,name] rows.
+
+    Bad rows are reported by line; the good ones are imported. States are kept
+    (active when there is none); an address that unsubscribed, bounced or
+    complained is never re-subscribed. A row without an edition gets the first of `editions`.
+    """
     from newsletter.store.subscriber_csv import import_csv
 
+    default = _edition_of_config(ctx, None)
     with _store(ctx) as store:
-        report = import_csv(store.subscribers, file)
+        report = import_csv(store.subscribers, file, default_edition=default)
     for problem in report.problems:
         click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
     from newsletter.plurals import nouns
@@ -458,27 +533,80 @@ def subscribers_import(ctx: click.Context, file: Path) -> None:
 @click.pass_context
 @handles_errors()
 def subscribers_export(ctx: click.Context, state: str | None) -> None:
-    """Write every subscriber as CSV (email,edition,name,state) to standard output."""
+    """Write every subscriber as CSV to standard output; `subscribers import` reads it back.
+
+    Columns: email, edition, name, state, hard_bounces, created_at, updated_at,
+    state_changed_at (times in ISO 8601 UTC).
+    """
     from newsletter.store.subscriber_csv import export_csv
 
     with _store(ctx) as store:
         export_csv(store.subscribers, click.get_text_stream("stdout"), state=state)
 
 
+@cli.group()
+def ledger() -> None:
+    """Move the delivery ledger (who got which issue) to another database."""
+
+
+@ledger.command("export")
+@click.pass_context
+@handles_errors()
+def ledger_export(ctx: click.Context) -> None:
+    """Write every ledger row and send-once mark as CSV to standard output."""
+    from newsletter.store.ledger_csv import export_ledger
+
+    with _store(ctx) as store:
+        export_ledger(store.db, click.get_text_stream("stdout"))
+
+
+@ledger.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+@handles_errors()
+def ledger_import(ctx: click.Context, file: Path) -> None:
+    """Import a `ledger export`: nothing already sent becomes sendable again."""
+    from newsletter.store.ledger_csv import import_ledger
+
+    with _store(ctx) as store:
+        added, problems = import_ledger(store.db, file)
+    for problem in problems:
+        click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
+    click.echo(f"imported {file}: {added} ledger rows added, {len(problems)} bad rows")
+    if problems:
+        sys.exit(1)
+
+
 @cli.command("send-test")
 @date_option("Issue date.", required=True)
 @click.option("--to", "to", required=True, metavar="ADDRESS")
-@click.option("--edition", type=EDITION_CHOICE, default="both", show_default=True)
+@click.option(
+    "--edition",
+    "editions",
+    type=EDITION_CHOICE,
+    multiple=True,
+    default=["both"],
+    show_default=True,
+    help="Edition to send; repeat it for several (one message each).",
+)
 @click.pass_context
 @handles_errors()
-def send_test(ctx: click.Context, date: dt.date, to: str, edition: str) -> None:
-    """Send one copy with [TEST] in the subject; not recorded in the ledger."""
-    from newsletter.deliver.proof import send_test as send_one
+def send_test(ctx: click.Context, date: dt.date, to: str, editions: tuple[str, ...]) -> None:
+    """Send one copy per edition with [TEST] in the subject; not recorded in the ledger.
+
+    With the file transport each copy is a new file (an earlier test is never
+    overwritten); its path is printed.
+    """
+    from newsletter.deliver.proof import send_test as send_copies
     from newsletter.publish import scan
 
     config = _config(ctx)
-    send_one(config, scan(config).digest_for(date), to, edition)
-    click.echo(f"test message for {date.isoformat()} ({edition}) sent to {to}")
+    for proof in send_copies(config, scan(config).digest_for(date), to, editions):
+        where = f"written to {proof.path}" if proof.path else f"sent to {to}"
+        click.echo(
+            f"test message for {date.isoformat()} ({proof.edition.value}) {where} "
+            f"(Message-ID {proof.message_id})"
+        )
 
 
 @cli.command()
@@ -516,25 +644,17 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="One line per event; json for log collectors.",
-)
+@log_format_option
 @click.option("-v", "--verbose", is_flag=True, help="Log the files skipped as not digests.")
 @click.pass_context
 @handles_errors()
-def run(ctx: click.Context, log_format: str, verbose: bool) -> None:
+def run(ctx: click.Context, verbose: bool) -> None:
     """Watch paths.digests, publish new digests at once, email them at the send time.
 
     Stops cleanly on SIGTERM or SIGINT. One daemon per state folder.
     """
-    from newsletter.logs import setup_logging
     from newsletter.scheduler import run_daemon
 
-    setup_logging(log_format)
     run_daemon(_config(ctx), verbose=verbose)
 
 
@@ -543,17 +663,25 @@ def run(ctx: click.Context, log_format: str, verbose: bool) -> None:
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on (server.port)."
 )
+@log_format_option
 @click.pass_context
 @handles_errors()
 def serve_command(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the subscription web service; it also serves paths.public.
 
-    Needs $NEWSLETTER_SECRET. Put it behind a reverse proxy for TLS (see
-    the README). Stops cleanly on SIGTERM or SIGINT.
+    Needs $NEWSLETTER_SECRET (exit status 2 without it: a configuration
+    error). Put it behind a reverse proxy for TLS (see the README). Stops
+    cleanly on SIGTERM or SIGINT.
     """
     from newsletter.web.server import serve
 
-    serve(_config(ctx), host=host, port=port)
+    config = _config(ctx)
+    try:
+        config.secret(required=True)
+    except NewsletterError as error:  # configuration, like a bad key: exit 2
+        state = ctx.find_object(State)
+        _fail(error, bool(state and state.debug), 2)
+    serve(config, host=host, port=port)
 
 
 def main() -> None:

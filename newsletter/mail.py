@@ -212,7 +212,9 @@ def encode_mailbox(name: str, address: Address) -> bytes:
 
 
 def message_id(date: dt.date, edition: str, address: str, domain: str) -> str:
-    """Deterministic per (date, edition, recipient): a resend has the same id.
+    """Deterministic per (date, edition, recipient): a retry or a resend after a
+    crash is recognisably the same message (RFC 5322 3.6.4). Only for deliveries
+    of the ledger: every other message gets a fresh id.
 
     Built by hand: make_msgid() without a domain does a slow hostname lookup.
     """
@@ -448,13 +450,19 @@ class EditionEmail:
         )
         return dataclasses.replace(self, parts=parts, dot_stuffed=True)
 
-    def personalise(self, address: str, name: str, token: str) -> bytes:
-        """The complete message for one recipient (ValueError for an unsafe address)."""
+    def personalise(self, address: str, name: str, token: str, msgid: str | None = None) -> bytes:
+        """The complete message for one recipient (ValueError for an unsafe address).
+
+        `msgid` (e.g. from `email.utils.make_msgid`) replaces the delivery's
+        deterministic `message_id`: a message that is not that delivery (a test
+        copy) must not share its id (RFC 5322 3.6.4: unique per message).
+        """
         checked = check_address(address)
         values = {
             "to": encode_mailbox(name, checked),
-            "msgid": message_id(
-                self.date, self.edition.value, checked.display, self.sender_domain
+            "msgid": (
+                msgid
+                or message_id(self.date, self.edition.value, checked.display, self.sender_domain)
             ).encode("ascii"),
             "token": _check_token(token).encode("ascii"),
             "qptoken": qp_fold_ascii(token),

@@ -93,8 +93,12 @@ LEFT_STATES = frozenset(
 
 @dataclass(frozen=True)
 class Subscriber:
+    """One row of the subscriber list. `state_changed_at` (UTC, whole seconds)
+    is when `state` last changed; None when unknown."""
+
     email: str
     edition: Edition
     state: SubscriberState = SubscriberState.ACTIVE
     name: str = ""
     id: int | None = None
+    state_changed_at: dt.datetime | None = field(default=None, compare=False)

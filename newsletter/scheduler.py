@@ -3,10 +3,14 @@
 One tick does everything, so there is a single code path to reason about:
 settled files are parsed, changed dates are published at once, and every issue
 whose send time has passed (within `email.max_lateness_days`) and whose email
-is not done yet is delivered through the ledger. APScheduler runs the tick every
-`schedule.poll_seconds` and at each upcoming send time, on one worker thread;
-with `bounces.mailbox` set, `bounces process` runs every `bounces.poll_minutes`
-on a thread of its own.
+is not done yet is delivered through the ledger. APScheduler runs the tick
+`schedule.poll_seconds` after the previous one ended and at each upcoming send
+time, on one worker thread; with `bounces.mailbox` set, `bounces process` runs
+`bounces.poll_minutes` after the previous one ended, on a thread of its own.
+Both polls are one-shot jobs that schedule their next run when they end
+(`repeat`): a send or a mailbox read that outlasts its interval is not "missed"
+or "skipped" (APScheduler's max-instances warning at every poll), it is simply
+still running.
 """
 
 from __future__ import annotations
@@ -366,6 +370,40 @@ class Daemon:
         return (future[0][1], future[0][0]) if future else None
 
 
+def repeat(
+    scheduler: Any,
+    job_id: str,
+    work: Callable[[], None],
+    seconds: float,
+    stop: threading.Event,
+    zone: dt.tzinfo,
+    *,
+    executor: str = "default",
+) -> None:
+    """Run `work` now on `executor`, then `seconds` after each run ended, until `stop`.
+
+    `scheduler` is an APScheduler 3 scheduler. Each run is a one-shot "date"
+    job (id `job_id`) that adds the next one when it ends, so a run that
+    outlasts the interval is never a second instance: no "maximum number of
+    running instances reached" warning, no missed run, however slow the work.
+    """
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            if not stop.is_set():
+                schedule(seconds)
+
+    def schedule(delay: float) -> None:
+        when = dt.datetime.now(zone) + dt.timedelta(seconds=delay)
+        scheduler.add_job(
+            run, "date", run_date=when, id=job_id, executor=executor, replace_existing=True
+        )
+
+    schedule(0)
+
+
 def run_daemon(config: Config, *, verbose: bool = False) -> None:
     """Run until SIGTERM or SIGINT; then finish the message in flight and exit.
 
@@ -394,25 +432,19 @@ def run_daemon(config: Config, *, verbose: bool = False) -> None:
                 )
 
         daemon.on_schedule = schedule_send
-        scheduler.add_job(
-            daemon.tick,
-            "interval",
-            seconds=config.schedule.poll_seconds,
-            id="poll",
-            next_run_time=dt.datetime.now(daemon.zone),
-        )
 
+        repeat(scheduler, "poll", daemon.tick, config.schedule.poll_seconds, stop, daemon.zone)
         if config.bounces.mailbox:
             from newsletter.bounces.process import poll
 
-            scheduler.add_job(
-                poll,
-                "interval",
-                args=(config, stop),
-                minutes=config.bounces.poll_minutes,
-                id="bounces",
+            repeat(
+                scheduler,
+                "bounces",
+                lambda: poll(config, stop),
+                config.bounces.poll_minutes * 60,
+                stop,
+                daemon.zone,
                 executor="bounces",
-                next_run_time=dt.datetime.now(daemon.zone),
             )
 
         def request_stop(signum: int, _frame: Any) -> None:

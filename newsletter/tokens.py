@@ -102,6 +102,18 @@ def verify_expiring(
     return address
 
 
+def issued_at(token: str) -> dt.datetime:
+    """When an expiring token was issued (UTC, whole seconds), read from its clear part.
+
+    Only meaningful for a token `verify_expiring` accepted (the time is signed);
+    InvalidToken if there is no time to read.
+    """
+    _signed, dot, issued_text = token.rpartition(".")
+    if not dot or not issued_text.isdigit() or len(issued_text) > 12:
+        raise InvalidToken("malformed token")
+    return dt.datetime.fromtimestamp(int(issued_text), dt.UTC)
+
+
 # --- CSRF: signed double-submit ----------------------------------------------------
 
 

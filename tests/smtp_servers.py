@@ -43,6 +43,7 @@ class Handler:
     drop_on: set[int] = field(default_factory=set)  # drop the connection on these DATA numbers
     delay: float = 0.0  # seconds per message, before it is recorded
     messages: list[Received] = field(default_factory=list)
+    refused: list[Received] = field(default_factory=list)  # answered 451 at DATA
     data_calls: int = 0
     rcpt_calls: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -66,6 +67,10 @@ class Handler:
             server.transport.close()
             return "421 closing"
         if number <= self.temp_fail_first:
+            with self.lock:
+                self.refused.append(
+                    Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                )
             return "451 4.3.0 try again later"
         if self.delay:
             await asyncio.sleep(self.delay)

@@ -244,3 +244,54 @@ def test_daemon_correction_moves_feed_times_to_its_clock(tmp_path):
     )
     daemon.tick()
     assert etree.fromstring(feed.read_bytes()).findtext(updated) == "2025-06-02T18:45:30+09:00"
+
+
+def test_repeat_never_stacks_a_second_instance_of_slow_work():
+    """The daemon's polls (digests and the bounce mailbox) as APScheduler really runs
+    them: work that outlasts its interval many times over is still one run, with no
+    "maximum number of running instances" warning and no missed run."""
+    import queue
+    import threading
+
+    from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from newsletter.scheduler import repeat
+
+    scheduler = BackgroundScheduler(
+        timezone=dt.UTC,
+        executors={"default": ThreadPoolExecutor(1), "slow": ThreadPoolExecutor(1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    noise: list[int] = []
+    scheduler.add_listener(lambda event: noise.append(event.code), EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)  # fmt: skip
+    started: queue.Queue[int] = queue.Queue()
+    release, stop = threading.Event(), threading.Event()
+    log: list[str] = []
+
+    def slow() -> None:
+        log.append("start")
+        started.put(log.count("start"))
+        release.wait(60)
+        log.append("end")
+
+    repeat(scheduler, "slow", slow, 0.01, stop, dt.UTC, executor="slow")
+    scheduler.start()
+    try:
+        assert started.get(timeout=60) == 1
+        # A probe 50 intervals on, on the other thread: the scheduler reaches it
+        # only after handling every due time of "slow" before it (in order), so
+        # by then an interval job would have hit its instance limit.
+        probe = threading.Event()
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.5)
+        scheduler.add_job(probe.set, "date", run_date=later)
+        assert probe.wait(60)
+        release.set()
+        assert started.get(timeout=60) == 2  # the next run comes after this one ended
+        stop.set()
+    finally:
+        release.set()
+        scheduler.shutdown(wait=True)
+    assert noise == []
+    assert log[:3] == ["start", "end", "start"]

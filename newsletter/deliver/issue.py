@@ -100,34 +100,15 @@ def deliver_issue(
     date = digest.date
     late = (now.astimezone(config.site.tz).date() - date).days
     if late > config.email.max_lateness_days and not force:
+        # Not logged: the caller says it once, in its own terms (the CLI names --force).
         note = (
             f"{date} is {late} days old (email.max_lateness_days = "
-            f"{config.email.max_lateness_days}): not emailed; use force to send anyway"
+            f"{config.email.max_lateness_days}): not emailed"
         )
-        log.warning(note)
-        return DeliveryReport(date=date, too_late=True, note=note)
+        return DeliveryReport(date=date, too_late=True, dry_run=dry_run, note=note)
 
     if dry_run:
-        todo, skipped = store.ledger.delivery_plan(date, config.editions)
-        groups: dict[Edition, list[Subscriber]] = {}
-        for subscriber in todo:
-            groups.setdefault(subscriber.edition, []).append(subscriber)
-        recipients = {e.value: tuple(s.email for s in subs) for e, subs in groups.items()}
-        per = {e: EditionCounts(pending=len(r)) for e, r in recipients.items()}
-        note = (
-            f"dry run: {nouns(len(todo), 'message', 'messages')} would be sent for {date}"
-            + "".join(f", {len(r)} {e}" for e, r in recipients.items())
-        )
-        log.info(note)
-        return DeliveryReport(
-            date=date,
-            skipped=skipped,
-            pending_left=len(todo),
-            per_edition=per,
-            dry_run=True,
-            recipients=recipients,
-            note=note,
-        )
+        return _plan_only(config, store, date)
 
     # One sender per database at a time: two would both see everyone as not
     # done yet and both send. Planning happens under the lock.
@@ -135,6 +116,30 @@ def deliver_issue(
         return _send(
             config, store.ledger, digest, now, progress, transport_factory, retry_delays, stop
         )
+
+
+def _plan_only(config: Config, store: Store, date: dt.date) -> DeliveryReport:
+    """What a real run would do now: the same plan and the same counts, nothing sent."""
+    todo, skipped = store.ledger.delivery_plan(date, config.editions)
+    groups: dict[Edition, list[Subscriber]] = {}
+    for subscriber in todo:
+        groups.setdefault(subscriber.edition, []).append(subscriber)
+    recipients = {
+        e.value: tuple(s.email for s in groups[e]) for e in config.editions if e in groups
+    }
+    per = {e: EditionCounts(pending=len(r)) for e, r in recipients.items()}
+    by_edition = "".join(f", {len(r)} {e}" for e, r in recipients.items())
+    messages = nouns(len(todo), "message", "messages")
+    note = f"dry run: {messages} would be sent for {date}{by_edition}"
+    return DeliveryReport(
+        date=date,
+        skipped=skipped,
+        pending_left=len(todo),
+        per_edition=per,
+        dry_run=True,
+        recipients=recipients,
+        note=note,
+    )
 
 
 def _send(

@@ -449,15 +449,16 @@ def _bounce_update(tables: Tables, stamp: dt.datetime, bounce_limit: int) -> Any
     import sqlalchemy as sa
 
     s = tables.subscribers
+    bounced = sa.and_(
+        s.c.hard_bounces + 1 >= bounce_limit, s.c.state != SubscriberState.BOUNCED.value
+    )
     return (
         s.update()
         .where(s.c.email_key == sa.bindparam("b_key"))
         .values(
             hard_bounces=s.c.hard_bounces + 1,
-            state=sa.case(
-                (s.c.hard_bounces + 1 >= bounce_limit, SubscriberState.BOUNCED.value),
-                else_=s.c.state,
-            ),
+            state=sa.case((bounced, SubscriberState.BOUNCED.value), else_=s.c.state),
+            state_changed_at=sa.case((bounced, stamp), else_=s.c.state_changed_at),
             updated_at=stamp,
         )
     )

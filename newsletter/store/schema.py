@@ -51,11 +51,30 @@ def _create(*names: str) -> Callable[[Tables, Any], None]:
     return apply
 
 
+def _add_state_changed_at(tables: Tables, conn: Any) -> None:
+    """subscribers.state_changed_at, filled from updated_at for the rows there are.
+
+    Idempotent: a database created by this program's migration 1 already has
+    the column (migration 1 creates the table as it is defined today).
+    """
+    import sqlalchemy as sa
+
+    s = tables.subscribers
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("subscribers")}
+    if "state_changed_at" not in columns:
+        kind = s.c.state_changed_at.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE subscribers ADD COLUMN state_changed_at {kind}")
+    conn.execute(
+        s.update().where(s.c.state_changed_at.is_(None)).values(state_changed_at=s.c.updated_at)
+    )
+
+
 # Migration N takes a database from version N-1 to N. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("subscribers and the delivery ledger", _create("subscribers", "deliveries")),
     Migration("issues: the daemon's send-once mark", _create("issues")),
     Migration("bounce_events: bounces, complaints, unsubscribes", _create("bounce_events")),
+    Migration("subscribers.state_changed_at: when the state last changed", _add_state_changed_at),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -84,6 +103,10 @@ def _define(sa: Any) -> Tables:
         sa.Column("hard_bounces", sa.Integer, nullable=False, default=0),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        # When `state` last changed (joined, confirmed, left, bounced): a
+        # confirmation link issued before it is stale. Null only in rows written
+        # by hand; migration 4 fills it from updated_at.
+        sa.Column("state_changed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Index("ix_subscribers_state", "state"),
     )
     deliveries = sa.Table(

@@ -20,7 +20,7 @@ log = logging.getLogger("newsletter.web")
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """A bound socket, or a NewsletterError that says what to change."""
+    """A bound, listening socket, or a NewsletterError that says what to change."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -39,6 +39,9 @@ def _listen(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port}: {exc.strerror}",
             hint="choose another port with --port (or server.port), or stop what uses it",
         ) from None
+    # Listening from here on: connections wait in the backlog until uvicorn
+    # accepts them, so the "serving ..." log line below means "ready".
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 

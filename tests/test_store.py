@@ -639,3 +639,26 @@ def test_a_bounce_records_when_the_state_changed(store):
     x, y = store.subscribers.get("x@example.org"), store.subscribers.get("y@example.org")
     assert x.state is SubscriberState.BOUNCED and x.state_changed_at > long_ago
     assert y.state is SubscriberState.ACTIVE and y.state_changed_at == long_ago
+
+
+def test_a_reported_bounce_or_complaint_records_when_the_state_changed(store):
+    """Events from a mailbox or webhook move state_changed_at as refusals at send time do."""
+    from newsletter.bounces.policy import reactivate, rule
+    from newsletter.store.bounces import EventKind
+
+    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    for address in ("hard@example.org", "spam@example.org", "soft@example.org"):
+        store.subscribers.add(address, "ko", at=long_ago)
+    store.bounces.record(_event(EventKind.HARD, "hard@example.org", "h"), rule(1))
+    store.bounces.record(_event(EventKind.COMPLAINT, "spam@example.org", "c"), rule(1))
+    store.bounces.record(_event(EventKind.SOFT, "soft@example.org", "s"), rule(1))
+    hard, spam, soft = (
+        store.subscribers.get(a)
+        for a in ("hard@example.org", "spam@example.org", "soft@example.org")
+    )
+    assert hard.state is SubscriberState.BOUNCED and hard.state_changed_at > long_ago
+    assert spam.state is SubscriberState.COMPLAINED and spam.state_changed_at > long_ago
+    assert soft.state is SubscriberState.ACTIVE and soft.state_changed_at == long_ago
+    reactivate(store, "hard@example.org")
+    back = store.subscribers.get("hard@example.org")
+    assert back.state is SubscriberState.ACTIVE and back.state_changed_at >= hard.state_changed_at

@@ -128,10 +128,13 @@ class BounceEvents:
                 before = SubscriberState(row.state)
                 after, bounces = rule(event, before, int(row.hard_bounces or 0))
                 if (after, bounces) != (before, row.hard_bounces):
+                    # A new state also moves state_changed_at (a confirmation
+                    # link issued before it is stale; the export keeps it).
+                    moved = {"state_changed_at": stamp} if after is not before else {}
                     conn.execute(
                         s.update()
                         .where(s.c.id == row.id)
-                        .values(state=after.value, hard_bounces=bounces, updated_at=stamp)
+                        .values(state=after.value, hard_bounces=bounces, updated_at=stamp, **moved)
                     )
                 return Recorded(stored, False, before, after, bounces)
         except sa.exc.IntegrityError:

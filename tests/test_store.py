@@ -253,12 +253,14 @@ def _fill_every_state(subscribers):
             t.update().where(t.c.email_key == "bounced@example.org").values(hard_bounces=3)
         )
     subscribers.set_state("bounced@example.org", "bounced", at=t0 + dt.timedelta(days=40))
+    subscribers.add("spam@example.org", "en", at=t0)  # an ARF complaint made it complained
+    subscribers.set_state("spam@example.org", "complained", at=t0 + dt.timedelta(days=50))
 
 
 def test_export_has_every_column_and_imports_as_it_is(store, tmp_path):
     _fill_every_state(store.subscribers)
     out = io.StringIO()
-    assert export_csv(store.subscribers, out) == 5
+    assert export_csv(store.subscribers, out) == 6
     lines = out.getvalue().splitlines()
     assert (
         lines[0] == "email,edition,name,state,hard_bounces,created_at,updated_at,state_changed_at"
@@ -267,12 +269,14 @@ def test_export_has_every_column_and_imports_as_it_is(store, tmp_path):
     assert '"Lee, ""Young"""' in lines[2]
     assert lines[5].startswith("bounced@example.org,ko,,bounced,3,2025-01-02T03:04:05+00:00,")
     assert lines[5].endswith(",2025-02-11T03:04:05+00:00")  # when it bounced
+    assert lines[6].startswith("spam@example.org,en,,complained,0,2025-01-02T03:04:05+00:00,")
+    assert lines[6].endswith(",2025-02-21T03:04:05+00:00")  # when it complained
     # Into a fresh database: the same list, every state and time as exported.
     fresh = Store(Database(f"sqlite:///{tmp_path / 'fresh.db'}"))
     try:
         (tmp_path / "list.csv").write_text(out.getvalue(), encoding="utf-8")
         report = import_csv(fresh.subscribers, tmp_path / "list.csv")
-        assert (report.added, report.problems) == (5, ())
+        assert (report.added, report.problems) == (6, ())
         again = io.StringIO()
         export_csv(fresh.subscribers, again)
         assert again.getvalue() == out.getvalue()
@@ -281,16 +285,18 @@ def test_export_has_every_column_and_imports_as_it_is(store, tmp_path):
             "pending": 1,
             "unsubscribed": 1,
             "bounced": 1,
+            "complained": 1,
         }
         # Imported twice: nothing changes.
         report = import_csv(fresh.subscribers, tmp_path / "list.csv")
-        assert (report.added, report.updated, report.unchanged) == (0, 0, 5)
+        assert (report.added, report.updated, report.unchanged) == (0, 0, 6)
     finally:
         fresh.close()
 
 
 def test_import_never_reactivates_and_records_departures(store, tmp_path):
     _fill_every_state(store.subscribers)
+    store.subscribers.add("c@example.org", "ko")
     rows = (
         "email,state\n"
         "left@example.org,active\n"  # 2: left: not re-subscribed
@@ -300,13 +306,17 @@ def test_import_never_reactivates_and_records_departures(store, tmp_path):
         "pending@example.org,active\n"  # 6: nor does it activate a pending sign-up
         "new@example.org,bounced\n"  # 7: new, as exported
         "x@example.org,gone\n"  # 8: unknown state
+        "spam@example.org,active\n"  # 9: complained: never re-subscribed by an import
+        "c@example.org,complained\n"  # 10: a complaint: recorded
+        "new-spam@example.org,complained\n"  # 11: new, as exported
     )
     (tmp_path / "list.csv").write_text(rows, encoding="utf-8")
     report = import_csv(store.subscribers, tmp_path / "list.csv")
-    assert [p.line for p in report.problems] == [2, 3, 8]
+    assert [p.line for p in report.problems] == [2, 3, 8, 9]
     assert "unsubscribed; not re-subscribing" in report.problems[0].reason
     assert "bounced; not re-subscribing" in report.problems[1].reason
     assert "unknown state 'gone'" in report.problems[2].reason
+    assert "complained; not re-subscribing" in report.problems[3].reason
     state = {s.email.lower(): s.state.value for s in store.subscribers.list()}
     assert state == {
         "a@example.org": "unsubscribed",
@@ -315,6 +325,9 @@ def test_import_never_reactivates_and_records_departures(store, tmp_path):
         "left@example.org": "unsubscribed",
         "bounced@example.org": "bounced",
         "new@example.org": "bounced",
+        "c@example.org": "complained",
+        "spam@example.org": "complained",
+        "new-spam@example.org": "complained",
     }
     with pytest.raises(NewsletterError, match="unknown column 'status'"):
         import_csv(store.subscribers, io.StringIO("email,status\na@example.org,x\n"))
@@ -553,6 +566,8 @@ def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tm
     with Store.open(mail_config(project)) as old:
         old.subscribers.add("pending@example.org", "ko", state=SubscriberState.PENDING)
         old.subscribers.set_state("c@example.org", "bounced")
+        old.subscribers.add("spam@example.org", "en")
+        old.subscribers.set_state("spam@example.org", "complained")
         old.ledger.mark_issue_emailed(dt.date(2025, 4, 4))
         old.ledger.mark_issue_emailed(dt.date(2025, 5, 19))  # a mark without rows
     subscribers_csv = cli("subscribers", "export").stdout
@@ -570,7 +585,7 @@ def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tm
     config = project / "config.yaml"
     config.write_text(config.read_text(encoding="utf-8") + f"database_url: '{url}'\n")
 
-    assert "5 added" in cli("subscribers", "import", "subscribers.csv").stdout
+    assert "6 added" in cli("subscribers", "import", "subscribers.csv").stdout
     assert "3 ledger rows added" in cli("ledger", "import", "ledger.csv").stdout
     assert cli("subscribers", "export").stdout == subscribers_csv
     assert cli("ledger", "export").stdout == ledger_csv
@@ -588,10 +603,11 @@ def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tm
         "c@example.org": "bounced",
         "left@example.org": "unsubscribed",
         "pending@example.org": "pending",
+        "spam@example.org": "complained",
     }
     # Importing the same files again changes nothing.
     assert (
-        "0 added, 0 updated, 5 unchanged" in cli("subscribers", "import", "subscribers.csv").stdout
+        "0 added, 0 updated, 6 unchanged" in cli("subscribers", "import", "subscribers.csv").stdout
     )
     assert "0 ledger rows added" in cli("ledger", "import", "ledger.csv").stdout
 

@@ -183,8 +183,20 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Iterator
 
     limits = getattr(request, "param", None) or Limits(per_ip=1000)
     monkeypatch.setenv(SECRET_ENV, SECRET)
+    # Every bounce webhook on, as a fully configured service has them (their
+    # routes are among those the tests walk).
+    monkeypatch.setenv("NL_TEST_WEBHOOK_SECRET", "generic-webhook-secret-0123456789")
+    monkeypatch.setenv("NL_TEST_MAILGUN_KEY", "key-mailgun-signing-0123456789abcdef")
     port = free_port()
-    config = make_config(tmp_path, port)
+    config = make_config(
+        tmp_path,
+        port,
+        bounces={
+            "webhook_secret_env": "NL_TEST_WEBHOOK_SECRET",
+            "mailgun_signing_key_env": "NL_TEST_MAILGUN_KEY",
+            "ses_topic_arns": ["arn:aws:sns:eu-west-1:123456789012:newsletter-bounces"],
+        },
+    )
     clock = [dt.datetime.now(dt.UTC)]
     app = create_app(config, limits=limits, clock=lambda: clock[0])
     with serve_in_thread(app, port, proxy_headers=True, forwarded_allow_ips="127.0.0.1"):

@@ -106,6 +106,7 @@ def test_no_get_or_head_on_any_route_changes_anything(server: Running) -> None:
         else:
             pytest.fail(f"a kind of route this test does not know: {route!r}")
     assert {"/subscribe", "/confirm", "/unsubscribe", "/preferences"} <= set(paths)
+    assert {"/webhooks/ses", "/webhooks/mailgun", "/webhooks/bounces"} <= set(paths)
 
     before = snapshot(server)
     tried = 0

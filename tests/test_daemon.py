@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -40,6 +41,27 @@ def write_config(folder: Path, extra: str = "") -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def sending_today(folder: Path, server: Any, connections: int, editions: list[Any]) -> Path:
+    """A daemon config that mails through the SMTP `server` with `connections`
+    connections, one subscriber per item of `editions` (reader0@example.org, ...),
+    and today's digest (Seoul) in the digests folder; the config's path."""
+    from newsletter.store import Store
+    from newsletter.store.database import Database
+
+    config = write_config(
+        folder,
+        "email:\n  transport: smtp\n  smtp:\n"
+        f"    host: {server.host}\n    port: {server.port}\n    security: none\n"
+        f"    connections: {connections}\n    timeout: 5\n",
+    )
+    (folder / "state").mkdir()
+    with Store(Database(f"sqlite:///{folder / 'state' / 'newsletter.db'}")) as store:
+        for i, edition in enumerate(editions):
+            store.subscribers.add(f"reader{i}@example.org", edition)
+    (folder / "digests" / "today.txt").write_text(digest_text(today_seoul()), encoding="utf-8")
+    return config
 
 
 class Daemon:
@@ -176,24 +198,12 @@ def test_sigterm_during_sending_then_restart_sends_each_exactly_once(tmp_path, d
     from smtp_servers import Handler, start_server
 
     from newsletter.model import Edition
-    from newsletter.store import Store
-    from newsletter.store.database import Database
 
     handler = Handler(delay=0.01)
     subscribers = 150
     with start_server(handler) as server:
-        config = write_config(
-            tmp_path,
-            "email:\n  transport: smtp\n  smtp:\n"
-            f"    host: {server.host}\n    port: {server.port}\n    security: none\n"
-            "    connections: 2\n    timeout: 5\n",
-        )
-        (tmp_path / "state").mkdir()
-        with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
-            for i in range(subscribers):
-                store.subscribers.add(f"reader{i}@example.org", list(Edition)[i % 3])
-        date = today_seoul()
-        (tmp_path / "digests" / "today.txt").write_text(digest_text(date), encoding="utf-8")
+        editions = [list(Edition)[i % 3] for i in range(subscribers)]
+        config = sending_today(tmp_path, server, 2, editions)
 
         first = daemon_factory(config, tmp_path / "run1.log")
         first.wait_for(lambda: len(handler.messages) >= 20, what="sending to start")

@@ -306,25 +306,11 @@ def test_serve_json_logs_include_uvicorn_lines(tmp_path):
 def test_daemon_json_logs_while_a_long_send_runs(tmp_path):
     """A send that outlasts many polls: every line JSON, no max-instances noise."""
     from smtp_servers import Handler, start_server
-    from test_daemon import Daemon, digest_text, today_seoul, write_config
-
-    from newsletter.store import Store
-    from newsletter.store.database import Database
+    from test_daemon import Daemon, sending_today
 
     handler = Handler(delay=0.02)  # 60 messages on one connection: ~1.2 s, 6 polls
     with start_server(handler) as server:
-        config = write_config(
-            tmp_path,
-            "email:\n  transport: smtp\n  smtp:\n"
-            f"    host: {server.host}\n    port: {server.port}\n    security: none\n"
-            "    connections: 1\n    timeout: 5\n",
-        )
-        (tmp_path / "state").mkdir()
-        with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
-            for i in range(60):
-                store.subscribers.add(f"reader{i}@example.org", "both")
-        date = today_seoul()
-        (tmp_path / "digests" / "today.txt").write_text(digest_text(date), encoding="utf-8")
+        config = sending_today(tmp_path, server, 1, ["both"] * 60)
         daemon = Daemon(config, tmp_path / "run.log")
         try:
             daemon.wait_for(

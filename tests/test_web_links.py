@@ -124,8 +124,15 @@ def test_no_get_or_head_on_any_route_changes_anything(server: Running) -> None:
 
 
 def test_confirmation_link_opens_a_page_whose_button_confirms(server: Running) -> None:
-    server.client.subscribe("scanned@example.com", "ko")
-    link = link_in(server.confirmation("scanned@example.com"), "confirm")
+    # Every text that tells a person how to confirm names the button, in both languages.
+    form = server.client.get("subscribe").text
+    sent = server.client.subscribe("scanned@example.com", "ko").text
+    mail = server.confirmation("scanned@example.com")
+    texts = [form, sent] + [part.get_content() for part in mail.walk() if part.get_content_maintype() == "text"]  # fmt: skip
+    for text in texts:
+        assert "버튼을 누르" in text or "버튼을 눌러" in text, text
+        assert "press the button" in text or "press Confirm" in text, text
+    link = link_in(mail, "confirm")
     for method in ("HEAD", "GET", "HEAD", "GET"):
         assert request(server, method, link).status == 200
     assert server.state("scanned@example.com") is SubscriberState.PENDING

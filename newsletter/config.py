@@ -139,7 +139,9 @@ Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
 # {papers} is the count with its noun in the edition's language ("1 paper", "논문 3편").
 SUBJECT_FIELDS = ("date", "count", "papers")
 DEFAULT_SUBJECTS = {
-    "ko": "[ML 논문] {date} · {count}편",
+    # Not "[ML 논문] ...": its only cased letters, "ML", read as an all-caps
+    # subject to spam filters (newsletter.mail.shouting).
+    "ko": "[ML Papers] {date} · {papers}",
     "en": "[ML Papers] {date} · {papers}",
     "both": "[ML 논문 · Papers] {date} · {count}편",
 }
@@ -151,7 +153,12 @@ class EmailConfig(_Section):
     reply_to: Mailbox | None = None
     unsubscribe_mailto: str | None = None
     subject: dict[Edition, str] = Field(default_factory=lambda: dict(DEFAULT_SUBJECTS))
+    # Bytes of the HTML part as transmitted (Gmail clips past ~102 KB).
     max_bytes: int = Field(100_000, ge=10_000)
+    # Characters of each abstract in the email (-1: whole, 0: hidden).
+    abstract_chars: int = Field(500, ge=-1)
+    # The sender's postal address for the footer (CAN-SPAM; Gmail's bulk-sender rules).
+    postal_address: str | None = None
     max_lateness_days: int = Field(2, ge=0)
     bounce_limit: int = Field(3, ge=1)
     # Attempts per message over all runs before a temporary failure (4xx, lost

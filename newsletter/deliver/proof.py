@@ -50,7 +50,6 @@ def send_test(
     smtp = config.email.transport == "smtp"
     secret = resolve_secret(config, smtp=smtp)
     message = build_edition_email(config, digest, edition, now=now, test=True)
-    data = message.personalise(address, "", sign_token(secret, UNSUBSCRIBE, address))
     if transport is None:
         transport = (
             make_transport(config, digest.date)
@@ -59,6 +58,12 @@ def send_test(
         )
     transport.open()
     try:
+        data = message.personalise(
+            address,
+            "",
+            sign_token(secret, UNSUBSCRIBE, address),
+            eightbit=getattr(transport, "eightbitmime", False),
+        )
         transport.send(
             check_address(config.email.sender_address).envelope,
             check_address(address).envelope,

@@ -153,7 +153,9 @@ def _work(
             number, email, name, edition = job
             try:
                 token = sign_token(secret, UNSUBSCRIBE, email)
-                data = emails[edition].personalise(email, name, token)
+                data = emails[edition].personalise(
+                    email, name, token, eightbit=getattr(transport, "eightbitmime", False)
+                )
                 recipient = check_address(email).envelope
             except ValueError as exc:
                 failure = PermanentFailure(email, None, str(exc), False)

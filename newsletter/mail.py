@@ -267,13 +267,7 @@ class Wire:
     encodings: tuple[str, str]
 
     def fill(self, values: Mapping[str, bytes]) -> bytes:
-        out: list[bytes] = []
-        for piece in self.pieces:
-            if isinstance(piece, bytes):
-                out.append(piece)
-            else:
-                out += piece.fill(values)
-        return b"".join(out)
+        return mime.fill(self.pieces, values)
 
     def dot_stuffed(self) -> Wire:
         return Wire(mime.dot_stuffed(self.pieces), self.cut, self.html_bytes, self.encodings)

@@ -143,18 +143,23 @@ class EncodedPart:
 
     def fill(self, values: Mapping[str, bytes]) -> bytes:
         """The part body for one recipient's values."""
-        out: list[bytes] = []
-        for piece in self.pieces:
-            if isinstance(piece, bytes):
-                out.append(piece)
-            else:
-                out += piece.fill(values)
-        return b"".join(out)
+        return fill(self.pieces, values)
 
     def dot_stuffed(self) -> EncodedPart:
         """The part dot-stuffed for SMTP DATA (see `dot_stuffed`), as a part starts:
         at the beginning of a line."""
         return EncodedPart(self.cte, dot_stuffed(self.pieces))
+
+
+def fill(pieces: tuple[Piece, ...], values: Mapping[str, bytes]) -> bytes:
+    """The bytes of `pieces` with `values` (by name) spliced in."""
+    out: list[bytes] = []
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            out.append(piece)
+        else:
+            out += piece.fill(values)
+    return b"".join(out)
 
 
 def dot_stuffed(pieces: tuple[Piece, ...]) -> tuple[Piece, ...]:

@@ -24,20 +24,6 @@ HERE = Path(__file__).resolve().parent
 WIDTHS = (375, 600)
 SCHEMES = ("light", "dark")
 
-# Every element whose right edge lies beyond the viewport, as "tag.class: right".
-OVERFLOWING = """
-const width = window.innerWidth;
-const out = [];
-for (const el of document.querySelectorAll('body *')) {
-  const box = el.getBoundingClientRect();
-  if (box.width > 0 && box.right > width + 0.5) {
-    out.push(el.tagName.toLowerCase() + '.' + el.className + ': ' + Math.round(box.right));
-  }
-}
-if (document.documentElement.scrollWidth > width) out.push('page: ' + document.documentElement.scrollWidth);
-return out;
-"""
-
 
 def email_html(config: Any, digest: Any, edition: Any) -> str:
     """The decoded HTML part of an edition's email, as the file transport writes it."""
@@ -68,7 +54,13 @@ def show(driver: Any, page: Path, width: int, scheme: str) -> None:
 
 
 def overflowing(driver: Any) -> list[str]:
-    return list(driver.execute_script(OVERFLOWING))
+    """Every element past the viewport's right edge (helpers.OVERFLOWING), and the
+    page itself if it scrolls sideways."""
+    from helpers import OVERFLOWING
+
+    over = list(driver.execute_script(OVERFLOWING))
+    width = driver.execute_script("return [document.documentElement.scrollWidth, innerWidth]")
+    return over + ([f"page: {width[0]}"] if width[0] > width[1] else [])
 
 
 def full_page_png(driver: Any, width: int) -> bytes:

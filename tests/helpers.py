@@ -58,6 +58,20 @@ CHROMIUM_FLAGS = (
 )
 
 
+# Every element whose right edge lies beyond the viewport, as "tag.class: right".
+OVERFLOWING = """
+const width = window.innerWidth;
+const out = [];
+for (const el of document.querySelectorAll('body *')) {
+  const box = el.getBoundingClientRect();
+  if (box.width > 0 && box.right > width + 0.5) {
+    out.push(el.tagName.toLowerCase() + '.' + el.className + ': ' + Math.round(box.right));
+  }
+}
+return out;
+"""
+
+
 def start_chromium(profile: Path, **capabilities: Any) -> Any:
     """Debian's headless Chromium through chromedriver (selenium); skip if missing."""
     import pytest

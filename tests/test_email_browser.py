@@ -12,19 +12,13 @@ import dataclasses
 import re
 
 import pytest
+import test_browser
 from email_screenshots import email_html, overflowing, show
-from helpers import start_chromium
 from smtp_servers import mail_config, sample_digest
-from test_browser import stress_digest
 
 from newsletter.model import Edition
 
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    browser = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
-    yield browser
-    browser.quit()
+driver = test_browser.driver  # the same Chromium fixture as the site's browser tests
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def pages(tmp_path_factory):
     URLs, words and Hangul runs), as files."""
     folder = tmp_path_factory.mktemp("emails")
     config = mail_config(folder, postal_address="ML Papers, 1 Example-ro, Seoul 04524, Korea")
-    stress = stress_digest()
+    stress = test_browser.stress_digest()
     # One paper of each kind: long words and URLs, then the sample's papers.
     digest = dataclasses.replace(
         sample_digest(), entries=(*stress.entries, *sample_digest().entries)

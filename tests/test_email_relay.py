@@ -51,9 +51,7 @@ def relay(eightbitmime: bool):
     recorder = Recorder()
     port = free_port()
     # aiosmtpd leaves 8BITMIME out of its EHLO when it decodes the data.
-    controller = Controller(
-        recorder, hostname="127.0.0.1", port=port, decode_data=not eightbitmime
-    )
+    controller = Controller(recorder, hostname="127.0.0.1", port=port, decode_data=not eightbitmime)
     controller.start()
     try:
         yield port, recorder

@@ -386,7 +386,7 @@ def build_edition_email(
             paper_count(len(digest.entries), "en"),
             f"{builder.html_bytes(first, eightbit):,}",
             f"{limit:,}",
-            wire.cut.describe(),
+            wire.cut.describe(first.abstract),
             f"{wire.html_bytes:,}",
         )
     return EditionEmail(

@@ -93,10 +93,13 @@ class Cut:
     comment: int | None = None
     papers: int | None = None
 
-    def describe(self) -> str:
-        """How this cut differs from showing everything, for log messages."""
+    def describe(self, configured: int | None = None) -> str:
+        """How this cut differs from the layout (`configured`: the abstract
+        length email.abstract_chars asks for; None: whole), for log messages."""
         parts = []
-        if self.abstract == 0:
+        if self.abstract == configured:
+            pass
+        elif self.abstract == 0:
             parts.append("abstracts hidden")
         elif self.abstract is not None:
             parts.append(f"abstracts shortened to {self.abstract} characters")
@@ -104,7 +107,7 @@ class Cut:
             parts.append(f"comments shortened to {self.comment} characters")
         if self.papers is not None:
             parts.append(f"only the first {self.papers} papers, the rest behind a link")
-        return ", ".join(parts) or "everything"
+        return ", ".join(parts) or "the whole edition"
 
 
 @dataclass(frozen=True)

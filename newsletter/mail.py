@@ -504,7 +504,9 @@ class _Builder:
         ]
         if mime.EIGHT_BIT in (text.cte, html.cte):
             headers.append(b"Content-Transfer-Encoding: 8bit")
-        headers.append(f"Content-Language: {self.edition.language}".encode())
+        # RFC 3282: the languages of the content; `both` is Korean and English.
+        languages = "ko, en" if self.edition is Edition.BOTH else self.edition.language
+        headers.append(f"Content-Language: {languages}".encode())
         data = b"\r\n".join(headers) + mime.CRLF
         pattern = re.compile(b"(" + b"|".join(m.encode() for m in marks.values()) + b")")
         by_mark = {mark.encode(): name for name, mark in marks.items()}

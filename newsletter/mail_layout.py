@@ -106,7 +106,8 @@ class Cut:
         if self.comment is not None:
             parts.append(f"comments shortened to {self.comment} characters")
         if self.papers is not None:
-            parts.append(f"only the first {self.papers} papers, the rest behind a link")
+            first = plural(self.papers, "en", one="paper", other="{count} papers")
+            parts.append(f"only the first {first}, the rest behind a link")
         return ", ".join(parts) or "the whole edition"
 
 
@@ -224,10 +225,11 @@ def inline_css(html: str) -> str:
         disable_basic_attributes=["width", "height"],
         cssutils_logging_level=logging.CRITICAL,
     ).transform()
-    # cssutils pretty-prints what it leaves in <style>: one line per block.
+    # cssutils pretty-prints what it leaves in <style>: one line per rule
+    # (short lines, as 8bit needs).
     return re.sub(
         r"<style>(.*?)</style>",
-        lambda m: "<style>" + re.sub(r"\s*\n\s*", " ", m[1]).strip() + "</style>",
+        lambda m: "<style>" + re.sub(r"\s+", " ", m[1]).strip().replace("} ", "}\n") + "</style>",
         inlined,
         flags=re.S,
     )

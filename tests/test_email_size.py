@@ -109,44 +109,44 @@ def test_the_text_part_follows_the_html_decisions(tmp_path, sixty):
     assert titles_html == titles_text
 
 
-def test_losses_come_cheapest_first(tmp_path):
-    """Shrinking the limit walks the steps in order: shorter abstracts, hidden
-    abstracts, shorter comments, then fewer papers; each chosen step is the
-    first one that fits."""
+@pytest.mark.parametrize("eightbit", FORMS, ids=FORM_IDS)
+def test_losses_come_cheapest_first(tmp_path, eightbit):
+    """With the limit just under each step's size, the guard takes the next
+    step that fits: shorter abstracts, hidden abstracts, shorter comments,
+    then fewer papers; never a costlier loss while a cheaper one fits."""
+    from newsletter.mail import _Builder
+
     digest = big_digest(6, seed=3)
     levels = ladder(500)
-    kinds = []
-    previous_rank = -1
-    for limit in range(70_000, 10_000, -2_500):
-        config = mail_config(tmp_path, max_bytes=limit)
-        try:
-            message = build_edition_email(config, digest, Edition.BOTH, now=NOW)
-        except NewsletterError:
+    sizer = _Builder(mail_config(tmp_path), digest, Edition.BOTH, now=NOW, test=False)
+    sizes = [sizer.html_bytes(cut, eightbit) for cut in levels]
+    assert sizes == sorted(sizes, reverse=True)  # each step gives something up
+    seen = []
+    for index, size in enumerate(sizes):
+        limit = size - 1  # this step no longer fits
+        config = mail_config(tmp_path / str(index), max_bytes=max(limit, 10_000))
+        if limit < 10_000:
             break
-        cut = message.eightbit.cut
-        assert message.eightbit.html_bytes <= limit
-        content = dataclasses.replace(cut, papers=None)
-        rank = len(levels) + (6 - cut.papers) if cut.papers else levels.index(content)
-        assert rank >= previous_rank, (limit, cut)
-        previous_rank = rank
-        if cut.papers:
-            kinds.append("papers")
-        elif cut.comment is not None:
-            kinds.append("comments shortened")
-        elif cut.abstract == 0:
-            kinds.append("abstracts hidden")
-        elif cut.abstract != 500:
-            kinds.append("abstracts shortened")
-        else:
-            kinds.append("whole")
-    order = list(dict.fromkeys(kinds))
-    assert order == [
-        "whole",
-        "abstracts shortened",
-        "abstracts hidden",
-        "comments shortened",
-        "papers",
+        message = build_edition_email(config, digest, Edition.BOTH, now=NOW)
+        wire = message.eightbit if eightbit else message.sevenbit
+        fitting = [cut for cut, s in zip(levels, sizes, strict=True) if s <= limit]
+        if fitting:
+            assert wire.cut == fitting[0], (limit, wire.cut)
+        else:  # no step fits all six papers: the first N in full
+            assert wire.cut.papers is not None and wire.cut.abstract == 500
+        assert wire.html_bytes <= limit
+        seen.append(wire.cut)
+    kinds = [
+        "papers"
+        if cut.papers
+        else "comments"
+        if cut.comment
+        else "abstracts hidden"
+        if cut.abstract == 0
+        else "abstracts"
+        for cut in seen
     ]
+    assert list(dict.fromkeys(kinds)) == ["abstracts", "abstracts hidden", "comments", "papers"]
 
 
 def test_fit_bisects_and_takes_the_first_step_that_fits():

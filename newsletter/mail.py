@@ -356,12 +356,16 @@ def build_edition_email(
         def measure(cut: Cut, eightbit: bool = eightbit) -> int:
             return builder.html_bytes(cut, eightbit)
 
+        def guess(cut: Cut, limit: int, eightbit: bool = eightbit) -> int | None:
+            return builder.papers_that_fit(cut, eightbit, limit)
+
         try:
             cut = fit(
                 measure,
                 papers=len(digest.entries),
                 abstract_chars=config.email.abstract_chars,
                 limit=limit,
+                guess=guess,
             )
         except DoesNotFit as exc:
             relay = "" if eightbit else " (for a relay without 8BITMIME)"
@@ -452,6 +456,30 @@ class _Builder:
         """The HTML part's body as transmitted, with the longest personal values."""
         return len(self.parts(cut, eightbit)[1].fill(self.longest))
 
+    # Where each paper's block and the footer start in a rendered HTML body.
+    _ENTRY = '<tr><td class="entry"'
+    _FOOTER = '<tr><td class="footer"'
+    _MORE_ROW = 600  # bytes of the "M more papers on the web" row, about
+
+    def papers_that_fit(self, content: Cut, eightbit: bool, limit: int) -> int | None:
+        """About how many papers fit with `content`, from the sizes of the paper
+        blocks in its render with every paper (incremental measurement: no new
+        render). None if the template's blocks cannot be told apart."""
+        html = self.bodies(content).html
+        starts = _positions(html, self._ENTRY)
+        footer = html.find(self._FOOTER)
+        if len(starts) != len(self.digest.entries) or footer < 0 or not starts:
+            return None
+        ratio = self.html_bytes(content, eightbit) / len(html.encode())
+        size = len(html[: starts[0]].encode()) + len(html[footer:].encode()) + self._MORE_ROW
+        count = 0
+        for start, end in zip(starts, [*starts[1:], footer], strict=True):
+            size += len(html[start:end].encode())
+            if size * ratio > limit:
+                break
+            count += 1
+        return count
+
     def wire(self, cut: Cut, eightbit: bool) -> Wire:
         text, html = self.parts(cut, eightbit)
         literal = text.fill(self.longest) + html.fill(self.longest)
@@ -514,6 +542,14 @@ class _Builder:
             mime.Value(by_mark[piece]) if index % 2 else piece
             for index, piece in enumerate(pattern.split(data))
         ]
+
+
+def _positions(text: str, needle: str) -> list[int]:
+    out, index = [], text.find(needle)
+    while index >= 0:
+        out.append(index)
+        index = text.find(needle, index + 1)
+    return out
 
 
 def check_sendable(config: Config) -> None:

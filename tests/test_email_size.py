@@ -169,6 +169,16 @@ def test_fit_bisects_and_takes_the_first_step_that_fits():
         else:  # the first 5 papers in full: 2,000 + 3,000 * 5 <= 18,000
             assert cut == dataclasses.replace(levels[0], papers=5)
         assert len(asked) <= 10
+    # A guess of the number of papers, right or wrong, gives the same answer;
+    # a right one costs two measurements.
+    for guessed in (1, 4, 5, 6, 30, 59, 80):
+        asked.clear()
+        cut = fit(
+            measure, papers=60, abstract_chars=-1, limit=18_000, guess=lambda c, lim, g=guessed: g
+        )
+        assert cut == dataclasses.replace(levels[0], papers=5), guessed
+        papers_asked = [c for c in asked if c.papers is not None]
+        assert len(papers_asked) <= (2 if guessed == 5 else 8), (guessed, papers_asked)
 
 
 def test_a_paper_that_cannot_fit_is_an_error_naming_date_and_edition(tmp_path):

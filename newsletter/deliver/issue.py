@@ -25,13 +25,8 @@ from typing import TYPE_CHECKING
 
 from newsletter.deliver.run import ProgressCallback, SendRun
 from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
-from newsletter.mail import (
-    build_edition_email,
-    check_address,
-    check_sendable,
-    resolve_secret,
-    setup_warnings,
-)
+from newsletter.mail import build_edition_email, check_address, check_sendable, resolve_secret
+from newsletter.mail_checks import setup_warnings
 from newsletter.model import Digest, Edition, Subscriber
 from newsletter.plurals import nouns
 

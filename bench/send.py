@@ -1,6 +1,7 @@
 """Benchmark: `newsletter publish` to N subscribers through SMTP, against Postfix's ceiling.
 
     python bench/send.py [--subscribers N] [--connections C] [--skip-ceiling] [--7bit]
+                         [--bounce-address bounces@example.org]
 
 Needs Postfix's test tools (`smtp-sink`, `smtp-source` in /usr/sbin), run as root:
 
@@ -86,13 +87,14 @@ def smtp_sink(port: int, eightbitmime: bool = True):
         process.wait()
 
 
-def write_config(folder: Path, port: int, connections: int) -> Path:
+def write_config(folder: Path, port: int, connections: int, bounce_address: str | None) -> Path:
     path = folder / "config.yaml"
     path.write_text(
         "site:\n  base_url: https://papers.example.org/\n  timezone: Asia/Seoul\n"
         f"paths:\n  digests: {DIGESTS}\n  public: public\n  state: state\n  outbox: outbox\n"
         "email:\n  transport: smtp\n  from: ML Papers <papers@example.org>\n"
-        "  smtp:\n    host: 127.0.0.1\n"
+        + (f"  bounce_address: {bounce_address}\n" if bounce_address else "")
+        + "  smtp:\n    host: 127.0.0.1\n"
         f"    port: {port}\n    security: none\n    connections: {connections}\n"
         "    rate_limit: 0\n    timeout: 30\n",
         encoding="utf-8",
@@ -295,6 +297,11 @@ def main() -> None:
     parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument(
+        "--bounce-address",
+        metavar="ADDRESS",
+        help="set email.bounce_address: a signed VERP return path per message",
+    )
+    parser.add_argument(
         "--7bit", dest="sevenbit", action="store_true", help="a sink without 8BITMIME"
     )
     args = parser.parse_args()
@@ -303,7 +310,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="nl-bench-"))
     try:
         port = free_port()
-        config_path = write_config(folder, port, c)
+        config_path = write_config(folder, port, c, args.bounce_address)
         setup = create_subscribers(config_path, n)
         size = message_size(config_path, not args.sevenbit)
         form = "7-bit (no 8BITMIME)" if args.sevenbit else "8bit (8BITMIME)"

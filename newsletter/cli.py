@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from newsletter.config import Config
 
 EDITION_CHOICE = click.Choice(["ko", "en", "both"])
+STATES = ["pending", "active", "unsubscribed", "bounced", "complained"]
 
 
 class State:
@@ -387,7 +388,15 @@ def subscribers_add(
     ctx: click.Context, email: str, edition: str, name: str, reactivate: bool
 ) -> None:
     """Add (or update) an active subscriber."""
+    from newsletter.model import SubscriberState
+
     with _store(ctx) as store:
+        current = store.subscribers.get(email)
+        if current is not None and current.state is SubscriberState.COMPLAINED:
+            raise NewsletterError(
+                f"{current.email} reported our mail as spam (a complaint)",
+                hint="if its owner asked, use 'newsletter subscribers reactivate --force'",
+            )
         subscriber = store.subscribers.add(email, edition, name, reactivate=reactivate)
     click.echo(f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}")
 
@@ -404,7 +413,7 @@ def subscribers_remove(ctx: click.Context, email: str) -> None:
 
 
 @subscribers.command("list")
-@click.option("--state", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@click.option("--state", type=click.Choice(STATES))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 @handles_errors()
@@ -449,7 +458,7 @@ def subscribers_import(ctx: click.Context, file: Path) -> None:
 
 
 @subscribers.command("export")
-@click.option("--state", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@click.option("--state", type=click.Choice(STATES))
 @click.pass_context
 @handles_errors()
 def subscribers_export(ctx: click.Context, state: str | None) -> None:
@@ -481,7 +490,7 @@ def send_test(ctx: click.Context, date: dt.date, to: str, edition: str) -> None:
 @click.pass_context
 @handles_errors()
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Last published issue, next send, recent deliveries, subscribers by state."""
+    """Last published issue, next send, recent deliveries and bounces, subscribers by state."""
     from newsletter.status import collect_status
 
     data = collect_status(_config(ctx))
@@ -496,10 +505,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
     subscribers_text = ", ".join(f"{n} {state}" for state, n in data["subscribers"].items())
     click.echo(f"subscribers: {subscribers_text or 'none'}")
     for date, counts in data["deliveries"].items():
+        r = data["bounces"][date]
         click.echo(
             f"  {date}: {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
-            f"{counts.get('failed', 0)} failed"
+            f"{counts.get('failed', 0)} failed; {r['hard_bounces']} hard bounces "
+            f"({r['hard_bounce_rate']:.2f} %), {r['soft_bounces']} soft, "
+            f"{r['complaints']} complaints ({r['complaint_rate']:.2f} %)"
         )
+    for warning in data["warnings"]:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 # --- the daemon ------------------------------------------------------------------
@@ -548,3 +562,7 @@ def serve_command(ctx: click.Context, host: str | None, port: int | None) -> Non
 
 def main() -> None:
     cli(prog_name="newsletter")
+
+
+# `bounces process|list` and `subscribers reactivate` (they use the helpers above).
+from newsletter import cli_bounces  # noqa: E402, F401

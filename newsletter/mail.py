@@ -94,10 +94,15 @@ def preferences_url(config: Config, token: str) -> str:
     return f"{config.server.public_url}preferences?token={token}"
 
 
-def unsubscribe_mailto(config: Config) -> str:
-    address = config.email.unsubscribe_mailto or config.email.sender_address
+def unsubscribe_mailto(config: Config, token: str) -> str:
+    """The List-Unsubscribe mailto: its Subject carries the signed unsubscribe token,
+    so `newsletter bounces process` can act on it and nobody can forge one for
+    someone else. It goes to email.unsubscribe_mailto, else the bounce mailbox
+    (email.bounce_address), else the sender."""
+    email = config.email
+    address = email.unsubscribe_mailto or email.bounce_address or email.sender_address
     address = address.removeprefix("mailto:").partition("?")[0]
-    return f"mailto:{address}?subject=unsubscribe"
+    return f"mailto:{address}?subject=unsubscribe%20{token}"
 
 
 def resolve_secret(config: Config, *, smtp: bool) -> bytes:
@@ -487,7 +492,7 @@ class _Builder:
             b"Message-ID: " + marks["msgid"].encode(),
             list_id_header(config.site.title, f"{self.edition.value}.{config.email.sender_domain}"),
             f"List-Unsubscribe: <{unsubscribe_url(config, marks['token'])}>,\r\n"
-            f" <{unsubscribe_mailto(config)}>".encode(),
+            f" <{unsubscribe_mailto(config, marks['token'])}>".encode(),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         ]
         if config.email.reply_to:

@@ -80,6 +80,15 @@ class SubscriberState(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+    # Reported as spam (an ARF complaint): never mailed again unless an
+    # operator reactivates it with --force, or its owner signs up again.
+    COMPLAINED = "complained"
+
+
+# States of someone who left: not mailed, and not re-subscribed by an import.
+LEFT_STATES = frozenset(
+    {SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED, SubscriberState.COMPLAINED}
+)
 
 
 @dataclass(frozen=True)

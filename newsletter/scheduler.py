@@ -4,7 +4,9 @@ One tick does everything, so there is a single code path to reason about:
 settled files are parsed, changed dates are published at once, and every issue
 whose send time has passed (within `email.max_lateness_days`) and whose email
 is not done yet is delivered through the ledger. APScheduler runs the tick every
-`schedule.poll_seconds` and at each upcoming send time, on one worker thread.
+`schedule.poll_seconds` and at each upcoming send time, on one worker thread;
+with `bounces.mailbox` set, `bounces process` runs every `bounces.poll_minutes`
+on a thread of its own.
 """
 
 from __future__ import annotations
@@ -377,7 +379,11 @@ def run_daemon(config: Config, *, verbose: bool = False) -> None:
         daemon = Daemon(config, stop=stop, verbose=verbose)
         scheduler = BackgroundScheduler(
             timezone=daemon.zone,
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # Bounce polls have a thread of their own: a slow mailbox never delays a send.
+            executors={
+                "default": ThreadPoolExecutor(max_workers=1),
+                "bounces": ThreadPoolExecutor(max_workers=1),
+            },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
@@ -395,6 +401,19 @@ def run_daemon(config: Config, *, verbose: bool = False) -> None:
             id="poll",
             next_run_time=dt.datetime.now(daemon.zone),
         )
+
+        if config.bounces.mailbox:
+            from newsletter.bounces.process import poll
+
+            scheduler.add_job(
+                poll,
+                "interval",
+                args=(config, stop),
+                minutes=config.bounces.poll_minutes,
+                id="bounces",
+                executor="bounces",
+                next_run_time=dt.datetime.now(daemon.zone),
+            )
 
         def request_stop(signum: int, _frame: Any) -> None:
             log.info("stopping on %s", signal.Signals(signum).name, extra={"event": "stopping"})

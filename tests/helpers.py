@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,30 @@ def run_cli(
         encoding="utf-8",
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, port: int, **options: Any) -> Iterator[Any]:
+    """An ASGI app under uvicorn on 127.0.0.1:port, in a thread, until the block ends."""
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:  # uvicorn sets it once the socket listens
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def assert_golden(path: Path, actual: bytes | str) -> None:

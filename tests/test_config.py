@@ -63,7 +63,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         "  smtp:\n"
         "    port: many\n"
         "    hots: x\n"
-        "bogus: 1\n",
+        "xyzzy: 1\n",
     )
     with pytest.raises(NewsletterError) as caught:
         load_config(path)
@@ -77,7 +77,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         "email.transport: ",
         "email.smtp.port: ",
         "email.smtp.hots: unknown key (did you mean 'host'?)",
-        "bogus: unknown key (known keys here: site, paths,",
+        "xyzzy: unknown key (known keys here: site, paths,",
     ):
         assert expected in text
     assert "README" in caught.value.hint

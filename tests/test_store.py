@@ -20,6 +20,7 @@ from newsletter.model import Edition, SubscriberState
 from newsletter.store import Store
 from newsletter.store.database import Database
 from newsletter.store.ledger import DeliveryState, Outcome
+from newsletter.store.schema import SCHEMA_VERSION
 from newsletter.store.subscriber_csv import export_csv, import_csv
 
 DATE = dt.date(2025, 4, 4)
@@ -100,6 +101,7 @@ def store(request, tmp_path):
     store = Store(Database(url))
     if request.param == "postgresql":  # one server for the module: start clean
         with store.db.engine.begin() as conn:
+            conn.execute(store.db.tables.bounce_events.delete())
             conn.execute(store.db.tables.deliveries.delete())
             conn.execute(store.db.tables.subscribers.delete())
     yield store
@@ -114,7 +116,8 @@ def test_open_creates_state_folder_and_wal(tmp_path):
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
     with Store.open(config) as again, again.db.engine.connect() as conn:  # idempotent migrations
-        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
+        version = conn.exec_driver_sql("SELECT version FROM schema_version").scalar()
+        assert version == SCHEMA_VERSION
 
 
 def test_migrates_a_version_1_database_keeping_its_data(tmp_path):
@@ -290,3 +293,124 @@ def test_one_sender_at_a_time_per_issue(store):
             pass
     finally:
         other.close()
+
+
+# --- the bounce event log (newsletter/store/bounces.py, rules in bounces/policy.py) ---
+
+
+def _event(kind, email, ref, **extra):
+    from newsletter.store.bounces import BounceEvent
+
+    return BounceEvent(kind=kind, email=email, source="imap", ref=ref, **extra)
+
+
+def test_bounce_events_apply_the_policy_once(store):
+    from newsletter.bounces.policy import rule
+    from newsletter.store.bounces import EventKind
+
+    store.subscribers.add("a@example.org", "ko")
+    store.subscribers.add("b@example.org", "en")
+    limit2 = rule(2)
+    first = store.bounces.record(
+        _event(EventKind.HARD, "A@example.org", "hard|2025-04-04|ko|a", issue_date=DATE), limit2
+    )
+    assert (first.duplicate, first.before, first.after, first.hard_bounces) == (
+        False,
+        SubscriberState.ACTIVE,
+        SubscriberState.ACTIVE,
+        1,
+    )
+    again = store.bounces.record(
+        _event(EventKind.HARD, "a@example.org", "hard|2025-04-04|ko|a"), limit2
+    )
+    assert again.duplicate and store.subscribers.hard_bounces("a@example.org") == 1
+    for n in range(3):  # soft bounces never bounce anyone
+        store.bounces.record(_event(EventKind.SOFT, "a@example.org", f"soft-{n}"), limit2)
+    assert store.subscribers.get("a@example.org").state is SubscriberState.ACTIVE
+    second = store.bounces.record(
+        _event(
+            EventKind.HARD, "a@example.org", "hard|2025-05-19|ko|a", issue_date=dt.date(2025, 5, 19)
+        ),
+        limit2,
+    )
+    assert second.after is SubscriberState.BOUNCED  # two hard bounces over all issues
+    complaint = store.bounces.record(_event(EventKind.COMPLAINT, "b@example.org", "c"), limit2)
+    assert complaint.after is SubscriberState.COMPLAINED
+    unsub = store.bounces.record(_event(EventKind.UNSUBSCRIBE, "b@example.org", "u"), limit2)
+    assert unsub.after is SubscriberState.COMPLAINED  # a complaint stays a complaint
+    stranger = store.bounces.record(_event(EventKind.HARD, "x@example.org", "x"), limit2)
+    assert (stranger.duplicate, stranger.after) == (False, None)
+
+    events = store.bounces.list()
+    assert [e.kind for e in events] == [EventKind.HARD] + [EventKind.SOFT] * 3 + [
+        EventKind.HARD,
+        EventKind.COMPLAINT,
+        EventKind.UNSUBSCRIBE,
+        EventKind.HARD,
+    ]
+    assert all(e.at is not None and e.at.tzinfo is not None for e in events)
+    assert store.bounces.list(since=events[-1].at + dt.timedelta(seconds=1)) == []
+    counts = store.bounces.counts_by_issue(["2025-04-04", "2025-05-19", "2025-01-01"])
+    assert counts == {
+        "2025-04-04": {"hard_bounce": 1},
+        "2025-05-19": {"hard_bounce": 1},
+        "2025-01-01": {},
+    }
+
+
+def test_refused_recipients_are_events_too(store):
+    from newsletter.store.bounces import EventKind
+
+    store.subscribers.add("gone@example.org", "ko")
+    subs = store.subscribers.list()
+    store.ledger.start_deliveries(DATE, subs)
+    reply = "550 5.1.1 <gone@example.org>: mailbox unavailable"
+    store.ledger.record(
+        DATE, [Outcome(Edition.KO, "gone@example.org", DeliveryState.FAILED, reply, True)], 3
+    )
+    [event] = store.bounces.list()
+    assert (event.kind, event.source, event.issue_date, event.status) == (
+        EventKind.HARD,
+        "smtp",
+        DATE,
+        "5.1.1",
+    )
+    assert event.diagnostic == reply
+    assert store.subscribers.hard_bounces("gone@example.org") == 1
+
+
+def test_reactivate_needs_force_after_a_complaint(store):
+    from newsletter.bounces.policy import reactivate, rule
+    from newsletter.store.bounces import EventKind
+
+    store.subscribers.add("c@example.org", "ko")
+    store.bounces.record(_event(EventKind.COMPLAINT, "c@example.org", "c1"), rule(3))
+    with pytest.raises(NewsletterError, match="spam") as caught:
+        reactivate(store, "c@example.org")
+    assert "--force" in caught.value.hint
+    done = reactivate(store, "c@example.org", force=True)
+    assert done.before is SubscriberState.COMPLAINED
+    assert store.subscribers.get("c@example.org").state is SubscriberState.ACTIVE
+    with pytest.raises(NewsletterError, match="nothing to undo"):
+        reactivate(store, "c@example.org")
+    with pytest.raises(NewsletterError, match="not a subscriber"):
+        reactivate(store, "nobody@example.org")
+    # An import never brings a complainer back.
+    with pytest.raises(NewsletterError, match="complained"):
+        store.bounces.record(_event(EventKind.COMPLAINT, "c@example.org", "c2"), rule(3))
+        store.subscribers.add("c@example.org", "ko")
+
+
+def test_complained_subscribers_stay_out_of_web_flows(store, tmp_path):
+    from newsletter.bounces.policy import rule
+    from newsletter.store.bounces import EventKind
+    from newsletter.web.subscriptions import Subscriptions
+
+    config = mail_config(tmp_path)
+    store.subscribers.add("c@example.org", "ko")
+    store.bounces.record(_event(EventKind.COMPLAINT, "c@example.org", "c"), rule(3))
+    web = Subscriptions(config, b"secret", store.subscribers, lambda: dt.datetime.now(dt.UTC))
+    web.unsubscribe("c@example.org")  # the one-click link of an old email
+    assert store.subscribers.get("c@example.org").state is SubscriberState.COMPLAINED
+    assert web.confirm("c@example.org", Edition.KO) == "stale"  # a confirmation link from before
+    assert web.edition_of("c@example.org") is None

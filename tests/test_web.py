@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -28,7 +27,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from helpers import SAMPLE_DIGESTS, run_cli
+from helpers import SAMPLE_DIGESTS, run_cli, serve_in_thread
 from smtp_servers import free_port
 
 from newsletter import tokens
@@ -164,8 +163,6 @@ class Running:
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Iterator[Running]:
     """create_app under uvicorn in a thread; other Limits by indirect parametrization."""
-    import uvicorn
-
     from newsletter.web.app import create_app
 
     limits = getattr(request, "param", None) or Limits(per_ip=1000)
@@ -174,27 +171,8 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Iterator
     config = make_config(tmp_path, port)
     clock = [dt.datetime.now(dt.UTC)]
     app = create_app(config, limits=limits, clock=lambda: clock[0])
-    uv = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            proxy_headers=True,
-            forwarded_allow_ips="127.0.0.1",
-        )
-    )
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
+    with serve_in_thread(app, port, proxy_headers=True, forwarded_allow_ips="127.0.0.1"):
         yield Running(config, Client(f"http://127.0.0.1:{port}/"), clock)
-    finally:
-        uv.should_exit = True
-        thread.join(10)
 
 
 # --- the whole journey through the real CLI ----------------------------------------------

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from newsletter.bounces.verp import Verp
 from newsletter.deliver.run import ProgressCallback, SendRun
 from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
 from newsletter.mail import build_edition_email, check_address, check_sendable, resolve_secret
@@ -168,6 +169,7 @@ def _send(
         secret=secret,
         sender=check_address(config.email.sender_address).envelope,
         date=date,
+        verp=Verp(secret, config.email.bounce_address) if config.email.bounce_address else None,
     )
     stop = stop or threading.Event()
     pool = make_pool(config, context, total, transport_factory)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from newsletter.model import Edition, Subscriber, SubscriberState
+from newsletter.store.bounces import smtp_bounce_rows
 from newsletter.store.database import now
 from newsletter.store.subscribers import subscriber_from_row
 
@@ -202,7 +203,7 @@ class Ledger:
         daemon polls, not only within one run. Those outcomes are returned.
 
         A hard bounce adds one to the subscriber's count; at `bounce_limit` the
-        subscriber is marked bounced.
+        subscriber is marked bounced; it is also an event in `bounce_events`.
         """
         if not outcomes:
             return []
@@ -248,6 +249,10 @@ class Ledger:
                 conn.execute(_row_update(self.tables, stamp), rows)
             if bounces:
                 conn.execute(_bounce_update(self.tables, stamp, bounce_limit), bounces)
+                # The event log (`newsletter bounces list`) has every bounce.
+                conn.execute(
+                    self.tables.bounce_events.insert(), smtp_bounce_rows(day, outcomes, stamp)
+                )
         return given_up
 
     def _give_up(

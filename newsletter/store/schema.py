@@ -31,6 +31,7 @@ class Tables:
     subscribers: sa.Table
     deliveries: sa.Table
     issues: sa.Table
+    bounce_events: sa.Table
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def _create(*names: str) -> Callable[[Tables, Any], None]:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("subscribers and the delivery ledger", _create("subscribers", "deliveries")),
     Migration("issues: the daemon's send-once mark", _create("issues")),
+    Migration("bounce_events: bounces, complaints, unsubscribes", _create("bounce_events")),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -106,7 +108,28 @@ def _define(sa: Any) -> Tables:
         sa.Column("issue_date", sa.String(10), primary_key=True),
         sa.Column("emailed_at", sa.DateTime(timezone=True), nullable=False),
     )
-    return Tables(metadata, version, subscribers, deliveries, issues)
+    # What happened after (or at) the send: hard and soft bounces, complaints,
+    # mailto unsubscribes, reactivations (newsletter/store/bounces.py). `ref`
+    # makes a report count once, however often it arrives.
+    bounce_events = sa.Table(
+        "bounce_events",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("email_key", sa.String(320), nullable=False),
+        sa.Column("issue_date", sa.String(10), nullable=True),
+        sa.Column("edition", sa.String(8), nullable=True),
+        sa.Column("status", sa.String(32), nullable=False, default=""),
+        sa.Column("diagnostic", sa.String(1000), nullable=False, default=""),
+        sa.Column("source", sa.String(16), nullable=False),
+        sa.Column("ref", sa.String(64), nullable=False, unique=True),
+        sa.Index("ix_bounce_events_issue", "issue_date"),
+        sa.Index("ix_bounce_events_email", "email_key"),
+        sa.Index("ix_bounce_events_at", "at"),
+    )
+    return Tables(metadata, version, subscribers, deliveries, issues, bounce_events)
 
 
 def migrate(conn: Any) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from newsletter.errors import NewsletterError
-from newsletter.model import Edition, Subscriber, SubscriberState
+from newsletter.model import LEFT_STATES, Edition, Subscriber, SubscriberState
 from newsletter.store.database import now
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class Subscribers:
                 )
             )
             return self._get(conn, address), "added"
-        left = row.state in (SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED)
+        left = row.state in LEFT_STATES
         if left and not reactivate:
             raise NewsletterError(
                 f"{address} is {row.state}; not re-subscribing it",

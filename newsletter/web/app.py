@@ -6,6 +6,7 @@
     GET  /unsubscribe?token=   a page with one button: GET never unsubscribes
     POST /unsubscribe?token=   the button (CSRF) or RFC 8058 one-click (token only)
     GET|POST /preferences?token=   change edition
+    POST /webhooks/...         provider bounce and complaint webhooks (web/webhooks_routes.py)
     /...                       paths.public (archive, feeds) as static files
 
 The handlers parse the request, apply the rate limits and CSRF check, and call
@@ -50,8 +51,10 @@ from newsletter.web.safety import (
     security_headers,
 )
 from newsletter.web.subscriptions import DeliveryProblem, Subscriptions, usable_address
+from newsletter.web.webhooks_routes import webhook_routes
 
 if TYPE_CHECKING:
+    from newsletter.bounces.sns import Certificates
     from newsletter.config import Config
 
 log = logging.getLogger("newsletter.web")
@@ -89,8 +92,12 @@ def create_app(
     *,
     limits: Limits | None = None,
     clock: Callable[[], dt.datetime] = _utcnow,
+    certificates: Certificates | None = None,
 ) -> Starlette:
-    """The ASGI app; NewsletterError at once without $NEWSLETTER_SECRET or a database."""
+    """The ASGI app; NewsletterError at once without $NEWSLETTER_SECRET or a database.
+
+    `certificates`: where SNS signing certificates may come from (tests only).
+    """
     secret = config.secret(required=True)
     assert secret is not None
     limits = limits or Limits()
@@ -117,6 +124,7 @@ def create_app(
         Route("/preferences", handlers.preferences_page, methods=["GET"]),
         Route("/preferences", handlers.save_preferences, methods=["POST"]),
         Route("/_web/style.css", handlers.stylesheet, methods=["GET"]),
+        *webhook_routes(config, db, certificates),
         # Last: everything else is the published site.
         Mount("/", app=PublicFiles(config.paths.public)),
     ]

@@ -34,7 +34,7 @@ from newsletter.mail import (
     sign_token,
     unsubscribe_url,
 )
-from newsletter.model import Edition, SubscriberState
+from newsletter.model import LEFT_STATES, Edition, SubscriberState
 from newsletter.render import environment
 from newsletter.store.subscribers import normalize_email
 from newsletter.transports import FileTransport, SendFailure, Transport, make_transport
@@ -210,10 +210,7 @@ class Subscriptions:
         """'confirmed' (now or before) or 'stale' (left since the link was sent)."""
         with self._lock:
             current = self.subscribers.get(address)
-            if current is None or current.state in (
-                SubscriberState.UNSUBSCRIBED,
-                SubscriberState.BOUNCED,
-            ):
+            if current is None or current.state in LEFT_STATES:
                 return "stale"
             if current.state is SubscriberState.PENDING:
                 self.subscribers.set_edition(address, edition)
@@ -224,7 +221,11 @@ class Subscriptions:
         """Unsubscribe the address if it is not already (unknown addresses: nothing)."""
         with self._lock:
             current = self.subscribers.get(address)
-            if current is not None and current.state is not SubscriberState.UNSUBSCRIBED:
+            # A complaint stays a complaint (reactivating it needs --force).
+            if current is not None and current.state not in (
+                SubscriberState.UNSUBSCRIBED,
+                SubscriberState.COMPLAINED,
+            ):
                 self.subscribers.remove(address)
 
     def edition_of(self, address: str) -> Edition | None:

@@ -165,6 +165,10 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, verbose: b
     from newsletter.plurals import nouns
 
     config = _config(ctx)  # a bad config is exit 2 even when paths are given
+    from newsletter.mail_checks import setup_warnings
+
+    for warning in setup_warnings(config):
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     if not paths:
         paths = (config.paths.digests,)
     for path in paths:

@@ -157,7 +157,9 @@ def _check_bounce_address(value: str) -> str:
 
 
 DEFAULT_SUBJECTS = {
-    "ko": "[ML 논문] {date} · {count}편",
+    # Not "[ML 논문] ...": its only cased letters, "ML", read as an all-caps
+    # subject to spam filters (newsletter.mail.shouting).
+    "ko": "[ML Papers] {date} · {papers}",
     "en": "[ML Papers] {date} · {papers}",
     "both": "[ML 논문 · Papers] {date} · {count}편",
 }
@@ -172,7 +174,12 @@ class EmailConfig(_Section):
     # token: bounces+TOKEN@example.org (newsletter/bounces/verp.py).
     bounce_address: Annotated[str, AfterValidator(_check_bounce_address)] | None = None
     subject: dict[Edition, str] = Field(default_factory=lambda: dict(DEFAULT_SUBJECTS))
+    # Bytes of the HTML part as transmitted (Gmail clips past ~102 KB).
     max_bytes: int = Field(100_000, ge=10_000)
+    # Characters of each abstract in the email (-1: whole, 0: hidden).
+    abstract_chars: int = Field(500, ge=-1)
+    # The sender's postal address for the footer (CAN-SPAM; Gmail's bulk-sender rules).
+    postal_address: str | None = None
     max_lateness_days: int = Field(2, ge=0)
     bounce_limit: int = Field(3, ge=1)
     # Attempts per message over all runs before a temporary failure (4xx, lost

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.model import HANGUL
 from newsletter.plurals import plural
-from newsletter.text import linkify
+from newsletter.text import linkify, wrap
 
 if TYPE_CHECKING:
     import jinja2
@@ -41,6 +41,12 @@ def counted(count: int | str, language: str, one: str = "", other: str = "") -> 
     return plural(int(count), language, **forms)
 
 
+def wrap_lines(text: str, width: int = 76) -> str:
+    """Jinja filter `|wrap`: text as lines of at most `width` columns
+    (`newsletter.text.wrap`: URLs never broken), joined by newlines."""
+    return "\n".join(wrap(str(text), width))
+
+
 def format_date(date: dt.date, language: str) -> str:
     """'2025년 4월 4일' for ko, 'April 4, 2025' for en."""
     from babel.dates import format_date as babel_format_date
@@ -63,6 +69,7 @@ def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
     env.filters["linkify"] = linkify
     env.filters["counted"] = counted
     env.filters["date_long"] = format_date
+    env.filters["wrap"] = wrap_lines
     return env
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from helpers import start_chromium
+from helpers import OVERFLOWING, start_chromium
 
 from newsletter.model import Digest, Entry
 from newsletter.site import write_site
@@ -23,19 +23,6 @@ WIDTHS = (375, 1280)
 LONG_URL = "https://example.org/" + "a-very-long-path-segment-without-breaks" * 6 + "?q=" + "x" * 80
 LONG_WORD = "Pneumonoultramicroscopicsilicovolcanoconiosis" * 3
 LONG_HANGUL = "띄어쓰기없이아주길게이어지는한국어문장" * 8
-
-# Every element whose right edge lies beyond the viewport, as "tag.class: right".
-OVERFLOWING = """
-const width = window.innerWidth;
-const out = [];
-for (const el of document.querySelectorAll('body *')) {
-  const box = el.getBoundingClientRect();
-  if (box.width > 0 && box.right > width + 0.5) {
-    out.push(el.tagName.toLowerCase() + '.' + el.className + ': ' + Math.round(box.right));
-  }
-}
-return out;
-"""
 
 
 def stress_digest() -> Digest:

@@ -27,6 +27,7 @@ from newsletter.bounces.verp import Verp
 from newsletter.deliver.run import ProgressCallback, SendRun
 from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
 from newsletter.mail import build_edition_email, check_address, check_sendable, resolve_secret
+from newsletter.mail_checks import setup_warnings
 from newsletter.model import Digest, Edition, Subscriber
 from newsletter.plurals import nouns
 
@@ -164,6 +165,8 @@ def _send(
         return DeliveryReport(date=date, skipped=skipped, note=note)
 
     check_sendable(config)
+    for warning in setup_warnings(config):
+        log.warning("%s", warning)
     secret = resolve_secret(config, smtp=config.email.transport == "smtp")
     emails = {edition: build_edition_email(config, digest, edition, now=now) for edition in planned}
     context = WorkContext(

@@ -158,7 +158,9 @@ def _work(
             number, email, name, edition, ident = job
             try:
                 token = sign_token(secret, UNSUBSCRIBE, email)
-                data = emails[edition].personalise(email, name, token)
+                data = emails[edition].personalise(
+                    email, name, token, eightbit=getattr(transport, "eightbitmime", False)
+                )
                 recipient = check_address(email).envelope
                 mail_from = verp.address(ident, day, edition) if verp else sender
             except ValueError as exc:

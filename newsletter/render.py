@@ -149,9 +149,13 @@ def tag_url(config: Config, tag: str, edition: str) -> str:
 
 
 def feed_url(config: Config, edition: str, kind: str = "atom", tag: str | None = None) -> str:
-    """Where an edition's (or an edition's tag's) feed is published; kind: atom|rss."""
+    """Where an edition's (or an edition's tag's) feed is published; kind:
+    atom (atom.xml), rss (rss.xml) or json (feed.json, JSON Feed 1.1)."""
     folder = f"feeds/{edition}/" + (f"tags/{tag_href(tag)}/" if tag is not None else "")
-    return f"{config.site.base_url}{folder}{kind}.xml"
+    return f"{config.site.base_url}{folder}{FEED_FILES[kind]}"
+
+
+FEED_FILES = {"atom": "atom.xml", "rss": "rss.xml", "json": "feed.json"}
 
 
 # --- an edition's view of a digest: neutral values for pages and feeds ---------
@@ -171,7 +175,15 @@ LABELS: dict[str, dict[str, str]] = {
         "editions": "판",
         "other_editions": "다른 판",
         "all_tags": "모든 태그",
+        "top_tags": "많이 쓰인 태그",
         "tagged": "태그 #{tag}",
+        "search": "검색",
+        "search_offline": "검색은 웹 서버에 올린 사이트에서 됩니다 (파일로 열면 안 됩니다).",
+        "search_script": "검색에는 자바스크립트가 필요합니다.",
+        "pages": "쪽",
+        "newer": "최근 글",
+        "older": "이전 글",
+        "opml": "모든 피드 (OPML)",
     },
     "en": {
         "subscribe": "Get it by email (subscribe)",
@@ -185,7 +197,15 @@ LABELS: dict[str, dict[str, str]] = {
         "editions": "Editions",
         "other_editions": "Other editions",
         "all_tags": "All tags",
+        "top_tags": "Most used tags",
         "tagged": "Tagged #{tag}",
+        "search": "Search",
+        "search_offline": "Search works when the site is served by a web server, not opened from files.",
+        "search_script": "Search needs JavaScript.",
+        "pages": "Pages",
+        "newer": "Newer",
+        "older": "Older",
+        "opml": "All feeds (OPML)",
     },
 }
 

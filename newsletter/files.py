@@ -45,9 +45,12 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
     """
     temps: list[tuple[str, Path]] = []
     renamed = 0
+    folders: set[Path] = set()
     try:
         for path, data in files:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(path.parent)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temps.append((tmp, path))
             with os.fdopen(fd, "wb") as handle:

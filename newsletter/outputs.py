@@ -70,14 +70,13 @@ def environment_key(config: Config) -> str:
 
 def digest_key(digest: Digest) -> str:
     """A digest's content hash: its date and every entry's fields (not its file
-    name or line numbers, which pages never show)."""
-    return key_of(
-        digest.date,
-        [
-            (e.title, e.authors, e.abstract, e.comment_ko, e.comment_en, e.tags)
-            for e in digest.entries
-        ],
-    )
+    name or line numbers, which pages never show). Fields are joined with
+    ASCII separator characters, which the digest parser never lets through."""
+    parts = [digest.date.isoformat()]
+    for e in digest.entries:
+        parts += (e.title, "\x1e".join(e.authors), e.abstract, e.comment_ko, e.comment_en)
+        parts.append("\x1e".join(e.tags))
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 class DigestKeys:

@@ -12,7 +12,9 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+
+from markupsafe import Markup
 
 from newsletter.model import HANGUL
 from newsletter.plurals import plural
@@ -48,6 +50,20 @@ def format_date(date: dt.date, language: str) -> str:
     return babel_format_date(date, "long", locale="ko" if language == "ko" else "en")
 
 
+def lang_attribute(code: str | None, page_lang: str) -> Markup:
+    """Template global `lang(code, page_lang)`: ` lang="CODE"` when text in
+    `code` sits on a page in another language (WCAG 3.1.2), else nothing. A
+    function, not a macro: pages call it for every title and comment."""
+    if code and code != page_lang:
+        return _lang_markup(code)
+    return Markup("")
+
+
+@functools.lru_cache(maxsize=64)
+def _lang_markup(code: str) -> Markup:
+    return Markup(' lang="{}"').format(code)
+
+
 @functools.cache
 def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
     import jinja2
@@ -60,6 +76,7 @@ def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.globals["lang"] = lang_attribute
     env.filters["linkify"] = linkify
     env.filters["counted"] = counted
     env.filters["date_long"] = format_date
@@ -120,6 +137,7 @@ def paper_anchors(titles: list[str] | tuple[str, ...]) -> list[str]:
     return anchors
 
 
+@functools.lru_cache(maxsize=65536)
 def tag_slug(tag: str) -> str:
     """A safe folder name for a tag: Hangul kept, lower case, never hidden or '..'.
 
@@ -295,8 +313,9 @@ def paper_views(digest: Digest, edition: str) -> tuple[PaperView, ...]:
     )
 
 
-@dataclass(frozen=True)
-class TaggedPaper:
+class TaggedPaper(NamedTuple):
+    """A paper of a tag's list (a NamedTuple: a build makes one per paper and tag)."""
+
     digest: Digest
     index: int  # position of the paper in its digest (indexes its paper_views)
 
@@ -320,10 +339,19 @@ def tag_groups(digests: list[Digest] | tuple[Digest, ...]) -> list[TagGroup]:
     papers: dict[str, list[TaggedPaper]] = {}
     for digest in sorted(digests, key=lambda d: d.date, reverse=True):
         for index, entry in enumerate(digest.entries):
-            for slug, tag in _tags_by_slug(entry.tags).items():
-                names.setdefault(slug, tag)  # the newest spelling names the page
-                papers.setdefault(slug, []).append(TaggedPaper(digest, index))
+            slugs = _entry_slugs(entry.tags)
+            for slug, tag in slugs:
+                if slug not in names:
+                    names[slug] = tag  # the newest spelling names the page
+                    papers[slug] = []
+                papers[slug].append(TaggedPaper(digest, index))
     return [TagGroup(slug, names[slug], tuple(papers[slug])) for slug in sorted(papers)]
+
+
+@functools.lru_cache(maxsize=65536)
+def _entry_slugs(tags: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(slug, tag) once per slug, first spelling kept; cached per tag tuple."""
+    return tuple(_tags_by_slug(tags).items())
 
 
 def _tags_by_slug(tags: tuple[str, ...]) -> dict[str, str]:

@@ -14,6 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from markupsafe import Markup
+
 from newsletter import render
 from newsletter.model import Digest, Edition
 from newsletter.revisions import Revisions, issue_key
@@ -107,7 +109,7 @@ class ItemMaker:
         self.revisions = revisions
         self.language = Edition(edition).language
         self._views: dict[dt.date, tuple[render.PaperView, ...]] = {}
-        self._paper_html: dict[tuple[dt.date, int], str] = {}
+        self._paper_html: dict[tuple[dt.date, int], Markup] = {}
         self._issues: dict[dt.date, FeedItem] = {}
 
     def views(self, digest: Digest) -> tuple[render.PaperView, ...]:
@@ -132,7 +134,11 @@ class ItemMaker:
             published=published,
             updated=self.revisions.changed(key, (digest.date, papers), published),
             summary=" · ".join(paper.title for paper in papers),
-            content=self._render("feed/issue.html", url, papers=papers),
+            content=self._render(
+                "feed/issue.html",
+                url,
+                papers=[self.paper_html(digest, index) for index in range(len(papers))],
+            ),
             categories=digest.tags,
         )
         self._issues[digest.date] = item
@@ -148,8 +154,6 @@ class ItemMaker:
         offset = dt.timedelta(seconds=len(papers) - 1 - tagged.index)
         published = issue_datetime(self.config, date) + offset
         key = f"{issue_key(self.edition, date)}#{paper.anchor}"
-        if (date, tagged.index) not in self._paper_html:
-            self._paper_html[date, tagged.index] = self._render("feed/paper.html", url, paper=paper)
         return FeedItem(
             id=f"{url}#{paper.anchor}",
             title=paper.title,
@@ -157,9 +161,19 @@ class ItemMaker:
             published=published,
             updated=self.revisions.changed(key, (date, paper), published),
             summary=" ".join(comment.text for comment in paper.comments) or paper.title,
-            content=self._paper_html[date, tagged.index],
+            content=self.paper_html(tagged.digest, tagged.index),
             categories=tuple(tag.name for tag in paper.tags),
         )
+
+    def paper_html(self, digest: Digest, index: int) -> Markup:
+        """One paper's feed HTML (templates/feed/paper.html), made once per build:
+        issue items hold their papers', and a paper is in several tag feeds."""
+        key = (digest.date, index)
+        if key not in self._paper_html:
+            url = render.issue_url(self.config, digest.date, self.edition)
+            paper = self.views(digest)[index]
+            self._paper_html[key] = Markup(self._render("feed/paper.html", url, paper=paper))
+        return self._paper_html[key]
 
     def _render(self, template: str, page_url: str, **values: object) -> str:
         html = (

@@ -34,8 +34,9 @@ def changed_feed_urls(config: Config, written: Iterable[str]) -> list[str]:
 def ping_hub(config: Config, feed_urls: list[str]) -> list[str]:
     """POST a publish notification for each feed URL to feeds.websub_hub.
 
-    Returns one warning per failure (and logs it); never raises for network
-    or HTTP errors. No hub configured, or no URL: nothing is sent.
+    Returns one warning per failure (the caller shows or logs them); never
+    raises for network or HTTP errors. No hub configured, or no URL: nothing
+    is sent.
     """
     hub = config.feeds.websub_hub
     if not hub or not feed_urls:
@@ -57,8 +58,6 @@ def ping_hub(config: Config, feed_urls: list[str]) -> list[str]:
                     f"WebSub hub {hub} answered {response.status_code} for {url}: "
                     f"{response.text.strip()[:200]}"
                 )
-    for warning in warnings:
-        log.warning("%s", warning, extra={"event": "websub_failed"})
     if not warnings:
         log.info(
             "WebSub hub %s notified of %d feeds",

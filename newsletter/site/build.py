@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -61,18 +62,22 @@ class _Scope:
     tags: set[str] = field(default_factory=set)  # slugs of its papers' tags
 
 
-def issue_files(config: Config, digest: Digest) -> dict[str, bytes]:
-    """The issue page of every configured edition of one digest (no search box)."""
-    site = SiteContext(config)
+def issue_files(config: Config, digest: Digest, search: bool | None = None) -> dict[str, bytes]:
+    """The issue page of every configured edition of one digest; search: whether
+    pages get a search box (default: site.search)."""
+    site = SiteContext(config, config.site.search if search is None else search)
     return {
         paths.issue_path(edition, digest.date): issue_page(site, digest, edition)
         for edition in config.editions
     }
 
 
-def index_files(config: Config, digests: Iterable[Digest]) -> dict[str, bytes]:
-    """Landing page, edition indexes, tag pages and tag indexes (no search box)."""
-    site = SiteContext(config)
+def index_files(
+    config: Config, digests: Iterable[Digest], search: bool | None = None
+) -> dict[str, bytes]:
+    """Landing page, edition indexes, tag pages and tag indexes (search as in
+    issue_files)."""
+    site = SiteContext(config, config.site.search if search is None else search)
     issues = newest_first(digests)
     groups = render.tag_groups(issues)
     keys = DigestKeys()
@@ -104,6 +109,27 @@ def write_site(
     now: the build's clock (aware; default: the wall clock), the `updated` time
     of feed items whose text changed since the last build (a correction).
     """
+    import gc
+
+    # A build makes many small objects that live until it ends: the cyclic
+    # garbage collector's passes over them took a third of a rebuild's time.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _write_site(config, digests, date=date, dry_run=dry_run, now=now)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _write_site(
+    config: Config,
+    digests: Iterable[Digest],
+    *,
+    date: dt.date | None,
+    dry_run: bool,
+    now: dt.datetime | None,
+) -> SiteResult:
     from newsletter.feeds import feed_outputs
     from newsletter.feeds.opml import build_opml
     from newsletter.site import search as search_index
@@ -176,7 +202,7 @@ def write_site(
     search_keys = dict(manifest.search)
     if search_on:
         began = time.perf_counter()
-        search_keys = _write_search(config, issues, keys, manifest, writer, warnings, dry_run)
+        search_keys = _write_search(config, issues, keys, manifest, writer, warnings)
         search_seconds = time.perf_counter() - began
     elif manifest.search:
         writer.drop_folders([search_index.bundle_folder(e) for e in manifest.search])
@@ -197,8 +223,6 @@ def write_site(
         }
     if not dry_run:
         write_manifest(public, keep, revisions.record(current), search_keys)
-    for warning in warnings:
-        log.warning("%s", warning)
     return SiteResult(
         tuple(sorted(writer.written)),
         writer.unchanged,
@@ -238,7 +262,7 @@ def _issue_outputs(
 
 def _landing(site: SiteContext, issues: list[Digest], env: str) -> Output:
     latest = issues[0] if issues else None
-    latest_key = (latest.date, latest.source) if latest else None
+    latest_key = latest.date if latest else None
     return Output(
         "index.html", key_of(env, "landing", latest_key), lambda: landing_page(site, latest)
     )
@@ -336,10 +360,9 @@ def _write_search(
     manifest: BuildManifest,
     writer: _Writer,
     warnings: list[str],
-    dry_run: bool,
 ) -> dict[str, str]:
     """Build the search bundles unless their records are unchanged; returns
-    {edition: key} for the manifest."""
+    {edition: "KEY:FILES"} for the manifest."""
     from newsletter.site import search as search_index
 
     content = [keys(d) for d in issues]
@@ -354,20 +377,16 @@ def _write_search(
         for edition in config.editions
     }
     folders = {e: search_index.bundle_folder(e) for e in wanted}
-    fresh = all(
-        manifest.search.get(e) == k
+    gone = [search_index.bundle_folder(e) for e in manifest.search if e not in wanted]
+    old = {e: value.partition(":") for e, value in manifest.search.items()}
+    if all(
+        old.get(e, ("",))[0] == k
         and (config.paths.public / folders[e] / "pagefind-entry.json").is_file()
         for e, k in wanted.items()
-    )
-    gone = [search_index.bundle_folder(e) for e in manifest.search if e not in wanted]
-    if fresh:
+    ):
+        writer.unchanged += sum(int(old[e][2] or 0) for e in wanted)
         writer.drop_folders(gone)
-        return wanted
-    if dry_run:
-        writer.written.extend(
-            f"{folders[e]}…" for e, k in wanted.items() if manifest.search.get(e) != k
-        )
-        return dict(manifest.search)
+        return {e: manifest.search[e] for e in wanted}
     try:
         files = search_index.build_bundles(config, issues)
     except search_index.SearchUnavailable as exc:
@@ -375,7 +394,8 @@ def _write_search(
         return dict(manifest.search)
     writer.write_bundles(files, list(folders.values()))
     writer.drop_folders(gone)
-    return wanted
+    counts = {e: sum(path.startswith(folders[e]) for path in files) for e in wanted}
+    return {e: f"{k}:{counts[e]}" for e, k in wanted.items()}
 
 
 def newest_first(digests: Iterable[Digest]) -> list[Digest]:
@@ -418,6 +438,7 @@ class _Writer:
 
     def __init__(self, public: Path, dry_run: bool, known: dict[str, str]) -> None:
         self.public = public
+        self.root = str(public)
         self.dry_run = dry_run
         self.known = known
         self.keys: dict[str, str] = {}
@@ -430,12 +451,15 @@ class _Writer:
         for out in outputs:
             if out.path in self.keys:
                 continue
-            path = self.public / out.path
             known = self.known.get(out.path, "")
-            if known.startswith(f"{out.key}:") and _size(path) == known.partition(":")[2]:
+            if (
+                known.startswith(f"{out.key}:")
+                and _size(f"{self.root}/{out.path}") == known.partition(":")[2]
+            ):
                 self.keys[out.path] = known
                 self.unchanged += 1
                 continue
+            path = self.public / out.path
             data = out.render()
             self.keys[out.path] = f"{out.key}:{len(data)}"
             if _same(path, data):
@@ -466,17 +490,20 @@ class _Writer:
             for path in step:
                 target = self.public / path
                 if (compare and _same(target, files[path])) or (not compare and target.is_file()):
+                    self.unchanged += 1
                     continue
-                self._pending.append((target, files[path]))
                 self.written.append(path)
+                if not self.dry_run:
+                    self._pending.append((target, files[path]))
             self.flush()
         for folder in folders:
             root = self.public / folder
             for path in sorted(root.rglob("*")) if root.is_dir() else []:
                 relative = path.relative_to(self.public).as_posix()
                 if path.is_file() and relative not in files:
-                    path.unlink()
                     self.deleted.append(relative)
+                    if not self.dry_run:
+                        path.unlink()
 
     def drop_folders(self, folders: list[str]) -> None:
         """Delete whole search bundles (search turned off, edition removed)."""
@@ -509,11 +536,11 @@ def _content_named(path: str) -> bool:
     )
 
 
-def _size(path: Path) -> str:
+def _size(path: str) -> str:
     """The file's size as the manifest records it ("" when it is missing): a
     file edited by hand is rendered again even though its key is the same."""
     try:
-        return str(path.stat().st_size)
+        return str(os.stat(path).st_size)
     except OSError:
         return ""
 

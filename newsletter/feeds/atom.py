@@ -122,11 +122,19 @@ class _AtomTextFeed:
 
 
 class _AtomTextEntry(_AtomTextFeed):
-    """feedgen extension: an entry's title and summary as Atom text constructs."""
+    """feedgen extension: an entry's title and summary as Atom text constructs,
+    and its `<link rel="related">` (feedgen 1.0 writes entry links without
+    their rel, which would make a second alternate)."""
+
+    related: str | None = None
 
     def extend_atom(self, entry: Any) -> Any:
+        from lxml import etree
+
         for name in ("title", "summary"):
             _set_atom_text(entry, name)
+        if self.related:
+            etree.SubElement(entry, "link", href=self.related, rel="related")
         return entry
 
 
@@ -192,7 +200,7 @@ def _add_item(
     entry.title(text(item.title))
     entry.link(href=item.link, rel="alternate", type="text/html")
     if item.external_url and kind == "atom":
-        entry.link(href=item.external_url, rel="related")
+        entry.text.related = clean(item.external_url)
     entry.published(item.published)
     entry.updated(updated)
     entry.summary(text(item.summary))

@@ -201,9 +201,9 @@ def _write_site(
     search_seconds = 0.0
     search_keys = dict(manifest.search)
     if search_on:
-        began = time.perf_counter()
-        search_keys = _write_search(config, issues, keys, manifest, writer, warnings)
-        search_seconds = time.perf_counter() - began
+        search_keys, search_seconds = _write_search(
+            config, issues, keys, manifest, writer, warnings
+        )
     elif manifest.search:
         writer.drop_folders([search_index.bundle_folder(e) for e in manifest.search])
         search_keys = {}
@@ -360,9 +360,9 @@ def _write_search(
     manifest: BuildManifest,
     writer: _Writer,
     warnings: list[str],
-) -> dict[str, str]:
+) -> tuple[dict[str, str], float]:
     """Build the search bundles unless their records are unchanged; returns
-    {edition: "KEY:FILES"} for the manifest."""
+    {edition: "KEY:FILES"} for the manifest and the seconds spent indexing."""
     from newsletter.site import search as search_index
 
     content = [keys(d) for d in issues]
@@ -386,16 +386,17 @@ def _write_search(
     ):
         writer.unchanged += sum(int(old[e][2] or 0) for e in wanted)
         writer.drop_folders(gone)
-        return {e: manifest.search[e] for e in wanted}
+        return {e: manifest.search[e] for e in wanted}, 0.0
+    began = time.perf_counter()
     try:
         files = search_index.build_bundles(config, issues)
     except search_index.SearchUnavailable as exc:
         warnings.append(f"search index not updated: {exc}")
-        return dict(manifest.search)
+        return dict(manifest.search), time.perf_counter() - began
     writer.write_bundles(files, list(folders.values()))
     writer.drop_folders(gone)
     counts = {e: sum(path.startswith(folders[e]) for path in files) for e in wanted}
-    return {e: f"{k}:{counts[e]}" for e, k in wanted.items()}
+    return {e: f"{k}:{counts[e]}" for e, k in wanted.items()}, time.perf_counter() - began
 
 
 def newest_first(digests: Iterable[Digest]) -> list[Digest]:
@@ -515,6 +516,7 @@ class _Writer:
                 self.deleted.append(folder)
                 if not self.dry_run:
                     shutil.rmtree(root)
+                    _remove_empty_parents(root.parent, self.public)
 
     def delete(self, stale: list[str]) -> list[str]:
         """Delete files we generated before and not now, then the folders they emptied."""

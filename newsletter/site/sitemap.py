@@ -31,25 +31,24 @@ _HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 def urlset(entries: Iterable[tuple[str, dt.datetime | None]]) -> bytes:
     """A sitemap: (absolute URL, lastmod) pairs in the given order."""
-    lines = [_HEAD, _URLSET, "\n"]
-    for url, lastmod in entries:
-        lines.append(f"<url><loc>{escape(url)}</loc>")
-        if lastmod is not None:
-            lines.append(f"<lastmod>{lastmod.isoformat()}</lastmod>")
-        lines.append("</url>\n")
-    lines.append("</urlset>\n")
-    return "".join(lines).encode("utf-8")
+    return _document(_URLSET, "url", "urlset", entries)
 
 
 def sitemap_index(entries: Iterable[tuple[str, dt.datetime | None]]) -> bytes:
     """The sitemap index: (sitemap URL, its newest lastmod) pairs."""
-    lines = [_HEAD, _INDEX, "\n"]
+    return _document(_INDEX, "sitemap", "sitemapindex", entries)
+
+
+def _document(
+    opening: str, element: str, root: str, entries: Iterable[tuple[str, dt.datetime | None]]
+) -> bytes:
+    lines = [_HEAD, opening, "\n"]
     for url, lastmod in entries:
-        lines.append(f"<sitemap><loc>{escape(url)}</loc>")
+        lines.append(f"<{element}><loc>{escape(url)}</loc>")
         if lastmod is not None:
             lines.append(f"<lastmod>{lastmod.isoformat()}</lastmod>")
-        lines.append("</sitemap>\n")
-    lines.append("</sitemapindex>\n")
+        lines.append(f"</{element}>\n")
+    lines.append(f"</{root}>\n")
     return "".join(lines).encode("utf-8")
 
 

@@ -23,11 +23,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Output:
-    """One file of the site: `path` relative to paths.public."""
+    """One file of the site: `path` relative to paths.public.
+
+    pure: rendering it changes nothing the build reads later (no revision
+    bookkeeping), so a worker process may render it (pages; not feeds).
+    """
 
     path: str
     key: str
     render: Callable[[], bytes]
+    pure: bool = False
 
 
 def key_of(*parts: object) -> str:

@@ -300,3 +300,43 @@ def test_manifest_version_2_is_read_and_upgraded(site_config, site_digests):
     result = write_site(site_config, site_digests)
     assert result.written == () and result.deleted == ()
     assert json.loads(path.read_text(encoding="utf-8"))["version"] == 3
+
+
+# --- worker processes ---------------------------------------------------------------------------
+
+
+def test_pages_rendered_in_worker_processes_are_the_same(
+    tmp_path, site_config, site_digests, monkeypatch
+):
+    from newsletter.site import build
+
+    write_site(site_config, site_digests)
+    other = site_config.model_copy(
+        update={"paths": site_config.paths.model_copy(update={"public": tmp_path / "forked"})}
+    )
+    monkeypatch.setattr(build, "_workers", lambda jobs: 2)
+    result = write_site(other, list(reversed(site_digests)))
+    assert len(result.written) > 200
+
+    def tree(folder: Path) -> dict[str, bytes]:
+        return {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file()
+        }
+
+    assert tree(site_config.paths.public) == tree(tmp_path / "forked")
+
+
+def test_an_error_in_a_worker_is_raised_as_itself(tmp_path, site_config, site_digests, monkeypatch):
+    from newsletter.site import build
+
+    user = tmp_path / "templates" / "site"
+    user.mkdir(parents=True)
+    (user / "tag.html").write_text("{{ no_such_value }}", encoding="utf-8")
+    config = site_config.model_copy(
+        update={"paths": site_config.paths.model_copy(update={"templates": user.parent})}
+    )
+    monkeypatch.setattr(build, "_workers", lambda jobs: 2)
+    with pytest.raises(jinja2.UndefinedError, match="no_such_value"):
+        write_site(config, site_digests)

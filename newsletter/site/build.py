@@ -159,7 +159,7 @@ def _write_site(
     groups = render.tag_groups(issues)
 
     writer = _Writer(public, dry_run, manifest.keys)
-    writer.add(_issue_outputs(site, issues, revisions, env, keys, scope))
+    writer.add(_issue_outputs(site, issues, revisions, env, keys, scope, manifest.keys))
     writer.add([_landing(site, issues, env)])
     for edition in config.editions:
         views = Views(edition, keys)
@@ -181,6 +181,7 @@ def _write_site(
                         paths.search_page_path(edition),
                         key_of(env, "search", edition),
                         lambda edition=edition: search_page(site, edition),
+                        pure=True,
                     )
                 ]
             )
@@ -242,21 +243,25 @@ def _issue_outputs(
     env: str,
     keys: DigestKeys,
     scope: _Scope,
+    known: dict[str, str],
 ) -> Iterator[Output]:
     config = site.config
     chosen = issues if scope.date is None else [issues[scope.position]]
     for digest in chosen:
         for edition in config.editions:
             others = tuple(str(e) for e in config.editions if e != edition)
-
-            def page(digest: Digest = digest, edition: str = str(edition)) -> bytes:
-                issue_time(config, revisions, digest, edition)  # its revision, for sitemaps
-                return issue_page(site, digest, edition)
-
+            path = paths.issue_path(edition, digest.date)
+            key = key_of(env, "issue", str(edition), others, keys(digest))
+            if not known.get(path, "").startswith(f"{key}:"):
+                # Its content may have changed: hash it now (a correction moves
+                # its time, which sitemaps show); pages render later, maybe
+                # in worker processes.
+                issue_time(config, revisions, digest, str(edition), check=True)
             yield Output(
-                paths.issue_path(edition, digest.date),
-                key_of(env, "issue", str(edition), others, keys(digest)),
-                page,
+                path,
+                key,
+                lambda digest=digest, edition=str(edition): issue_page(site, digest, edition),
+                pure=True,
             )
 
 
@@ -264,7 +269,10 @@ def _landing(site: SiteContext, issues: list[Digest], env: str) -> Output:
     latest = issues[0] if issues else None
     latest_key = latest.date if latest else None
     return Output(
-        "index.html", key_of(env, "landing", latest_key), lambda: landing_page(site, latest)
+        "index.html",
+        key_of(env, "landing", latest_key),
+        lambda: landing_page(site, latest),
+        pure=True,
     )
 
 
@@ -278,10 +286,13 @@ def _tags_of(digest: Digest) -> list[render.TagView]:
     return [render.tag_view(tag) for tag in digest.tags]
 
 
-def issue_time(config: Config, revisions: Revisions, digest: Digest, edition: str) -> dt.datetime:
-    """When an issue's text last changed in an edition (newsletter.revisions)."""
+def issue_time(
+    config: Config, revisions: Revisions, digest: Digest, edition: str, *, check: bool = False
+) -> dt.datetime:
+    """When an issue's text last changed in an edition (newsletter.revisions);
+    check: hash its text even if a time is known (its content may have changed)."""
     key = issue_key(edition, digest.date)
-    known = revisions.time(key)
+    known = None if check else revisions.time(key)
     if known is not None:
         return known
     first = dt.datetime.combine(digest.date, dt.time(0, 0), tzinfo=config.site.tz)
@@ -447,6 +458,7 @@ class _Writer:
         self.deleted: list[str] = []
         self.unchanged = 0
         self._pending: list[tuple[Path, bytes]] = []
+        self._deferred: list[Output] = []
 
     def add(self, outputs: Iterable[Output]) -> None:
         for out in outputs:
@@ -460,22 +472,34 @@ class _Writer:
                 self.keys[out.path] = known
                 self.unchanged += 1
                 continue
-            path = self.public / out.path
-            data = out.render()
-            self.keys[out.path] = f"{out.key}:{len(data)}"
-            if _same(path, data):
-                self.unchanged += 1
+            self.keys[out.path] = ""  # rendered below
+            if out.pure:
+                self._deferred.append(out)
                 continue
-            self.written.append(out.path)
-            if not self.dry_run:
-                self._pending.append((path, data))
-                if len(self._pending) >= self.BATCH:
-                    self.flush()
+            self._tally(out, _render_one(out, self.root, self.dry_run, self._pending))
+            if len(self._pending) >= self.BATCH:
+                self._write_pending()
 
     def flush(self) -> None:
+        """Render the deferred pure outputs (in worker processes when there
+        are many), then write what is pending."""
+        jobs, self._deferred = self._deferred, []
+        for index, size, changed in _render_jobs(jobs, self.root, self.dry_run):
+            self._tally(jobs[index], (size, changed))
+        self._write_pending()
+
+    def _write_pending(self) -> None:
         if self._pending:
             write_many(self._pending)
             self._pending = []
+
+    def _tally(self, out: Output, result: tuple[int, bool]) -> None:
+        size, changed = result
+        self.keys[out.path] = f"{out.key}:{size}"
+        if changed:
+            self.written.append(out.path)
+        else:
+            self.unchanged += 1
 
     def write_bundles(self, files: dict[str, bytes], folders: list[str]) -> None:
         """Write search bundles (paths relative to public/), in three steps so a
@@ -529,6 +553,82 @@ class _Writer:
                 path.unlink()
                 _remove_empty_parents(path.parent, self.public)
         return self.deleted
+
+
+def _render_one(
+    out: Output, root: str, dry_run: bool, pending: list[tuple[Path, bytes]]
+) -> tuple[int, bool]:
+    """Render one output; queue it for writing if its bytes changed: (size, changed)."""
+    data = out.render()
+    path = Path(root) / out.path
+    if _same(path, data):
+        return len(data), False
+    if not dry_run:
+        pending.append((path, data))
+    return len(data), True
+
+
+# Outputs for worker processes: set before they fork, read by _render_share.
+_JOBS: list[Output] = []
+PARALLEL_MIN = 200  # fewer pages than this render in the build's own process
+
+
+def _render_jobs(jobs: list[Output], root: str, dry_run: bool) -> list[tuple[int, int, bool]]:
+    """Render and write jobs; (index, size, changed) for each. Many jobs on a
+    machine with several cores go to forked worker processes, one share
+    each (a page's rendering is pure Python: threads would take turns)."""
+    global _JOBS
+    if not jobs:
+        return []
+    workers = _workers(len(jobs))
+    _JOBS = jobs
+    try:
+        if workers == 1:
+            return _render_share((0, 1, root, dry_run))
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            shares = pool.map(_render_share, [(i, workers, root, dry_run) for i in range(workers)])
+    finally:
+        _JOBS = []
+    results = [result for share in shares for result in share]
+    for index, _size, changed in results:
+        if changed is None:  # failed in a worker: fail here, with its traceback
+            jobs[index].render()
+    return results
+
+
+def _render_share(task: tuple[int, int, str, bool]) -> list[tuple[int, int, bool]]:
+    share, shares, root, dry_run = task
+    results: list[tuple[int, int, bool]] = []
+    pending: list[tuple[Path, bytes]] = []
+    for index in range(share, len(_JOBS), shares):
+        if shares > 1:
+            try:
+                size, changed = _render_one(_JOBS[index], root, dry_run, pending)
+            except Exception:
+                results.append((index, 0, None))  # type: ignore[arg-type]
+                continue
+        else:
+            size, changed = _render_one(_JOBS[index], root, dry_run, pending)
+        results.append((index, size, changed))
+    if pending:
+        write_many(pending)
+    return results
+
+
+def _workers(jobs: int) -> int:
+    """Worker processes for `jobs` pages: one per usable core (at most 4) for a
+    big build, where fork exists and no other thread could hold a lock."""
+    import multiprocessing
+    import threading
+
+    if jobs < PARALLEL_MIN or threading.active_count() > 1:
+        return 1
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 4))
 
 
 def _content_named(path: str) -> bool:

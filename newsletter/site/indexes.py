@@ -115,6 +115,7 @@ def edition_outputs(
         paths.edition_index_path(edition),
         key_of(env, "front", edition, [views.key(d) for d in window], paging.front_older, top),
         lambda: _edition_page(site, edition, window, views, None, paging, top),
+        pure=True,
     )
     for number in sorted(pages) if pages is not None else paging.numbered:
         if number not in paging.numbered:
@@ -129,6 +130,7 @@ def edition_outputs(
             lambda number=number, listed=listed: _edition_page(
                 site, edition, listed, views, number, paging, ()
             ),
+            pure=True,
         )
 
 
@@ -234,7 +236,7 @@ def tag_index_output(
             tags=entries,
         )
 
-    return Output(path, key_of(env, "tags", edition, entries), page)
+    return Output(path, key_of(env, "tags", edition, entries), page, pure=True)
 
 
 def tag_outputs(
@@ -265,6 +267,7 @@ def tag_outputs(
             listed_key(window),
         ),
         lambda: _tag_page(site, edition, group, window, views, None, paging),
+        pure=True,
     )
     for number in sorted(pages) if pages is not None else paging.numbered:
         if number not in paging.numbered:
@@ -286,6 +289,7 @@ def tag_outputs(
             lambda number=number, listed=listed: _tag_page(
                 site, edition, group, listed, views, number, paging
             ),
+            pure=True,
         )
 
 

@@ -25,6 +25,7 @@ index); the build skips running it when no record changed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import subprocess
@@ -60,7 +61,7 @@ PARTICLE_PATTERN = (
     "^(.{2,}?|[^\\uAC00-\\uD7A3])(?:" + "|".join(sorted(PARTICLES, key=len, reverse=True)) + ")$"
 )
 _ENDING = re.compile(PARTICLE_PATTERN)
-_HANGUL_WORD = re.compile(r"[\w\-.+]*[\uac00-\ud7a3]+")
+_SYLLABLE = re.compile("[\uac00-\ud7a3]")
 _EDGE_PUNCTUATION = "\"'()[]{}<>.,;:!?«»“”‘’·…"
 
 # How long the service may take to exit once its input ends.
@@ -71,6 +72,7 @@ STEM_WEIGHT = 0.3
 ABSTRACT_WEIGHT = 0.5
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """`word` without a trailing Korean particle or ending (see PARTICLES)."""
     match = _ENDING.match(word)
@@ -81,10 +83,12 @@ def stems(text: str) -> list[str]:
     """The stems of text's Hangul words that had an ending, lower case, in
     first-seen order, without repeats."""
     found: dict[str, None] = {}
+    if not _SYLLABLE.search(text):
+        return []
     for word in text.split():
-        word = word.strip(_EDGE_PUNCTUATION).lower()
-        if not _HANGUL_WORD.search(word):
+        if not _SYLLABLE.search(word):
             continue
+        word = word.strip(_EDGE_PUNCTUATION).lower()
         short = stem(word)
         if short != word:
             found.setdefault(short.strip(_EDGE_PUNCTUATION), None)
@@ -118,7 +122,11 @@ def record_html(paper: render.PaperView, language: str, date_text: str) -> str:
     the date and an excerpt)."""
     comments = " ".join(comment.text for comment in paper.comments)
     tags = " ".join(f"#{tag.name}" for tag in paper.tags)
-    words = stems(" ".join((paper.title, comments, paper.abstract, tags)))
+    words = list(
+        dict.fromkeys(
+            w for text in (paper.title, comments, paper.abstract, tags) for w in stems(text)
+        )
+    )
     parts = [
         f'<html lang="{language}"><body>',
         f'<span data-pagefind-meta="{DATE_LABEL[language]}:{escape(date_text)}"></span>',

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from newsletter.model import Digest, Entry
 
 
+@functools.cache
 def builtin_templates() -> Path:
     """templates/ as installed (inside the package) or in a source checkout."""
     packaged = Path(__file__).parent / "templates"
@@ -297,8 +298,29 @@ def tag_view(tag: str) -> TagView:
     return TagView(tag, tag_slug(tag), tag_href(tag), text_language(tag))
 
 
+# paper_views by (id(digest), edition), with the digest itself so that an id
+# reused by another object is never mistaken for it; cleared when it grows.
+_VIEWS: dict[tuple[int, str], tuple[Digest, tuple[PaperView, ...]]] = {}
+_VIEWS_LIMIT = 50_000
+
+
 def paper_views(digest: Digest, edition: str) -> tuple[PaperView, ...]:
-    """Every paper of a digest as one edition shows it, with its stable anchor."""
+    """Every paper of a digest as one edition shows it, with its stable anchor.
+
+    Remembered per digest object and edition: a build asks for each many
+    times (its page, lists, feeds, sitemaps, search)."""
+    key = (id(digest), edition)
+    hit = _VIEWS.get(key)
+    if hit is not None and hit[0] is digest:
+        return hit[1]
+    if len(_VIEWS) >= _VIEWS_LIMIT:
+        _VIEWS.clear()
+    views = _paper_views(digest, edition)
+    _VIEWS[key] = (digest, views)
+    return views
+
+
+def _paper_views(digest: Digest, edition: str) -> tuple[PaperView, ...]:
     anchors = paper_anchors([entry.title for entry in digest.entries])
     return tuple(
         PaperView(

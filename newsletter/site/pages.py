@@ -45,6 +45,11 @@ class SiteContext:
     config: Config
     search: bool = False
 
+    @functools.cached_property
+    def environment(self) -> Any:
+        """The Jinja2 environment of this config (render.environment), looked up once."""
+        return render.environment(self.config)
+
 
 def render_page(
     site: SiteContext, template: str, path: str, *, edition: str | None, **context: Any
@@ -64,22 +69,18 @@ def render_page(
     context.setdefault("og", None)
     context.setdefault("newer", None)
     context.setdefault("older", None)
-    html = (
-        render.environment(config)
-        .get_template(template)
-        .render(
-            site=config.site,
-            editions=[str(e) for e in config.editions],
-            edition_names=render.EDITION_NAMES,
-            labels=render.LABELS[context["page_lang"]],
-            # The configured description has no language of its own: guess it.
-            description_lang=render.text_language(config.site.description) or "en",
-            edition=edition,
-            root=root,
-            index_file=index_file,
-            search_url=search_url,
-            **context,
-        )
+    html = site.environment.get_template(template).render(
+        site=config.site,
+        editions=[str(e) for e in config.editions],
+        edition_names=render.EDITION_NAMES,
+        labels=render.LABELS[context["page_lang"]],
+        # The configured description has no language of its own: guess it.
+        description_lang=render.text_language(config.site.description) or "en",
+        edition=edition,
+        root=root,
+        index_file=index_file,
+        search_url=search_url,
+        **context,
     )
     return html.encode("utf-8")
 

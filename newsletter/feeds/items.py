@@ -61,11 +61,12 @@ def issue_datetime(config: Config, date: dt.date) -> dt.datetime:
 
 
 def author(config: Config) -> str:
-    # Feeds need an author; the site's name stands in when none is configured.
+    """The feeds' author: site.author, else the site's title (feeds need one)."""
     return config.site.author or config.site.title
 
 
 def edition_info(config: Config, edition: str) -> FeedInfo:
+    """An edition's feed: its id is the Atom URL, self links per format."""
     name = render.EDITION_NAMES[edition][0]
     return FeedInfo(
         id=render.feed_url(config, edition, "atom"),
@@ -82,6 +83,7 @@ def edition_info(config: Config, edition: str) -> FeedInfo:
 
 
 def tag_info(config: Config, edition: str, group: render.TagGroup) -> FeedInfo:
+    """A tag's feed in one edition (Atom and JSON Feed)."""
     name = render.EDITION_NAMES[edition][0]
     return FeedInfo(
         id=render.feed_url(config, edition, "atom", tag=group.name),

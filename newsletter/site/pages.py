@@ -116,7 +116,8 @@ def tag_feeds(config: Config, edition: str, tag: str) -> list[FeedLink]:
 
 @functools.lru_cache(maxsize=16384)
 def long_date(date: dt.date, language: str) -> str:
-    # Babel takes ~40 µs a date; lists repeat each date many times.
+    """render.format_date, remembered: Babel takes ~40 µs a date, and lists
+    repeat each date many times."""
     return render.format_date(date, language)
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 
 def issue_path(edition: str, date: dt.date) -> str:
+    """`E/YYYY-MM-DD/index.html`: one issue in one edition."""
     return f"{edition}/{date.isoformat()}/index.html"
 
 
@@ -26,15 +27,18 @@ def edition_index_path(edition: str, page: int | None = None) -> str:
 
 
 def tag_page_path(edition: str, tag: str, page: int | None = None) -> str:
+    """A tag's front page (its newest papers) or numbered page, in one edition."""
     folder = f"{edition}/tags/{render.tag_slug(tag)}/"
     return f"{folder}index.html" if page is None else f"{folder}page/{page}/index.html"
 
 
 def tag_index_path(edition: str) -> str:
+    """`E/tags/index.html`: every tag of the edition with its count."""
     return f"{edition}/tags/index.html"
 
 
 def search_page_path(edition: str) -> str:
+    """`E/search/index.html`: the edition's search page."""
     return f"{edition}/search/index.html"
 
 

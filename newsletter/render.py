@@ -61,6 +61,16 @@ def lang_attribute(code: str | None, page_lang: str) -> Markup:
 
 
 @functools.lru_cache(maxsize=64)
+def edition_name(edition: str, page_lang: str) -> Markup:
+    """Template global: an edition's name, marked with its language when that
+    differs from the page's (`<span lang="en">English</span>` on a Korean page)."""
+    name, code = EDITION_NAMES[edition]
+    if code and code != page_lang:
+        return Markup('<span lang="{}">{}</span>').format(code, name)
+    return Markup("{}").format(name)
+
+
+@functools.lru_cache(maxsize=64)
 def _lang_markup(code: str) -> Markup:
     return Markup(' lang="{}"').format(code)
 
@@ -78,6 +88,7 @@ def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.globals["lang"] = lang_attribute
+    env.globals["edition_name"] = edition_name
     env.filters["linkify"] = linkify
     env.filters["counted"] = counted
     env.filters["date_long"] = format_date

@@ -308,13 +308,13 @@ def test_manifest_version_2_is_read_and_upgraded(site_config, site_digests):
 def test_pages_rendered_in_worker_processes_are_the_same(
     tmp_path, site_config, site_digests, monkeypatch
 ):
-    from newsletter.site import build
+    from newsletter.site import writer
 
     write_site(site_config, site_digests)
     other = site_config.model_copy(
         update={"paths": site_config.paths.model_copy(update={"public": tmp_path / "forked"})}
     )
-    monkeypatch.setattr(build, "_workers", lambda jobs: 2)
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
     result = write_site(other, list(reversed(site_digests)))
     assert len(result.written) > 200
 
@@ -329,7 +329,7 @@ def test_pages_rendered_in_worker_processes_are_the_same(
 
 
 def test_an_error_in_a_worker_is_raised_as_itself(tmp_path, site_config, site_digests, monkeypatch):
-    from newsletter.site import build
+    from newsletter.site import writer
 
     user = tmp_path / "templates" / "site"
     user.mkdir(parents=True)
@@ -337,6 +337,6 @@ def test_an_error_in_a_worker_is_raised_as_itself(tmp_path, site_config, site_di
     config = site_config.model_copy(
         update={"paths": site_config.paths.model_copy(update={"templates": user.parent})}
     )
-    monkeypatch.setattr(build, "_workers", lambda jobs: 2)
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
     with pytest.raises(jinja2.UndefinedError, match="no_such_value"):
         write_site(config, site_digests)

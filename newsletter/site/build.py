@@ -14,16 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter import render
 from newsletter.errors import NewsletterError
-from newsletter.files import write_many
 from newsletter.model import Digest
 from newsletter.outputs import DigestKeys, Output, environment_key, key_of
 from newsletter.revisions import Revisions, issue_key
@@ -31,6 +28,8 @@ from newsletter.site import paths, sitemap
 from newsletter.site.indexes import Views, edition_outputs, tag_index_output, tag_outputs
 from newsletter.site.manifest import BuildManifest, read_build_manifest, write_manifest
 from newsletter.site.pages import SiteContext, issue_page, landing_page, search_page
+from newsletter.site.sitemap import issue_time, sitemap_outputs
+from newsletter.site.writer import Writer
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -158,7 +157,7 @@ def _write_site(
         scope = _Scope(date, issues.index(this), {tag.slug for tag in _tags_of(this)})
     groups = render.tag_groups(issues)
 
-    writer = _Writer(public, dry_run, manifest.keys)
+    writer = Writer(public, dry_run, manifest.keys)
     writer.add(_issue_outputs(site, issues, revisions, env, keys, scope, manifest.keys))
     writer.add([_landing(site, issues, env)])
     for edition in config.editions:
@@ -195,7 +194,7 @@ def _write_site(
             )
         ]
     )
-    writer.add(_sitemaps(site, issues, groups, revisions, keys, scope))
+    writer.add(sitemap_outputs(site, issues, groups, revisions, scope.date))
     writer.add([Output("robots.txt", key_of(env, "robots"), lambda: sitemap.robots_txt(config))])
     writer.flush()
 
@@ -286,90 +285,12 @@ def _tags_of(digest: Digest) -> list[render.TagView]:
     return [render.tag_view(tag) for tag in digest.tags]
 
 
-def issue_time(
-    config: Config, revisions: Revisions, digest: Digest, edition: str, *, check: bool = False
-) -> dt.datetime:
-    """When an issue's text last changed in an edition (newsletter.revisions);
-    check: hash its text even if a time is known (its content may have changed)."""
-    key = issue_key(edition, digest.date)
-    known = None if check else revisions.time(key)
-    if known is not None:
-        return known
-    first = dt.datetime.combine(digest.date, dt.time(0, 0), tzinfo=config.site.tz)
-    return revisions.changed(key, (digest.date, render.paper_views(digest, edition)), first)
-
-
-def _sitemaps(
-    site: SiteContext,
-    issues: list[Digest],
-    groups: list[render.TagGroup],
-    revisions: Revisions,
-    keys: DigestKeys,
-    scope: _Scope,
-) -> list[Output]:
-    """sitemap.xml, sitemaps/E-YYYY.xml and sitemaps/lists.xml (see site.sitemap)."""
-    from newsletter.site.indexes import Pagination
-
-    config = site.config
-    base = config.site.base_url
-    children: list[tuple[str, dt.datetime | None]] = []
-    outputs: list[Output] = []
-    lists: list[tuple[str, dt.datetime | None]] = []
-    all_times = []
-    for edition in config.editions:
-        times = {d.date: issue_time(config, revisions, d, edition) for d in issues}
-        all_times += times.values()
-        by_year = itertools.groupby(reversed(issues), key=lambda d: d.date.year)
-        for year, group in by_year:
-            entries = [
-                (paths.page_url(config, paths.issue_path(edition, d.date)), times[d.date])
-                for d in group
-            ]
-            path = f"sitemaps/{edition}-{year}.xml"
-            children.append((base + path, sitemap.newest(t for _, t in entries)))
-            if scope.date is None or scope.date.year == year:
-                outputs.append(
-                    Output(path, key_of("sitemap", entries), lambda e=entries: sitemap.urlset(e))
-                )
-        paging = Pagination(len(issues), config.site.page_size)
-        newest = sitemap.newest(times.values())
-        lists.append((paths.page_url(config, paths.edition_index_path(edition)), newest))
-        for number in paging.numbered:
-            start, stop = paging.bounds(number)
-            when = sitemap.newest(times[d.date] for d in issues[start:stop])
-            lists.append((paths.page_url(config, paths.edition_index_path(edition, number)), when))
-        lists.append((paths.page_url(config, paths.tag_index_path(edition)), newest))
-        for group in groups:
-            tag_paging = Pagination(len(group.papers), config.site.page_size)
-            front = group.papers[: tag_paging.size]
-            when = sitemap.newest(times[p.digest.date] for p in front)
-            lists.append((paths.page_url(config, paths.tag_page_path(edition, group.name)), when))
-            for number in tag_paging.numbered:
-                start, stop = tag_paging.bounds(number)
-                when = sitemap.newest(times[p.digest.date] for p in group.papers[start:stop])
-                lists.append(
-                    (paths.page_url(config, paths.tag_page_path(edition, group.name, number)), when)
-                )
-        if site.search:
-            lists.append((paths.page_url(config, paths.search_page_path(edition)), None))
-    lists.insert(0, (base, sitemap.newest(all_times)))
-    outputs.append(
-        Output("sitemaps/lists.xml", key_of("sitemap", lists), lambda: sitemap.urlset(lists))
-    )
-    children.append((base + "sitemaps/lists.xml", sitemap.newest(t for _, t in lists)))
-    children.sort()
-    outputs.append(
-        Output("sitemap.xml", key_of("index", children), lambda: sitemap.sitemap_index(children))
-    )
-    return outputs
-
-
 def _write_search(
     config: Config,
     issues: list[Digest],
     keys: DigestKeys,
     manifest: BuildManifest,
-    writer: _Writer,
+    writer: Writer,
     warnings: list[str],
 ) -> tuple[dict[str, str], float]:
     """Build the search bundles unless their records are unchanged; returns
@@ -437,228 +358,3 @@ def _digest_on(issues: list[Digest], date: dt.date) -> Digest:
         f"no digest dated {date.isoformat()} among the {len(issues)} given",
         hint="publish a date whose digest is in the digests folder and parses cleanly",
     )
-
-
-# --- writing, stale files -------------------------------------------------------------------
-
-
-class _Writer:
-    """Renders planned outputs whose key changed, writes those whose bytes
-    changed (or, dry, only compares), and keeps the tally."""
-
-    BATCH = 2000  # files per flush to disk
-
-    def __init__(self, public: Path, dry_run: bool, known: dict[str, str]) -> None:
-        self.public = public
-        self.root = str(public)
-        self.dry_run = dry_run
-        self.known = known
-        self.keys: dict[str, str] = {}
-        self.written: list[str] = []
-        self.deleted: list[str] = []
-        self.unchanged = 0
-        self._pending: list[tuple[Path, bytes]] = []
-        self._deferred: list[Output] = []
-
-    def add(self, outputs: Iterable[Output]) -> None:
-        for out in outputs:
-            if out.path in self.keys:
-                continue
-            known = self.known.get(out.path, "")
-            if (
-                known.startswith(f"{out.key}:")
-                and _size(f"{self.root}/{out.path}") == known.partition(":")[2]
-            ):
-                self.keys[out.path] = known
-                self.unchanged += 1
-                continue
-            self.keys[out.path] = ""  # rendered below
-            if out.pure:
-                self._deferred.append(out)
-                continue
-            self._tally(out, _render_one(out, self.root, self.dry_run, self._pending))
-            if len(self._pending) >= self.BATCH:
-                self._write_pending()
-
-    def flush(self) -> None:
-        """Render the deferred pure outputs (in worker processes when there
-        are many), then write what is pending."""
-        jobs, self._deferred = self._deferred, []
-        for index, size, changed in _render_jobs(jobs, self.root, self.dry_run):
-            self._tally(jobs[index], (size, changed))
-        self._write_pending()
-
-    def _write_pending(self) -> None:
-        if self._pending:
-            write_many(self._pending)
-            self._pending = []
-
-    def _tally(self, out: Output, result: tuple[int, bool]) -> None:
-        size, changed = result
-        self.keys[out.path] = f"{out.key}:{size}"
-        if changed:
-            self.written.append(out.path)
-        else:
-            self.unchanged += 1
-
-    def write_bundles(self, files: dict[str, bytes], folders: list[str]) -> None:
-        """Write search bundles (paths relative to public/), in three steps so a
-        reader never loads an entry file whose index is not there yet: the
-        files named by their content's hash (Pagefind's index/, fragment/,
-        filter/, *.pf_meta: present means identical, never rewritten), the
-        scripts, then pagefind-entry.json. Then delete what the bundles no
-        longer hold."""
-        entry = sorted(p for p in files if p.endswith("pagefind-entry.json"))
-        hashed = sorted(p for p in files if _content_named(p))
-        scripts = sorted(set(files) - set(entry) - set(hashed))
-        for step, compare in ((hashed, False), (scripts, True), (entry, True)):
-            for path in step:
-                target = self.public / path
-                if (compare and _same(target, files[path])) or (not compare and target.is_file()):
-                    self.unchanged += 1
-                    continue
-                self.written.append(path)
-                if not self.dry_run:
-                    self._pending.append((target, files[path]))
-            self.flush()
-        for folder in folders:
-            root = self.public / folder
-            for path in sorted(root.rglob("*")) if root.is_dir() else []:
-                relative = path.relative_to(self.public).as_posix()
-                if path.is_file() and relative not in files:
-                    self.deleted.append(relative)
-                    if not self.dry_run:
-                        path.unlink()
-
-    def drop_folders(self, folders: list[str]) -> None:
-        """Delete whole search bundles (search turned off, edition removed)."""
-        import shutil
-
-        for folder in folders:
-            root = self.public / folder
-            if root.is_dir():
-                self.deleted.append(folder)
-                if not self.dry_run:
-                    shutil.rmtree(root)
-                    _remove_empty_parents(root.parent, self.public)
-
-    def delete(self, stale: list[str]) -> list[str]:
-        """Delete files we generated before and not now, then the folders they emptied."""
-        for relative in stale:
-            path = self.public / relative
-            if not path.is_file() or path.is_symlink():
-                continue
-            self.deleted.append(relative)
-            if not self.dry_run:
-                path.unlink()
-                _remove_empty_parents(path.parent, self.public)
-        return self.deleted
-
-
-def _render_one(
-    out: Output, root: str, dry_run: bool, pending: list[tuple[Path, bytes]]
-) -> tuple[int, bool]:
-    """Render one output; queue it for writing if its bytes changed: (size, changed)."""
-    data = out.render()
-    path = Path(root) / out.path
-    if _same(path, data):
-        return len(data), False
-    if not dry_run:
-        pending.append((path, data))
-    return len(data), True
-
-
-# Outputs for worker processes: set before they fork, read by _render_share.
-_JOBS: list[Output] = []
-PARALLEL_MIN = 200  # fewer pages than this render in the build's own process
-
-
-def _render_jobs(jobs: list[Output], root: str, dry_run: bool) -> list[tuple[int, int, bool]]:
-    """Render and write jobs; (index, size, changed) for each. Many jobs on a
-    machine with several cores go to forked worker processes, one share
-    each (a page's rendering is pure Python: threads would take turns)."""
-    global _JOBS
-    if not jobs:
-        return []
-    workers = _workers(len(jobs))
-    _JOBS = jobs
-    try:
-        if workers == 1:
-            return _render_share((0, 1, root, dry_run))
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            shares = pool.map(_render_share, [(i, workers, root, dry_run) for i in range(workers)])
-    finally:
-        _JOBS = []
-    results = [result for share in shares for result in share]
-    for index, _size, changed in results:
-        if changed is None:  # failed in a worker: fail here, with its traceback
-            jobs[index].render()
-    return results
-
-
-def _render_share(task: tuple[int, int, str, bool]) -> list[tuple[int, int, bool]]:
-    share, shares, root, dry_run = task
-    results: list[tuple[int, int, bool]] = []
-    pending: list[tuple[Path, bytes]] = []
-    for index in range(share, len(_JOBS), shares):
-        if shares > 1:
-            try:
-                size, changed = _render_one(_JOBS[index], root, dry_run, pending)
-            except Exception:
-                results.append((index, 0, None))  # type: ignore[arg-type]
-                continue
-        else:
-            size, changed = _render_one(_JOBS[index], root, dry_run, pending)
-        results.append((index, size, changed))
-    if pending:
-        write_many(pending)
-    return results
-
-
-def _workers(jobs: int) -> int:
-    """Worker processes for `jobs` pages: one per usable core (at most 4) for a
-    big build, where fork exists and no other thread could hold a lock."""
-    import multiprocessing
-    import threading
-
-    if jobs < PARALLEL_MIN or threading.active_count() > 1:
-        return 1
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 4))
-
-
-def _content_named(path: str) -> bool:
-    """Pagefind names these files by a hash of their content."""
-    return any(f"/{part}/" in path for part in ("fragment", "index", "filter")) or path.endswith(
-        ".pf_meta"
-    )
-
-
-def _size(path: str) -> str:
-    """The file's size as the manifest records it ("" when it is missing): a
-    file edited by hand is rendered again even though its key is the same."""
-    try:
-        return str(os.stat(path).st_size)
-    except OSError:
-        return ""
-
-
-def _same(path: Path, data: bytes) -> bool:
-    try:
-        return path.read_bytes() == data
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-
-
-def _remove_empty_parents(folder: Path, public: Path) -> None:
-    root = public.resolve()
-    while folder.resolve() != root and root in folder.resolve().parents:
-        try:
-            folder.rmdir()  # fails, as it should, when the folder is not empty
-        except OSError:
-            return
-        folder = folder.parent

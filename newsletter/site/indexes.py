@@ -16,6 +16,8 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from markupsafe import Markup
+
 from newsletter import render
 from newsletter.model import Digest, Edition
 from newsletter.outputs import Output, key_of
@@ -86,12 +88,27 @@ class Views:
     def __init__(self, edition: str, digest_key: Callable[[Digest], str]) -> None:
         self.edition = edition
         self.key = digest_key
-        self._views: dict[dt.date, tuple[render.PaperView, ...]] = {}
+        self._tagged: dict[tuple[dt.date, int, str], Markup] = {}
 
     def __call__(self, digest: Digest) -> tuple[render.PaperView, ...]:
-        if digest.date not in self._views:
-            self._views[digest.date] = render.paper_views(digest, self.edition)
-        return self._views[digest.date]
+        return render.paper_views(digest, self.edition)
+
+    def tagged_html(self, site: SiteContext, item: render.TaggedPaper, edition_root: str) -> Markup:
+        """A paper's entry in tag lists (templates/site/_tagged.html), rendered
+        once per page depth: a paper is on the pages of each of its tags."""
+        key = (item.digest.date, item.index, edition_root)
+        if key not in self._tagged:
+            language = Edition(self.edition).language
+            html = site.environment.get_template("site/_tagged.html").render(
+                page_lang=language,
+                edition_root=edition_root,
+                index_file="index.html" if site.config.site.relative_urls else "",
+                date_iso=item.digest.date.isoformat(),
+                date_text=long_date(item.digest.date, language),
+                paper=self(item.digest)[item.index],
+            )
+            self._tagged[key] = Markup(html)
+        return self._tagged[key]
 
 
 # --- edition indexes ------------------------------------------------------------------
@@ -309,6 +326,7 @@ def _tag_page(
     path = paths.tag_page_path(edition, group.name, number)
     newer, older = _neighbours(number, paging, index_file)
     range_text = _range([item.digest for item in listed], language) if number else ""
+    edition_root = "../../" if number is None else "../../../../"
     return render_page(
         site,
         "site/tag.html",
@@ -319,17 +337,10 @@ def _tag_page(
         canonical=paths.page_url(config, path),
         feeds=tag_feeds(config, edition, group.name),
         tag=tag,
-        edition_root="../../" if number is None else "../../../../",
+        edition_root=edition_root,
         range_text=range_text,
         count_text=render.paper_count(paging.count, language),
         newer=newer,
         older=older,
-        papers=[
-            {
-                "date_iso": item.digest.date.isoformat(),
-                "date_text": long_date(item.digest.date, language),
-                "paper": views(item.digest)[item.index],
-            }
-            for item in listed
-        ],
+        papers=[views.tagged_html(site, item, edition_root) for item in listed],
     )

@@ -340,3 +340,16 @@ def test_an_error_in_a_worker_is_raised_as_itself(tmp_path, site_config, site_di
     monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
     with pytest.raises(jinja2.UndefinedError, match="no_such_value"):
         write_site(config, site_digests)
+
+
+def test_publishing_a_corrected_day_updates_the_tag_it_left(site_config):
+    days = [day(1, tags=("rl",)), day(2, tags=("rl", "moe"))]
+    write_site(site_config, days)
+    fixed = day(2, tags=("rl",))  # the author removed #moe
+    write_site(site_config, [days[0], fixed], date=fixed.date)
+    public = site_config.paths.public
+    rl = (public / "ko/tags/rl/index.html").read_text(encoding="utf-8")
+    assert "Paper 2" in rl and "Paper 1" in rl
+    assert not (public / "ko/tags/moe").exists()  # no paper has the tag any more
+    assert not (public / "feeds/ko/tags/moe").exists()
+    assert (public / "ko/2025-01-01/index.html").exists()  # a correction deletes no issue

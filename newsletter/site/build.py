@@ -52,7 +52,7 @@ class SiteResult:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Scope:
     """What a run plans: everything (date None) or what lists one date."""
 
@@ -154,7 +154,10 @@ def _write_site(
         # earlier run wrote, and this one; never a page that does not exist.
         this = _digest_on(issues, date)
         issues = [d for d in issues if d is this or _is_published(manifest, config, d)]
-        scope = _Scope(date, issues.index(this), {tag.slug for tag in _tags_of(this)})
+        if not _is_published(manifest, config, this):
+            scope = _Scope(date, issues.index(this), {tag.slug for tag in _tags_of(this)})
+        # else a correction: its old tags' pages may list it too, so plan
+        # everything (keys skip what did not change).
     groups = render.tag_groups(issues)
 
     writer = Writer(public, dry_run, manifest.keys)
@@ -215,11 +218,16 @@ def _write_site(
         current = {issue_key(e, d.date) for d in issues for e in config.editions}
     else:
         # Other pages were not planned: keep tracking them for the next full
-        # build, which is the one that decides what is stale.
-        deleted = writer.deleted
+        # build, which is the one that decides what is stale. A correction
+        # planned every list: lists it emptied (a tag it dropped) go now.
         keep = manifest.keys | writer.keys
+        if scope.date is None:
+            gone = [p for p in set(manifest.keys) - set(writer.keys) if _is_list(p)]
+            for path in writer.delete(sorted(gone)):
+                keep.pop(path, None)
+        deleted = writer.deleted
         current = {key.partition("#")[0] for key in manifest.revisions} | {
-            issue_key(e, scope.date) for e in config.editions
+            issue_key(e, date) for e in config.editions
         }
     if not dry_run:
         write_manifest(public, keep, revisions.record(current), search_keys)
@@ -342,6 +350,11 @@ def newest_first(digests: Iterable[Digest]) -> list[Digest]:
                 hint="each issue date may appear in only one digest file",
             )
     return ordered
+
+
+def _is_list(path: str) -> bool:
+    """A tag's page or feed, or a numbered page of a list."""
+    return "/tags/" in path or "/page/" in path
 
 
 def _is_published(manifest: BuildManifest, config: Config, digest: Digest) -> bool:

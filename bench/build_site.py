@@ -107,6 +107,8 @@ def _measure_search() -> None:
     from newsletter.site import search
 
     original = search.build_bundles
+    if getattr(original, "measured", False):
+        return
 
     def measured(*args, **kwargs):
         began = time.process_time()
@@ -115,6 +117,7 @@ def _measure_search() -> None:
         finally:
             SEARCH["cpu"] += time.process_time() - began
 
+    measured.measured = True  # type: ignore[attr-defined]
     search.build_bundles = measured
 
 

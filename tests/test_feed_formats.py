@@ -259,3 +259,32 @@ def test_the_command_line_shows_hub_failures_and_succeeds(cli, project):
         done = cli("publish", "--date", "2025-04-04", "--no-email", cwd=project)
     assert done.returncode == 0, done.stderr
     assert pings and "warning: WebSub hub" in done.stderr and "answered 503" in done.stderr
+
+
+def test_feeds_with_a_hub_pass_the_w3c_validator(site_config, site_digests):
+    """feedcheck.py (the W3C validator's code) on feeds that declare a hub."""
+    import subprocess
+    import sys
+
+    from test_feed_text import FEEDCHECK
+
+    if FEEDCHECK is None:
+        pytest.skip("../shared/tools/feedcheck.py is absent")
+    config = with_hub(site_config, "https://hub.example.org/")
+    write_site(config, site_digests)
+    public = config.paths.public
+    for relative in ("feeds/ko/atom.xml", "feeds/en/rss.xml", "feeds/both/tags/moe/atom.xml"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(FEEDCHECK),
+                str(public / relative),
+                "--base",
+                "https://example.org/papers/" + relative,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith(f"{public / relative}: 0 errors, 0 warnings"), result.stdout

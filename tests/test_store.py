@@ -1,5 +1,5 @@
 """The database: subscribers and the delivery ledger, on a real SQLite file
-(and PostgreSQL when `pg_ctl`/`initdb` and psycopg are available)."""
+and a real throw-away PostgreSQL cluster (found by tests/real_parts.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import real_parts
 from smtp_servers import free_port, mail_config
 
 from newsletter.errors import NewsletterError
@@ -23,20 +24,24 @@ DATE = dt.date(2025, 4, 4)
 
 
 def _postgres_url():
-    """Start a throw-away PostgreSQL server; yield its URL (skip if unavailable)."""
-    initdb = shutil.which("initdb") or (
-        shutil.which("pg_ctl") and str(Path(shutil.which("pg_ctl")).with_name("initdb"))
-    )
-    if not initdb or not Path(initdb).exists():
-        pytest.skip("PostgreSQL (initdb/pg_ctl) not installed")
-    pytest.importorskip("psycopg")
+    """Start a throw-away PostgreSQL server; return its URL and how to stop it.
+
+    initdb and pg_ctl come from real_parts (PATH, pg_config, /usr/lib/postgresql);
+    a missing or failing PostgreSQL skips, or fails under NEWSLETTER_REQUIRE_REAL=1.
+    """
+    bindir = real_parts.postgres_bindir()
+    initdb = str(bindir / "initdb")
+    real_parts.import_real("psycopg", "psycopg[binary]")
     folder = Path(tempfile.mkdtemp(prefix="nl-pg-"))
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser")
-        run_as = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(folder, "postgres")
+        runuser = real_parts.runuser()
+        run_as = [str(runuser), "-u", "postgres", "--"]
+        try:
+            shutil.chown(folder, "postgres")
+        except LookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            real_parts.require_real("PostgreSQL", "no 'postgres' user to run the server as")
     data = folder / "data"
     port = free_port()
     try:
@@ -48,7 +53,7 @@ def _postgres_url():
         subprocess.run(
             [
                 *run_as,
-                str(Path(initdb).with_name("pg_ctl")),
+                str(bindir / "pg_ctl"),
                 "-D",
                 str(data),
                 "-w",
@@ -61,9 +66,16 @@ def _postgres_url():
             check=True,
             capture_output=True,
         )
-    except (subprocess.CalledProcessError, KeyError, LookupError) as exc:
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log = folder / "log"
+        detail = getattr(exc, "stderr", b"") or b""
+        if log.exists():
+            detail += log.read_bytes()[-2000:]
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"cannot start PostgreSQL: {exc}")
+        real_parts.require_real(
+            "PostgreSQL",
+            f"cannot start a cluster with {bindir}: {exc}: {detail.decode(errors='replace')}",
+        )
     url = f"postgresql+psycopg://postgres@/postgres?host={folder}&port={port}"
     return url, run_as, initdb, data, folder
 

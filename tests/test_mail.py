@@ -174,7 +174,21 @@ def test_international_addresses(tmp_path):
     # RFC 6532 (SMTPUTF8): the address travels as UTF-8; the name stays RFC 2047.
     to = next(line for line in data.split(b"\r\n") if line.startswith(b"To: "))
     assert to == b"To: =?utf-8?b?6rmA?= <" + "김@example.kr".encode() + b">"
-    message.personalise("kim@한국.kr", "", token)  # IDNA domains are fine too
+
+    # An IDNA domain needs no SMTPUTF8: the header carries the A-label (RFC 5890),
+    # the whole message stays ASCII, and the link carries the token it was given.
+    idna_token = sign_token(b"k", "unsubscribe", "kim@한국.kr")
+    data = message.personalise("kim@한국.kr", "김", idna_token)
+    assert data.isascii()
+    to = next(line for line in data.split(b"\r\n") if line.startswith(b"To: "))
+    assert to == b"To: =?utf-8?b?6rmA?= <kim@xn--3e0b707e.kr>"
+    msg = parse(data)
+    assert msg["To"].addresses[0].addr_spec == "kim@xn--3e0b707e.kr"
+    assert msg["To"].addresses[0].display_name == "김"
+    assert f"unsubscribe?token={idna_token}>" in msg["List-Unsubscribe"]
+    assert verify_token(b"k", "unsubscribe", idna_token) == "kim@한국.kr"
+    text, html = bodies(msg)
+    assert f"unsubscribe?token={idna_token}" in text and idna_token in html
 
 
 def test_long_address_token_is_folded_and_survives(tmp_path):

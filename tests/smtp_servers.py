@@ -51,9 +51,10 @@ class Handler:
     temp_fail_first: int = 0  # answer 451 at DATA for the first N DATA commands
     drop_on: set[int] = field(default_factory=set)  # drop the connection on these DATA numbers
     delay: float = 0.0  # seconds per message, before it is recorded
-    # DATA commands after the first `hold_after` wait (unanswered, not recorded)
-    # until `gate` is set; `held` counts those waiting now.
+    # Messages after the first `hold_after` DATA commands are accepted (recorded)
+    # but their "250" waits until `gate` is set; `held` counts those waiting now.
     hold_after: int | None = None
+    hold_count: int | None = None  # hold only this many (None: all after hold_after)
     gate: threading.Event = field(default_factory=threading.Event)
     held: int = 0
     messages: list[Received] = field(default_factory=list)
@@ -88,8 +89,6 @@ class Handler:
             return "421 closing"
         if number <= self.temp_fail_first:
             return "451 4.3.0 try again later"
-        if self.hold_after is not None and number > self.hold_after:
-            await self._wait_at_gate()
         if self.delay:
             await asyncio.sleep(self.delay)
         with self.changed:
@@ -102,7 +101,14 @@ class Handler:
                 )
             )
             self.changed.notify_all()
+        if self._holds(number):
+            await self._wait_at_gate()
         return "250 2.0.0 queued"
+
+    def _holds(self, number: int) -> bool:
+        if self.hold_after is None or number <= self.hold_after:
+            return False
+        return self.hold_count is None or number <= self.hold_after + self.hold_count
 
     async def _wait_at_gate(self) -> None:
         with self.changed:

@@ -15,10 +15,12 @@ it to stand for "the package is not installed"); it defaults to `/`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -107,6 +109,32 @@ def runuser() -> Path:
     if found is None:
         require_real("PostgreSQL", "running as root without runuser; apt-get install util-linux")
     return found
+
+
+# --- small file systems --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_filesystem(folder: Path, size_kb: int = 64) -> Iterator[Path]:
+    """A real tmpfs of `size_kb` KiB mounted on `folder` (root only), for disk-full tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        require_real("tmpfs", "mounting a small file system needs root")
+    mount = _find(("mount",), ("/usr/bin/mount", "/bin/mount"))
+    umount = _find(("umount",), ("/usr/bin/umount", "/bin/umount"))
+    if mount is None or umount is None:
+        require_real("tmpfs", "mount/umount not found; apt-get install mount")
+    done = subprocess.run(
+        [str(mount), "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        require_real("tmpfs", f"cannot mount a tmpfs on {folder}: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run([str(umount), "-l", str(folder)], capture_output=True)
 
 
 # --- Chromium ----------------------------------------------------------------------

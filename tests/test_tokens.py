@@ -61,7 +61,7 @@ def test_clock_skew_boundary():
     # Issued by a server whose clock runs ahead of ours: up to 5 minutes is fine.
     t = token(NOW + SKEW)
     assert verify_expiring(KEY, "confirm:ko", t, NOW) == "kim@example.org"
-    with pytest.raises(InvalidToken, match="issued in the future"):
+    with pytest.raises(InvalidToken, match=r"^issued in the future$"):
         verify_expiring(KEY, "confirm:ko", token(NOW + SKEW + SECOND), NOW)
 
 
@@ -69,11 +69,11 @@ def test_a_changed_issue_time_breaks_the_signature():
     t = token()
     signed, _, issued = t.rpartition(".")
     for other in (int(issued) + 1, int(issued) - 86400):
-        with pytest.raises(InvalidToken, match="bad signature"):
+        with pytest.raises(InvalidToken, match=r"^bad signature$"):
             verify_expiring(KEY, "confirm:ko", f"{signed}.{other}", NOW)
-    with pytest.raises(InvalidToken, match="bad signature"):
+    with pytest.raises(InvalidToken, match=r"^bad signature$"):
         verify_expiring(b"other key", "confirm:ko", t, NOW)
-    with pytest.raises(InvalidToken, match="bad signature"):
+    with pytest.raises(InvalidToken, match=r"^bad signature$"):
         verify_expiring(KEY, "confirm:en", t, NOW)
 
 
@@ -93,7 +93,7 @@ def test_a_changed_issue_time_breaks_the_signature():
     ],
 )
 def test_malformed_tokens_are_invalid_not_errors(bad):
-    with pytest.raises(InvalidToken, match="malformed token"):
+    with pytest.raises(InvalidToken, match=r"^malformed token$"):
         verify_expiring(KEY, "confirm:ko", bad, NOW)
 
 
@@ -101,13 +101,13 @@ def test_twelve_digit_issue_time_is_read_not_refused():
     # 12 digits is the limit of a well-formed time (year 33658): signed with
     # another time it is a bad signature, not a malformed token.
     signed = token().rpartition(".")[0]
-    with pytest.raises(InvalidToken, match="bad signature"):
+    with pytest.raises(InvalidToken, match=r"^bad signature$"):
         verify_expiring(KEY, "confirm:ko", f"{signed}.{'9' * 12}", NOW)
 
 
 def test_far_future_issue_time_is_in_the_future():
     far = dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
-    with pytest.raises(InvalidToken, match="issued in the future"):
+    with pytest.raises(InvalidToken, match=r"^issued in the future$"):
         verify_expiring(KEY, "confirm:ko", token(far), NOW)
 
 

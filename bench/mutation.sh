@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Mutation testing of the pure core modules, each against its own tests.
+#
+#   bench/mutation.sh                 every target below
+#   bench/mutation.sh tokens mail     only the targets whose module path contains a word
+#
+# mutmut 2.5.x (not a project dependency) is installed by this script into a
+# throw-away virtualenv ($MUTMUT_VENV, default /tmp/newsletter-mutmut-venv). The
+# tests run with the project's .venv (make it first: see the README). Work happens
+# in a temporary copy of the project, so the work tree is never mutated.
+#
+# Prints per target: mutants, killed, survived, kill rate over all mutants and
+# over the non-equivalent ones (bench/mutation-equivalent.txt lists the
+# equivalent mutants, each with why). The surviving non-equivalent mutants are
+# printed as diffs; the whole report is kept in bench/out/mutation-report.txt.
+# Not part of CI: it takes minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+# One line per target:  module | functions or classes to mutate (empty: all) | tests
+TARGETS=(
+  "newsletter/digest.py | | tests/test_digest.py tests/test_digest_edges.py"
+  "newsletter/tokens.py | | tests/test_tokens.py"
+  "newsletter/mail.py | _b64 sign_token verify_token Address check_address one_line encode_text_header list_id_header encode_mailbox message_id _soft_end qp_encode_with_slots qp_fold_ascii EditionEmail _check_token | tests/test_mail.py tests/test_tokens.py"
+  "newsletter/render.py | split_url urls linkify text_language _short_hash paper_anchor paper_anchors tag_slug | tests/test_render.py"
+)
+
+PYTHON="$ROOT/.venv/bin/python"
+[ -x "$PYTHON" ] || { echo "mutation: $PYTHON missing; create the project venv first (README)" >&2; exit 2; }
+MUTMUT_VENV=${MUTMUT_VENV:-/tmp/newsletter-mutmut-venv}
+if [ ! -x "$MUTMUT_VENV/bin/mutmut" ]; then
+  echo "mutation: installing mutmut 2.5.1 into $MUTMUT_VENV"
+  python3 -m venv "$MUTMUT_VENV"
+  "$MUTMUT_VENV/bin/pip" install -q 'mutmut==2.5.1'
+fi
+
+WORK=$(mktemp -d /tmp/newsletter-mutation.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$ROOT/bench/out"
+report="$ROOT/bench/out/mutation-report.txt"  # kept (bench/out is not committed)
+: >"$report"
+for target in "${TARGETS[@]}"; do
+  IFS='|' read -r module functions tests <<<"$target"
+  module=$(echo "$module" | xargs); functions=$(echo "$functions" | xargs); tests=$(echo "$tests" | xargs)
+  if [ $# -gt 0 ]; then
+    wanted=no
+    for word in "$@"; do [[ $module == *"$word"* ]] && wanted=yes; done
+    [ $wanted = yes ] || continue
+  fi
+  missing=no
+  for t in $tests; do [ -e "$ROOT/$t" ] || missing=yes; done
+  if [ ! -e "$ROOT/$module" ] || [ $missing = yes ]; then
+    echo "mutation: skipping $module: $module or one of its tests ($tests) does not exist" | tee -a "$report"
+    continue
+  fi
+  copy="$WORK/$(basename "$module" .py)"
+  mkdir -p "$copy"
+  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | grep -zv '^bench/' \
+    | xargs -0 cp --parents -t "$copy" 2>/dev/null || true)
+  cp "$ROOT/bench/mutmut_config.py" "$copy/mutmut_config.py"
+  echo "== $module ($tests)"
+  (
+    cd "$copy"
+    # PYTHONPATH: the copy's newsletter package, not the editable install's.
+    export PYTHONPATH="$copy" MUTATION_FUNCTIONS="$functions"
+    runner="$PYTHON -m pytest -x -q -p no:cacheprovider -p no:xdist -W ignore $tests"
+    $PYTHON -c "import newsletter, sys; sys.exit(0 if newsletter.__file__.startswith('$copy') else 1)" \
+      || { echo "mutation: the copy's package is not the one imported" >&2; exit 2; }
+    "$MUTMUT_VENV/bin/mutmut" run --paths-to-mutate "$module" --runner "$runner" \
+      --tests-dir tests --simple-output --no-progress >"$copy/mutmut.log" 2>&1 || true
+    "$PYTHON" "$ROOT/bench/mutation_report.py" "$copy/.mutmut-cache" "$module" \
+      "$ROOT/bench/mutation-equivalent.txt" --functions "$functions" --diffs "$MUTMUT_VENV/bin/mutmut"
+  ) | tee -a "$report"
+done
+echo
+echo "== summary"
+grep "^RESULT\|^mutation: skipping" "$report" || true

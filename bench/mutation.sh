@@ -38,7 +38,7 @@ fi
 WORK=$(mktemp -d /tmp/newsletter-mutation.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$ROOT/bench/out"
-report="$ROOT/bench/out/mutation-report.txt"  # kept (bench/out is not committed)
+report="${MUTATION_REPORT:-$ROOT/bench/out/mutation-report.txt}"  # kept (bench/out is not committed)
 : >"$report"
 for target in "${TARGETS[@]}"; do
   IFS='|' read -r module functions tests <<<"$target"

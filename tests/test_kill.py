@@ -100,6 +100,22 @@ def kill_and_settle(process: subprocess.Popen, handler: Handler) -> None:
     handler.wait_until(lambda h: h.sessions_open == 0, "every session closed after the kill")
 
 
+def assert_one_copy_each_but(handler: Handler, in_flight: set[str]) -> None:
+    """Exactly one copy each, except two of each message accepted but unrecorded."""
+    assert handler.count_by_recipient() == {
+        f"reader{i}@example.org": 2 if f"reader{i}@example.org" in in_flight else 1
+        for i in range(SUBSCRIBERS)
+    }
+
+
+def start_sender(tmp_path, server) -> tuple[list[str], dict[str, str], subprocess.Popen]:
+    """The project, and its first `publish` started in the background."""
+    args = smtp_project(tmp_path, server, SUBSCRIBERS)
+    env = os.environ | {"NEWSLETTER_SECRET": "kill-test-secret"}
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return args, env, first
+
+
 def rerun(args: list[str], env: dict[str, str]) -> None:
     second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
@@ -109,10 +125,7 @@ def rerun(args: list[str], env: dict[str, str]) -> None:
 def test_kill_then_rerun_sends_each_once(tmp_path):
     handler = Handler(delay=0.01)
     with start_server(handler) as server:
-        args = smtp_project(tmp_path, server, SUBSCRIBERS)
-        env = os.environ | {"NEWSLETTER_SECRET": "kill-test-secret"}
-
-        first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        args, env, first = start_sender(tmp_path, server)
         handler.wait_until(lambda h: len(h.messages) >= 30, "30 messages before the kill")
         kill_and_settle(first, handler)
         accepted = set(handler.count_by_recipient())
@@ -123,14 +136,10 @@ def test_kill_then_rerun_sends_each_once(tmp_path):
         in_flight = accepted - recorded
         rerun(args, env)
 
-    counts = handler.count_by_recipient()
     print(f"killed after {len(accepted)} accepted, {len(in_flight)} not yet in the ledger")
-    # Exactly one copy each, except the messages accepted but not yet recorded at
-    # the kill (in flight per connection, or in the group commit being written).
-    assert counts == {
-        f"reader{i}@example.org": 2 if f"reader{i}@example.org" in in_flight else 1
-        for i in range(SUBSCRIBERS)
-    }
+    # The messages accepted but not yet recorded at the kill (in flight per
+    # connection, or in the group commit being written) arrive twice, no other.
+    assert_one_copy_each_but(handler, in_flight)
 
 
 def test_kill_with_every_reply_in_flight_repeats_exactly_those(tmp_path):
@@ -139,10 +148,7 @@ def test_kill_with_every_reply_in_flight_repeats_exactly_those(tmp_path):
     # everything before them in the ledger. Those and only those arrive twice.
     handler = Handler(hold_after=30)
     with start_server(handler) as server:
-        args = smtp_project(tmp_path, server, SUBSCRIBERS)
-        env = os.environ | {"NEWSLETTER_SECRET": "kill-test-secret"}
-
-        first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        args, env, first = start_sender(tmp_path, server)
         handler.wait_until(lambda h: h.held == CONNECTIONS, "a held reply on each connection")
         recorded = wait_for_ledger(tmp_path, 30, first)
         kill_and_settle(first, handler)
@@ -153,11 +159,7 @@ def test_kill_with_every_reply_in_flight_repeats_exactly_those(tmp_path):
         in_flight = accepted - recorded
         rerun(args, env)
 
-    counts = handler.count_by_recipient()
-    assert counts == {
-        f"reader{i}@example.org": 2 if f"reader{i}@example.org" in in_flight else 1
-        for i in range(SUBSCRIBERS)
-    }
+    assert_one_copy_each_but(handler, in_flight)
     assert len(in_flight) == CONNECTIONS
 
 

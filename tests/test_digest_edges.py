@@ -217,3 +217,25 @@ def test_an_unreadable_file_is_a_clear_error(tmp_path):
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     assert done.stdout.strip() == "cannot read the file: Permission denied", done.stderr
+
+
+# --- writing a digest -------------------------------------------------------------------
+
+
+def test_format_digest_writes_the_file_format_exactly():
+    from newsletter.digest import format_digest
+    from newsletter.model import Digest, Entry
+
+    digest = Digest(
+        dt.date(2025, 4, 4),
+        (
+            Entry("Title", ("Alice", "Bob (B)"), "Abstract.", "한국어.", "English.", ("a", "b")),
+            Entry("Second", ("Kim",), "", "", "Only English.", ("c",)),
+        ),
+        "d.txt",
+    )
+    assert format_digest(digest) == (
+        "2025년 4월 4일\n"
+        "Title\n(Alice, Bob (B))\nAbstract.\n한국어.\nEnglish.\n#a #b\n"
+        "Second\n(Kim)\nOnly English.\n#c"
+    )

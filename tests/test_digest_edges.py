@@ -239,3 +239,118 @@ def test_format_digest_writes_the_file_format_exactly():
         "Title\n(Alice, Bob (B))\nAbstract.\n한국어.\nEnglish.\n#a #b\n"
         "Second\n(Kim)\nOnly English.\n#c"
     )
+
+
+# --- every error says exactly what and how to fix it ----------------------------------
+
+DATE_HINT = "a digest starts with a date line such as '2025년 4월 4일'"
+ENTRY_HINT = "each entry is: title, (authors), abstract, Korean comment, English comment, #tags"
+AUTHORS_HINT = "the line after the title lists the authors in parentheses: (Name, Name)"
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "message", "hint"),
+    [
+        (b"", None, "the file is empty", DATE_HINT),
+        (
+            b"\x89PNG\r\n\x1a\n\x00",
+            3,
+            "this is a binary file, not a digest (it has NUL bytes)",
+            "digests are UTF-8 text files",
+        ),
+        (
+            b"2025-04-04\n\xff",
+            2,
+            "the file is not UTF-8 text",
+            "save it as UTF-8 (e.g. iconv -f cp949 -t utf-8 FILE)",
+        ),
+        (
+            b"Title first\n(A)\n",
+            1,
+            "expected the date line, found 'Title first'",
+            "the first line is the issue date: '2025년 4월 4일' or '2025-04-04'",
+        ),
+        (
+            b"2025-02-30\nT\n(A)\nx\n#t\n",
+            1,
+            "impossible date '2025-02-30': day is out of range for month",
+            None,
+        ),
+        (b"2025-04-04\n", 1, "no entries after the date line", ENTRY_HINT),
+        (
+            b"2025-04-04\n#orphan\n",
+            2,
+            "a tag line with no entry before it",
+            "an entry is: title, (authors), abstract, comments, then its #tags",
+        ),
+        (
+            b"2025-04-04\nTitle\n#t\n",
+            3,
+            "entry 'Title' has no authors line (found the tag line)",
+            AUTHORS_HINT,
+        ),
+        (
+            b"2025-04-04\nTitle\n(A)\nabstract\n",
+            2,
+            "the entry starting here ('Title') has no tag line",
+            "end every entry with a line of tags such as '#moe #efficiency'",
+        ),
+        (
+            b"2025-04-04\nTitle\n(A, (B)\nx\n#t\n",
+            3,
+            "unbalanced parentheses in the authors line",
+            "wrap all names in one pair of parentheses: (Name, Name (Alias), Name)",
+        ),
+        (
+            b"2025-04-04\n" + b"T" * 61 + b"\n(A)\nx\n",
+            2,
+            "the entry starting here ('" + "T" * 59 + "…') has no tag line",
+            "end every entry with a line of tags such as '#moe #efficiency'",
+        ),
+    ],
+)
+def test_errors_say_exactly_what_and_how_to_fix_it(tmp_path, data, line, message, hint):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data)
+    with pytest.raises(DigestError) as caught:
+        read_digest(path)
+    assert (caught.value.line, caught.value.bare_message, caught.value.hint) == (
+        line,
+        message,
+        hint,
+    )
+
+
+def test_warnings_name_the_entry_and_what_is_missing():
+    parsed = parse_digest(f"{DATE}\n{entry()}\n", "d.txt")
+    assert [(w.line, w.message) for w in parsed.warnings] == [
+        (2, "entry 'A Paper' has no abstract"),
+        (2, "entry 'A Paper' has no Korean comment"),
+        (2, "entry 'A Paper' has no English comment"),
+    ]
+    bell = entry("Abs\x07tract.", "한국어.", "English.")
+    control = parse_digest(f"{DATE}\n{bell}\n", "d.txt")
+    assert [(w.line, w.message) for w in control.warnings] == [(4, "control characters removed")]
+    assert control.digest.entries[0].abstract == "Abstract."
+
+
+def test_parse_without_a_source_names_it_digest():
+    with pytest.raises(DigestError) as caught:
+        parse_digest("")
+    assert caught.value.file == "<digest>"
+    assert parse_digest(f"{DATE}\n{entry('x')}").digest.source == "<digest>"
+
+
+def test_results_are_frozen_values_with_empty_defaults():
+    import dataclasses
+
+    from newsletter.digest import DigestReport, ParsedDigest
+
+    parsed = parse_digest(f"{DATE}\n{entry('x', '한국어', 'English')}", "d.txt")
+    report = DigestReport("d.txt", parsed.digest)
+    assert report.warnings == () and report.errors == () and report.ok
+    assert ParsedDigest(parsed.digest).warnings == ()
+    for value in (parsed, report):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.digest = None  # type: ignore[misc]
+    assert not DigestReport("d.txt", None).ok

@@ -286,16 +286,20 @@ def test_text_is_escaped_in_html_and_plain_in_text(tmp_path):
     assert "한국어 <think> 설명" in text and "#추론" in text
 
 
-def test_personalise_is_fast(tmp_path):
+def test_personalise_2000_recipients_changes_only_their_own_values(tmp_path):
     import time
 
     message = build_edition_email(mail_config(tmp_path), sample_digest(), Edition.BOTH, now=NOW)
     token = sign_token(b"k", "unsubscribe", "a@example.com")
     start = time.perf_counter()
-    for i in range(2000):
-        message.personalise(f"user{i}@example.com", "Name", token)
+    data = [message.personalise(f"user{i}@example.com", "Name", token) for i in range(2000)]
     per_message = (time.perf_counter() - start) / 2000
-    assert per_message < 250e-6  # measured ~15 us; generous for slow CI
+    # Speed is measured (bench/send.py), never asserted: a loaded machine is slow.
+    print(f"personalise: {per_message * 1e6:.1f} us per message")
+    assert len(set(data)) == 2000
+    # The address appears once (To); every other byte is the same length.
+    assert {len(d) - len(str(i)) for i, d in enumerate(data)} == {len(data[0]) - 1}
+    assert all(b"To: Name <user%d@example.com>" % i in d for i, d in enumerate(data[:50]))
 
 
 def test_two_builds_of_the_same_issue_are_byte_identical(tmp_path):

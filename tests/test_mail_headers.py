@@ -1,0 +1,161 @@
+"""mail.py's header and personalisation helpers by value: tokens, addresses,
+header encoding, Message-IDs and quoted-printable folding (the rest of the
+message is in test_mail.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from newsletter.mail import (
+    Address,
+    check_address,
+    encode_mailbox,
+    encode_text_header,
+    list_id_header,
+    message_id,
+    one_line,
+    qp_fold_ascii,
+    sign_token,
+    verify_token,
+)
+
+KEY = b"k"
+
+
+@pytest.mark.parametrize("length", range(1, 40))
+def test_tokens_round_trip_for_every_payload_length(length):
+    # Every base64 padding case (and payloads ending in any letter) comes back.
+    for address in ("x" * length, "김" * length, f"{'X' * length}@example.org"):
+        token = sign_token(KEY, "unsubscribe", address)
+        assert "=" not in token
+        assert verify_token(KEY, "unsubscribe", token) == address
+
+
+def test_token_payload_and_mac_ending_in_any_letter_round_trip():
+    for i in range(300):
+        address = f"user{i}@example.org"
+        assert verify_token(KEY, "unsubscribe", sign_token(KEY, "unsubscribe", address)) == address
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", ".", "abc", "abc.", ".abc", "a.b.c", "김.abc", "abc.김"],
+)
+def test_malformed_tokens_verify_to_none(token):
+    assert verify_token(KEY, "unsubscribe", token) is None
+
+
+def test_a_token_for_the_empty_address_is_refused():
+    assert verify_token(KEY, "unsubscribe", sign_token(KEY, "unsubscribe", "")) is None
+
+
+def test_a_well_signed_payload_that_is_not_utf8_is_refused():
+    import base64
+    import hashlib
+    import hmac
+
+    payload = base64.urlsafe_b64encode(b"\xff\xfe").rstrip(b"=").decode()
+    mac = hmac.new(KEY, f"unsubscribe\0{payload}".encode(), hashlib.sha256).digest()[:18]
+    token = f"{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    assert verify_token(KEY, "unsubscribe", token) is None
+
+
+# --- addresses -----------------------------------------------------------------------
+
+
+def test_check_address_keeps_the_address_and_makes_an_ascii_envelope():
+    assert check_address("Kim@Example.org") == Address(
+        "Kim@Example.org", "Kim@Example.org", smtputf8=False
+    )
+    assert check_address("김@한국.kr") == Address("김@한국.kr", "김@xn--3e0b707e.kr", True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        check_address("a@example.org").envelope = "b@example.org"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "no-at-sign",
+        "@example.org",
+        "local@",
+        "a b@example.org",
+        "a@example.org>",
+        "<a@example.org",
+        "a@example.org\r\nBcc: x@evil.org",
+        "a\x85@example.org",
+        "a\u2028@example.org",
+        'a"b@example.org',
+        "a,b@example.org",
+    ],
+)
+def test_unsafe_addresses_are_refused_by_name(bad):
+    with pytest.raises(ValueError) as error:
+        check_address(bad)
+    assert str(error.value) == f"unsafe or malformed address {bad!r}"
+
+
+def test_an_invalid_international_domain_is_refused_by_name():
+    bad = "a@" + "한" * 70 + ".kr"  # an IDNA label longer than 63 octets
+    with pytest.raises(ValueError) as error:
+        check_address(bad)
+    assert str(error.value) == f"address {bad!r} has an invalid domain"
+
+
+# --- headers --------------------------------------------------------------------------
+
+
+def test_one_line_turns_every_control_run_into_one_space():
+    assert one_line(" a\r\n\tb\x00c\x85d\u2028e\u2029  f ") == "a b c d e f"
+    assert one_line("") == ""
+
+
+def test_encode_text_header_ascii_korean_and_lookalike_encoded_words():
+    assert encode_text_header("Subject", "Hello\r\nBcc: x") == b"Subject: Hello Bcc: x"
+    assert encode_text_header("Subject", "논문") == b"Subject: =?utf-8?b?64W866y4?="
+    # Text that merely looks like an encoded word is encoded, so it shows as typed.
+    assert encode_text_header("Subject", "=?utf-8?q?x?=").startswith(b"Subject: =?utf-8?")
+    long = encode_text_header("Subject", "word " * 30)
+    assert all(len(line) <= 78 for line in long.split(b"\r\n"))
+    assert b"\r\n " in long  # folded, continuation lines start with a space
+
+
+def test_list_id_header_encodes_only_the_description():
+    assert list_id_header("ML <Papers>", "ko.example.org") == b"List-Id: ML Papers <ko.example.org>"
+    assert list_id_header("논문", "ko.example.org") == (
+        b"List-Id: =?utf-8?b?64W866y4?= <ko.example.org>"
+    )
+
+
+def test_encode_mailbox_names_cut_and_addresses():
+    ascii_address = check_address("a@example.org")
+    assert encode_mailbox("", ascii_address) == b"a@example.org"
+    # One line, and quoted: the colon is special in a header (RFC 5322).
+    assert encode_mailbox("Kim\r\nBcc: x", ascii_address) == b'"Kim Bcc: x" <a@example.org>'
+    assert encode_mailbox("N" * 150, ascii_address) == b"N" * 100 + b" <a@example.org>"
+    utf8 = check_address("김@example.kr")
+    assert encode_mailbox("", utf8) == "김@example.kr".encode()
+    assert encode_mailbox("Kim", utf8) == "Kim <김@example.kr>".encode()
+
+
+def test_message_id_is_per_date_edition_and_address_case_insensitive():
+    date = dt.date(2025, 4, 4)
+    one = message_id(date, "ko", "Kim@Example.org", "example.org")
+    assert one == message_id(date, "ko", "kim@example.org", "example.org")
+    assert one.startswith("<20250404.ko.") and one.endswith("@example.org>")
+    assert len(one) == len("<20250404.ko.") + 20 + len("@example.org>")
+    others = {
+        message_id(date, "en", "kim@example.org", "example.org"),
+        message_id(date + dt.timedelta(days=1), "ko", "kim@example.org", "example.org"),
+        message_id(date, "ko", "lee@example.org", "example.org"),
+    }
+    assert one not in others and len(others) == 3
+
+
+def test_qp_fold_ascii_soft_breaks_every_75_characters():
+    assert qp_fold_ascii("") == b""
+    assert qp_fold_ascii("a" * 75) == b"a" * 75
+    assert qp_fold_ascii("a" * 76) == b"a" * 75 + b"=\r\n" + b"a"
+    assert qp_fold_ascii("b" * 151) == b"=\r\n".join([b"b" * 75, b"b" * 75, b"b"])

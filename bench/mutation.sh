@@ -28,7 +28,7 @@ TARGETS=(
   "newsletter/digest.py | | tests/test_digest_edges.py tests/test_digest.py --deselect tests/test_digest.py::test_format_then_parse_round_trips"
   "newsletter/tokens.py | | tests/test_tokens.py"
   "newsletter/mail.py | _b64 sign_token verify_token Address check_address one_line encode_text_header list_id_header encode_mailbox message_id _soft_end qp_encode_with_slots qp_fold_ascii EditionEmail _check_token | tests/test_tokens.py tests/test_mail_headers.py tests/test_mail.py"
-  "newsletter/render.py | split_url urls linkify text_language _short_hash paper_anchor paper_anchors tag_slug | tests/test_render.py"
+  "newsletter/render.py | split_url urls linkify | tests/test_render_urls.py"
 )
 
 PYTHON="$ROOT/.venv/bin/python"

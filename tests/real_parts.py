@@ -103,12 +103,19 @@ def postgres_bindir() -> Path:
     )
 
 
+def program(name: str, package: str, places: tuple[str, ...] = ()) -> Path:
+    """A program on PATH or at one of `places` (under NEWSLETTER_TEST_ROOT)."""
+    found = _find((name,), places or (f"/usr/bin/{name}", f"/usr/sbin/{name}", f"/bin/{name}"))
+    if found is None:
+        require_real(
+            name, f"{name} not found on PATH or in /usr/bin, /usr/sbin; apt-get install {package}"
+        )
+    return found
+
+
 def runuser() -> Path:
     """util-linux's runuser (in /usr/sbin, often not on a user's PATH): initdb refuses root."""
-    found = _find(("runuser",), ("/usr/sbin/runuser", "/sbin/runuser"))
-    if found is None:
-        require_real("PostgreSQL", "running as root without runuser; apt-get install util-linux")
-    return found
+    return program("runuser", "util-linux")
 
 
 # --- small file systems --------------------------------------------------------
@@ -120,10 +127,8 @@ def small_filesystem(folder: Path, size_kb: int = 64) -> Iterator[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         require_real("tmpfs", "mounting a small file system needs root")
-    mount = _find(("mount",), ("/usr/bin/mount", "/bin/mount"))
-    umount = _find(("umount",), ("/usr/bin/umount", "/bin/umount"))
-    if mount is None or umount is None:
-        require_real("tmpfs", "mount/umount not found; apt-get install mount")
+    mount = program("mount", "mount")
+    umount = program("umount", "mount")
     done = subprocess.run(
         [str(mount), "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)],
         capture_output=True,

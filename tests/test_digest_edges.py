@@ -206,9 +206,12 @@ def test_an_unreadable_file_is_a_clear_error(tmp_path):
         "    print(e.bare_message)\n"
     )
     # As root nothing is unreadable: read as nobody (setpriv from util-linux).
-    run_as = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    if os.geteuid() != 0:
-        run_as = []
+    run_as = []
+    if os.geteuid() == 0:
+        import real_parts
+
+        setpriv = real_parts.program("setpriv", "util-linux")
+        run_as = [str(setpriv), "--reuid=65534", "--regid=65534", "--clear-groups"]
     tmp_path.chmod(0o755)
     done = subprocess.run(
         [*run_as, sys.executable, "-c", code, str(path)],

@@ -357,3 +357,9 @@ def test_results_are_frozen_values_with_empty_defaults():
         with pytest.raises(dataclasses.FrozenInstanceError):
             value.digest = None  # type: ignore[misc]
     assert not DigestReport("d.txt", None).ok
+
+
+def test_a_byte_order_mark_in_text_given_directly_is_dropped():
+    # read_digest decodes with utf-8-sig; text handed to parse_digest may still have one.
+    parsed = parse_digest(f"\ufeff{DATE}\n{entry('x', '한국어', 'English')}", "d.txt")
+    assert parsed.digest.date == dt.date(2025, 4, 4) and parsed.warnings == ()

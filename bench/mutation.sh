@@ -10,7 +10,8 @@
 # in a copy of the project per target under bench/out/mutation-work (not
 # committed), so the work tree is never mutated. A rerun keeps mutmut's cache
 # there: a killed mutant stays killed while its line is unchanged, every other
-# one is tested again. For figures from scratch: rm -rf bench/out/mutation-work.
+# one is tested again. For figures from scratch, and after changing a target's
+# functions (mutmut keeps skipped mutants skipped): rm -rf bench/out/mutation-work.
 #
 # Prints per target: mutants, killed, survived, kill rate over all mutants and
 # over the non-equivalent ones (bench/mutation-equivalent.txt lists the
@@ -21,14 +22,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-# One line per target:  module | functions or classes to mutate (empty: all) | tests
+# One line per target:  module | top-level functions, classes or constants to
+# mutate (empty: all of the module) | tests (pytest arguments)
 TARGETS=(
   # (the 200-example round-trip property test takes ~25 s a run: format_digest's
   # mutants are killed by an exact test in test_digest_edges.py instead)
   "newsletter/digest.py | | tests/test_digest_edges.py tests/test_digest.py --deselect tests/test_digest.py::test_format_then_parse_round_trips"
   "newsletter/tokens.py | | tests/test_tokens.py"
   "newsletter/mail.py | _b64 sign_token verify_token Address check_address one_line encode_text_header list_id_header encode_mailbox message_id _soft_end qp_encode_with_slots qp_fold_ascii EditionEmail _check_token | tests/test_tokens.py tests/test_mail_headers.py tests/test_mail.py"
-  "newsletter/render.py | split_url urls linkify | tests/test_render_urls.py"
+  "newsletter/render.py | _URL _TRAILING split_url urls linkify | tests/test_render_urls.py"
 )
 
 PYTHON="$ROOT/.venv/bin/python"

@@ -1,7 +1,8 @@
 """mutmut 2.x hooks for bench/mutation.sh (copied into the work copy it mutates).
 
-$MUTATION_FUNCTIONS (space-separated top-level function and class names) limits
-the mutants to the lines of those definitions; empty: the whole module.
+$MUTATION_FUNCTIONS (space-separated top-level function, class and constant
+names) limits the mutants to the lines of those definitions; empty: the whole
+module.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ def _wanted_lines(filename: str, names: str) -> frozenset[int] | None:
     tree = ast.parse(Path(filename).read_text(encoding="utf-8"))
     lines: set[int] = set()
     for node in tree.body:
-        definition = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-        if definition and node.name in wanted:
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined = {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defined = {node.name}
+        else:
+            continue
+        if defined & wanted:
+            decorators = getattr(node, "decorator_list", [])
+            first = min([node.lineno, *(d.lineno for d in decorators)])
             lines.update(range(first - 1, (node.end_lineno or node.lineno)))
     return frozenset(lines)
 

@@ -75,8 +75,32 @@ for target in "${TARGETS[@]}"; do
     runner="$PYTHON -m pytest -x -q -p no:cacheprovider -p no:xdist -W ignore $tests"
     $PYTHON -c "import newsletter, sys; sys.exit(0 if newsletter.__file__.startswith('$copy') else 1)" \
       || { echo "mutation: the copy's package is not the one imported" >&2; exit 2; }
-    "$MUTMUT_VENV/bin/mutmut" run --paths-to-mutate "$module" --runner "$runner" \
-      --tests-dir tests --simple-output --no-progress >"$copy/mutmut.log" 2>&1 || true
+    # mutmut 2.5's test process sometimes dies and leaves mutmut waiting for ever
+    # (seen on a loaded machine): when mutmut has had no test process for three
+    # looks in a row, it is stopped and started again; its cache keeps the results.
+    for attempt in 1 2 3 4 5; do
+      "$MUTMUT_VENV/bin/mutmut" run --paths-to-mutate "$module" --runner "$runner" \
+        --tests-dir tests --simple-output --no-progress >>"$copy/mutmut.log" 2>&1 &
+      pid=$!
+      idle=0
+      while kill -0 "$pid" 2>/dev/null; do
+        sleep 20
+        # Alive: mutmut's test process (spawn_main) or its baseline pytest run.
+        if pgrep -P "$pid" -f "spawn_main|-m pytest" >/dev/null 2>&1; then
+          idle=0
+        else
+          idle=$((idle + 1))
+        fi
+        if [ "$idle" -ge 3 ]; then
+          echo "mutation: mutmut stalled (attempt $attempt); restarting it" >&2
+          pkill -P "$pid" 2>/dev/null || true
+          kill "$pid" 2>/dev/null || true
+          break
+        fi
+      done
+      wait "$pid" 2>/dev/null && break || true
+      [ "$idle" -ge 3 ] || break
+    done
     "$PYTHON" "$ROOT/bench/mutation_report.py" "$copy/.mutmut-cache" "$module" \
       "$ROOT/bench/mutation-equivalent.txt" --functions "$functions" --diffs "$MUTMUT_VENV/bin/mutmut"
   ) | tee -a "$report"

@@ -32,6 +32,7 @@ NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
         ("http://a.org/x https://b.org/y", ["http://a.org/x", "https://b.org/y"]),
         ("no url here, ftp://a.org/x", []),
         ("<https://a.org/x>", ["https://a.org/x"]),
+        ("https://a.org/IMAX and https://a.org/v2X.", ["https://a.org/IMAX", "https://a.org/v2X"]),
         ("한국어 https://a.org/논문 끝", ["https://a.org/논문"]),
     ],
 )

@@ -35,8 +35,17 @@ def test_tokens_round_trip_for_every_payload_length(length):
 
 
 def test_token_payload_and_mac_ending_in_any_letter_round_trip():
-    for i in range(300):
-        address = f"user{i}@example.org"
+    import string
+
+    # Every last character, at every length modulo 3: the base64 payload then
+    # ends in every letter of its alphabet that can come last ('X', 'W', ...).
+    addresses = [
+        f"{local}@b.c{last}"
+        for local in ("a", "ab", "abc")
+        for last in string.ascii_letters + string.digits + "갗김"
+    ]
+    addresses += [f"user{i}@example.org" for i in range(300)]
+    for address in addresses:
         assert verify_token(KEY, "unsubscribe", sign_token(KEY, "unsubscribe", address)) == address
 
 
@@ -116,7 +125,17 @@ def test_encode_text_header_ascii_korean_and_lookalike_encoded_words():
     assert encode_text_header("Subject", "Hello\r\nBcc: x") == b"Subject: Hello Bcc: x"
     assert encode_text_header("Subject", "논문") == b"Subject: =?utf-8?b?64W866y4?="
     # Text that merely looks like an encoded word is encoded, so it shows as typed.
-    assert encode_text_header("Subject", "=?utf-8?q?x?=").startswith(b"Subject: =?utf-8?")
+    assert encode_text_header("Subject", "=?utf-8?q?x?=") == (
+        b"Subject: =?utf-8?b?PT91dGYtOD9xP3g/PQ==?="
+    )
+    # Folded at 78 characters (RFC 5322's recommended limit), not one more.
+    words = " ".join(["ww", "x" * 13] * 8)
+    assert encode_text_header("Subject", words) == (
+        b"Subject: "
+        + " ".join(["ww", "x" * 13] * 4).encode()
+        + b"\r\n "
+        + " ".join(["ww", "x" * 13] * 4).encode()
+    )
     long = encode_text_header("Subject", "word " * 30)
     assert all(len(line) <= 78 for line in long.split(b"\r\n"))
     assert b"\r\n " in long  # folded, continuation lines start with a space

@@ -178,3 +178,43 @@ def test_qp_fold_ascii_soft_breaks_every_75_characters():
     assert qp_fold_ascii("a" * 75) == b"a" * 75
     assert qp_fold_ascii("a" * 76) == b"a" * 75 + b"=\r\n" + b"a"
     assert qp_fold_ascii("b" * 151) == b"=\r\n".join([b"b" * 75, b"b" * 75, b"b"])
+
+
+# --- quoted-printable with slots ----------------------------------------------------
+
+
+def test_soft_end_makes_room_for_a_soft_break_on_the_last_line():
+    from newsletter.mail import _soft_end
+
+    assert _soft_end(b"") == b""
+    assert _soft_end(b"a" * 75) == b"a" * 75  # room left for '='
+    assert _soft_end(b"a" * 76) == b"a" * 75 + b"=\n" + b"a"
+    # Only the last line is looked at.
+    assert _soft_end(b"b" * 80 + b"=\n" + b"a" * 76) == b"b" * 80 + b"=\n" + b"a" * 75 + b"=\na"
+    assert _soft_end(b"b" * 80 + b"\n" + b"a" * 75) == b"b" * 80 + b"\n" + b"a" * 75
+    # Never between '=' and its two hex digits.
+    assert _soft_end(b"a" * 74 + b"=C3") == b"a" * 74 + b"=\n=C3"
+    assert _soft_end(b"a" * 73 + b"=C3bb") == b"a" * 73 + b"=\n=C3bb"
+    assert _soft_end(b"a" * 72 + b"=C3bbb") == b"a" * 72 + b"=C3=\nbbb"
+
+
+@pytest.mark.parametrize("length", range(60, 240, 7))
+def test_qp_with_slots_keeps_lines_short_slots_alone_and_text_intact(length):
+    import binascii
+
+    from newsletter.mail import qp_encode_with_slots
+
+    slot = b"@@TOKEN@@"
+    text = ("가나다 abc=é " * 40)[:length] + slot.decode() + " 끝" * (length % 5)
+    encoded = qp_encode_with_slots(text, (slot,))
+    lines = encoded.split(b"\n")
+    assert all(len(line) <= 76 for line in lines), max(lines, key=len)
+    assert b"=\n" + slot + b"=\n" in encoded  # the slot on a line of its own
+    assert binascii.a2b_qp(encoded).decode("utf-8") == text
+    assert qp_encode_with_slots(text, ()) == binascii.b2a_qp(text.encode("utf-8"), istext=True)
+
+
+def test_qp_with_slots_normalises_line_endings():
+    from newsletter.mail import qp_encode_with_slots
+
+    assert qp_encode_with_slots("a\r\nb\rc\n", ()) == b"a\nb\nc\n"

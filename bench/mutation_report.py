@@ -7,6 +7,7 @@ line stripped, mutmut's index on that line), stable while the line is unchanged.
 EQUIVALENT_FILE has one mutant per line: `KEY  module:line  why`; '#' starts a
 comment. Killed counts mutmut's "killed", "timeout" and "suspicious" (the tests
 failed, or hung); skipped mutants (outside the chosen functions) are not counted.
+Only surviving mutants are set aside as equivalent (a killed one is not).
 """
 
 from __future__ import annotations
@@ -57,15 +58,16 @@ def main() -> None:
     listed = equivalents(Path(args.equivalent), args.module)
     counted = [r for r in rows if r[1] in KILLED | SURVIVED]
     untested = [r for r in rows if r[1] == "untested"]
-    equivalent = [r for r in counted if key(args.module, r[3], r[2]) in listed]
     killed = sum(r[1] in KILLED for r in counted)
     survived = [r for r in counted if r[1] in SURVIVED]
+    # A killed mutant is not equivalent, whatever the list says (two lines with
+    # the same text share a key): only survivors are set aside.
+    equivalent = [r for r in survived if key(args.module, r[3], r[2]) in listed]
     real_survivors = [r for r in survived if key(args.module, r[3], r[2]) not in listed]
-    killed_equivalent = [r for r in equivalent if r[1] in KILLED]
     total = len(counted)
     non_eq = total - len(equivalent)
     rate = 100 * killed / total if total else 0.0
-    rate_ne = 100 * (killed - len(killed_equivalent)) / non_eq if non_eq else 0.0
+    rate_ne = 100 * killed / non_eq if non_eq else 0.0
     for r in real_survivors:
         print(f"survived {key(args.module, r[3], r[2])}  {args.module}:{r[4] + 1}  {r[3].strip()}")
         if args.diffs:
@@ -73,17 +75,16 @@ def main() -> None:
                 [args.diffs, "show", str(r[0])], capture_output=True, text=True
             ).stdout
             print("".join(f"    {line}\n" for line in diff.splitlines() if line[:1] in "+-@"))
-    for r in killed_equivalent:
-        print(
-            f"note: listed as equivalent but killed: {key(args.module, r[3], r[2])} line {r[4] + 1}"
-        )
+    surviving_keys = {key(args.module, r[3], r[2]) for r in survived}
+    for stale in sorted(set(listed) - surviving_keys):
+        print(f"note: {stale} is listed as equivalent but no such mutant survived")
     scope = f" [{args.functions}]" if args.functions else ""
     if untested:
         print(f"note: {len(untested)} mutants not tested (mutmut stopped early?)")
     print(
         f"RESULT {args.module}{scope}: {total} mutants, {killed} killed, {len(survived)} survived, "
         f"kill rate {rate:.1f} %; {len(equivalent)} equivalent, non-equivalent "
-        f"{killed - len(killed_equivalent)}/{non_eq} killed = {rate_ne:.1f} %"
+        f"{killed}/{non_eq} killed = {rate_ne:.1f} %"
     )
 
 

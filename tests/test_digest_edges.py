@@ -82,6 +82,20 @@ def test_korean_first_then_english():
     assert body(one("한국어 코멘트만.", "English.")) == ("", "한국어 코멘트만.", "English.")
 
 
+def test_without_korean_a_url_line_before_the_english_comment_stays_in_the_abstract():
+    e = one("The abstract, see", "https://example.org/paper", "The English comment.")
+    assert body(e) == (
+        "The abstract, see https://example.org/paper",
+        "",
+        "The English comment.",
+    )
+
+
+def test_a_line_starting_with_a_letter_joins_with_a_space():
+    e = one("We compare", "XGBoost and", "Xavier init.", "한국어.", "English.")
+    assert e.abstract == "We compare XGBoost and Xavier init."
+
+
 def test_punctuation_joins_without_a_space():
     e = one("Ends with", "),", "]", "}", ";", ":", "!", "?", "next", "The comment.")
     assert e.abstract == "Ends with),]};:!? next"
@@ -308,6 +322,12 @@ AUTHORS_HINT = "the line after the title lists the authors in parentheses: (Name
             b"2025-04-04\n" + b"T" * 61 + b"\n(A)\nx\n",
             2,
             "the entry starting here ('" + "T" * 59 + "…') has no tag line",
+            "end every entry with a line of tags such as '#moe #efficiency'",
+        ),
+        (
+            b"2025-04-04\n" + b"T" * 60 + b"\n(A)\nx\n",
+            2,
+            "the entry starting here ('" + "T" * 60 + "') has no tag line",
             "end every entry with a line of tags such as '#moe #efficiency'",
         ),
     ],

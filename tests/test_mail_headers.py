@@ -218,3 +218,46 @@ def test_qp_with_slots_normalises_line_endings():
     from newsletter.mail import qp_encode_with_slots
 
     assert qp_encode_with_slots("a\r\nb\rc\n", ()) == b"a\nb\nc\n"
+
+
+def test_qp_with_two_slots_puts_each_alone_on_its_line():
+    from newsletter.mail import qp_encode_with_slots
+
+    encoded = qp_encode_with_slots("a @@ONE@@ b @@TWO@@ c", (b"@@ONE@@", b"@@TWO@@"))
+    # A space before a soft break is encoded (=20): trailing spaces may be lost.
+    assert encoded == b"a=20=\n@@ONE@@=\n b=20=\n@@TWO@@=\n c"
+
+
+# --- personalising, and the SMTP (dot-stuffed) form of an edition ------------------
+
+
+def test_the_smtp_form_is_the_message_dot_stuffed_token_included(tmp_path):
+    from smtp_servers import mail_config, sample_digest
+
+    from newsletter.mail import build_edition_email
+    from newsletter.model import Edition
+
+    now = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+    message = build_edition_email(mail_config(tmp_path), sample_digest(), Edition.BOTH, now=now)
+    assert message.dot_stuffed is False
+    smtp = message.for_smtp()
+    assert smtp.dot_stuffed is True and message.dot_stuffed is False  # a copy
+    # A token whose QP folding starts a line with '.', and one that does not.
+    for token in ("a" * 75 + ".b" + "c" * 80, "t0k3n"):
+        plain = message.personalise("kim@example.org", "Kim", token)
+        stuffed = smtp.personalise("kim@example.org", "Kim", token)
+        assert b"\r\n." in plain  # the CSS has lines starting with '.'
+        assert stuffed == plain.replace(b"\n.", b"\n..")
+    assert b"\r\n..b" in smtp.personalise("k@example.org", "", "a" * 75 + ".b")
+
+
+def test_a_token_that_is_not_url_safe_is_refused(tmp_path):
+    from smtp_servers import mail_config, sample_digest
+
+    from newsletter.mail import build_edition_email
+    from newsletter.model import Edition
+
+    message = build_edition_email(mail_config(tmp_path), sample_digest(), Edition.KO)
+    for bad in ("", "a b", "tok\r\nX: y", "김", "a=b", "x" * 2001):
+        with pytest.raises(ValueError, match=r"^unsubscribe token must be URL-safe ASCII$"):
+            message.personalise("kim@example.org", "", bad)

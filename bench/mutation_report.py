@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 KILLED = {"ok_killed", "bad_timeout", "ok_suspicious"}
@@ -57,6 +58,12 @@ def main() -> None:
     ).fetchall()
     listed = equivalents(Path(args.equivalent), args.module)
     counted = [r for r in rows if r[1] in KILLED | SURVIVED]
+    if args.functions:  # the mutants of the chosen definitions only
+        sys.path.insert(0, str(Path(__file__).parent))
+        from mutmut_config import _wanted_lines
+
+        lines = _wanted_lines(args.module, args.functions)
+        rows = [r for r in rows if lines is None or r[4] in lines]
     untested = [r for r in rows if r[1] == "untested"]
     killed = sum(r[1] in KILLED for r in counted)
     survived = [r for r in counted if r[1] in SURVIVED]
@@ -80,7 +87,10 @@ def main() -> None:
         print(f"note: {stale} is listed as equivalent but no such mutant survived")
     scope = f" [{args.functions}]" if args.functions else ""
     if untested:
-        print(f"note: {len(untested)} mutants not tested (mutmut stopped early?)")
+        print(
+            f"note: {len(untested)} mutants untested: mutmut 2.5 cannot record some mutants "
+            "of a line whose text repeats (e.g. @dataclass(frozen=True)); or it stopped early"
+        )
     print(
         f"RESULT {args.module}{scope}: {total} mutants, {killed} killed, {len(survived)} survived, "
         f"kill rate {rate:.1f} %; {len(equivalent)} equivalent, non-equivalent "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.digest import check_paths, digest_files, parse_digest, read_digest
+from newsletter.digest import check_paths, find_digest_files, parse_digest, read_digest
 from newsletter.errors import DigestError
 
 DATE = "2025년 4월 4일"
@@ -172,13 +172,14 @@ def test_three_files_with_one_date_each_name_the_other_two(tmp_path):
     )
 
 
-def test_digest_files_skips_hidden_files_backups_and_folders(tmp_path):
+def test_a_tilde_inside_a_name_is_not_a_backup(tmp_path):
+    # (Every kind of leftover file: test_lines_and_files.py.)
     write(tmp_path, "2025-04-04.txt", "2025-04-04")
     write(tmp_path, "2025-04-04.txt~", "2025-04-04")  # an editor's backup
-    write(tmp_path, ".2025-04-04.txt.swp", "2025-04-04")
-    write(tmp_path, "notes~draft.txt", "2025-05-05")  # a ~ inside the name is fine
-    (tmp_path / "old").mkdir()
-    assert [p.name for p in digest_files(tmp_path)] == ["2025-04-04.txt", "notes~draft.txt"]
+    write(tmp_path, "notes~draft.txt", "2025-05-05")
+    found = find_digest_files([tmp_path])
+    assert [p.name for p in found.files] == ["2025-04-04.txt", "notes~draft.txt"]
+    assert [(s.path.name, s.reason) for s in found.skipped] == [("2025-04-04.txt~", "backup file")]
     assert all(r.ok for r in check_paths([tmp_path]))
 
 

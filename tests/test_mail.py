@@ -192,9 +192,12 @@ def test_international_addresses(tmp_path):
     assert to == b"To: =?utf-8?b?6rmA?= <" + "김@example.kr".encode() + b">"
 
     # An IDNA domain needs no SMTPUTF8: the header carries the A-label (RFC 5890),
-    # the whole message stays ASCII, and the link carries the token it was given.
+    # the headers stay ASCII (the whole message in the 7-bit form), and the link
+    # carries the token it was given.
     idna_token = sign_token(b"k", "unsubscribe", "kim@한국.kr")
-    data = message.personalise("kim@한국.kr", "김", idna_token)
+    eight = message.personalise("kim@한국.kr", "김", idna_token)
+    assert eight.partition(b"\r\n\r\n")[0].isascii()
+    data = message.personalise("kim@한국.kr", "김", idna_token, eightbit=False)
     assert data.isascii()
     to = next(line for line in data.split(b"\r\n") if line.startswith(b"To: "))
     assert to == b"To: =?utf-8?b?6rmA?= <kim@xn--3e0b707e.kr>"

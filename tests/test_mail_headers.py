@@ -1,6 +1,7 @@
 """mail.py's header and personalisation helpers by value: tokens, addresses,
-header encoding, Message-IDs and quoted-printable folding (the rest of the
-message is in test_mail.py)."""
+header encoding, Message-IDs, the token slot; and mime.py's quoted-printable
+folding and splicing at its edges (the rest of the message is in test_mail.py,
+the encodings as a whole in test_mime.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import datetime as dt
 
 import pytest
 
+from newsletter import mime
 from newsletter.mail import (
+    MAX_ADDRESS,
+    MAX_TOKEN,
     Address,
     check_address,
     encode_mailbox,
@@ -17,7 +21,6 @@ from newsletter.mail import (
     list_id_header,
     message_id,
     one_line,
-    qp_fold_ascii,
     sign_token,
     verify_token,
 )
@@ -173,91 +176,105 @@ def test_message_id_is_per_date_edition_and_address_case_insensitive():
     assert one not in others and len(others) == 3
 
 
-def test_qp_fold_ascii_soft_breaks_every_75_characters():
-    assert qp_fold_ascii("") == b""
-    assert qp_fold_ascii("a" * 75) == b"a" * 75
-    assert qp_fold_ascii("a" * 76) == b"a" * 75 + b"=\r\n" + b"a"
-    assert qp_fold_ascii("b" * 151) == b"=\r\n".join([b"b" * 75, b"b" * 75, b"b"])
+def test_qp_fold_soft_breaks_every_75_characters():
+    assert mime.qp_fold(b"") == b""
+    assert mime.qp_fold(b"a" * 75) == b"a" * 75
+    assert mime.qp_fold(b"a" * 76) == b"a" * 75 + b"=\r\n" + b"a"
+    assert mime.qp_fold(b"b" * 151) == b"=\r\n".join([b"b" * 75, b"b" * 75, b"b"])
 
 
-# --- quoted-printable with slots ----------------------------------------------------
+# --- quoted-printable with values spliced in --------------------------------------------
 
 
 def test_soft_end_makes_room_for_a_soft_break_on_the_last_line():
-    from newsletter.mail import _soft_end
-
-    assert _soft_end(b"") == b""
-    assert _soft_end(b"a" * 75) == b"a" * 75  # room left for '='
-    assert _soft_end(b"a" * 76) == b"a" * 75 + b"=\n" + b"a"
+    soft_end = mime._soft_end
+    assert soft_end(b"") == b""
+    assert soft_end(b"a" * 75) == b"a" * 75  # room left for '='
+    assert soft_end(b"a" * 76) == b"a" * 75 + b"=\n" + b"a"
     # Only the last line is looked at.
-    assert _soft_end(b"b" * 80 + b"=\n" + b"a" * 76) == b"b" * 80 + b"=\n" + b"a" * 75 + b"=\na"
-    assert _soft_end(b"b" * 80 + b"\n" + b"a" * 75) == b"b" * 80 + b"\n" + b"a" * 75
+    assert soft_end(b"b" * 80 + b"=\n" + b"a" * 76) == b"b" * 80 + b"=\n" + b"a" * 75 + b"=\na"
+    assert soft_end(b"b" * 80 + b"\n" + b"a" * 75) == b"b" * 80 + b"\n" + b"a" * 75
     # Never between '=' and its two hex digits.
-    assert _soft_end(b"a" * 74 + b"=C3") == b"a" * 74 + b"=\n=C3"
-    assert _soft_end(b"a" * 73 + b"=C3bb") == b"a" * 73 + b"=\n=C3bb"
-    assert _soft_end(b"a" * 72 + b"=C3bbb") == b"a" * 72 + b"=C3=\nbbb"
+    assert soft_end(b"a" * 74 + b"=C3") == b"a" * 74 + b"=\n=C3"
+    assert soft_end(b"a" * 73 + b"=C3bb") == b"a" * 73 + b"=\n=C3bb"
+    assert soft_end(b"a" * 72 + b"=C3bbb") == b"a" * 72 + b"=C3=\nbbb"
+
+
+SLOT = "@@TOKEN@@"
 
 
 @pytest.mark.parametrize("length", range(60, 240, 7))
-def test_qp_with_slots_keeps_lines_short_slots_alone_and_text_intact(length):
+def test_qp_puts_the_value_alone_on_its_lines_at_every_offset(length):
+    # (Decoding and line lengths for any text: test_mime.py.) Here the value
+    # follows text of every length, so _soft_end meets every kind of last line.
+    text = ("가나다 abc=é " * 40)[:length] + SLOT + " 끝" * (length % 5)
+    part = mime.quoted_printable(text, {SLOT: "token"})
+    encoded = part.fill({"token": SLOT.encode()})
+    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+    assert b"=\r\n" + SLOT.encode() + b"=\r\n" in encoded  # the value on a line of its own
+
+
+def test_qp_without_values_is_plain_quoted_printable_with_crlf_lines():
     import binascii
 
-    from newsletter.mail import qp_encode_with_slots
-
-    slot = b"@@TOKEN@@"
-    text = ("가나다 abc=é " * 40)[:length] + slot.decode() + " 끝" * (length % 5)
-    encoded = qp_encode_with_slots(text, (slot,))
-    lines = encoded.split(b"\n")
-    assert all(len(line) <= 76 for line in lines), max(lines, key=len)
-    assert b"=\n" + slot + b"=\n" in encoded  # the slot on a line of its own
-    assert binascii.a2b_qp(encoded).decode("utf-8") == text
-    assert qp_encode_with_slots(text, ()) == binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    text = ("가나다 abc=é " * 40) + "\n" + "x" * 100
+    part = mime.quoted_printable(text, {})
+    expected = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    assert part.pieces == (expected,)
+    assert mime.quoted_printable("a\r\nb\rc\n", {}).fill({}) == b"a\r\nb\r\nc\r\n"
 
 
-def test_qp_with_slots_normalises_line_endings():
-    from newsletter.mail import qp_encode_with_slots
-
-    assert qp_encode_with_slots("a\r\nb\rc\n", ()) == b"a\nb\nc\n"
-
-
-def test_qp_with_two_slots_puts_each_alone_on_its_line():
-    from newsletter.mail import qp_encode_with_slots
-
-    encoded = qp_encode_with_slots("a @@ONE@@ b @@TWO@@ c", (b"@@ONE@@", b"@@TWO@@"))
+def test_qp_with_two_values_puts_each_alone_on_its_line():
+    part = mime.quoted_printable("a @@ONE@@ b @@TWO@@ c", {"@@ONE@@": "one", "@@TWO@@": "two"})
+    encoded = part.fill({"one": b"@@ONE@@", "two": b"@@TWO@@"})
     # A space before a soft break is encoded (=20): trailing spaces may be lost.
-    assert encoded == b"a=20=\n@@ONE@@=\n b=20=\n@@TWO@@=\n c"
+    assert encoded == b"a=20=\r\n@@ONE@@=\r\n b=20=\r\n@@TWO@@=\r\n c"
 
 
 # --- personalising, and the SMTP (dot-stuffed) form of an edition ------------------
 
 
-def test_the_smtp_form_is_the_message_dot_stuffed_token_included(tmp_path):
+NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+
+
+@pytest.fixture(scope="module")
+def both_edition(tmp_path_factory):
     from smtp_servers import mail_config, sample_digest
 
     from newsletter.mail import build_edition_email
     from newsletter.model import Edition
 
-    now = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
-    message = build_edition_email(mail_config(tmp_path), sample_digest(), Edition.BOTH, now=now)
+    config = mail_config(tmp_path_factory.mktemp("mail"))
+    return build_edition_email(config, sample_digest(), Edition.BOTH, now=NOW)
+
+
+@pytest.mark.parametrize("eightbit", [True, False], ids=["8bit", "7bit"])
+def test_the_smtp_form_is_the_message_dot_stuffed_token_included(both_edition, eightbit):
+    message = both_edition
     assert message.dot_stuffed is False
     smtp = message.for_smtp()
     assert smtp.dot_stuffed is True and message.dot_stuffed is False  # a copy
-    # A token whose QP folding starts a line with '.', and one that does not.
+    # A token whose quoted-printable folding starts a line with '.', and one that does not.
     for token in ("a" * 75 + ".b" + "c" * 80, "t0k3n"):
-        plain = message.personalise("kim@example.org", "Kim", token)
-        stuffed = smtp.personalise("kim@example.org", "Kim", token)
+        plain = message.personalise("kim@example.org", "Kim", token, eightbit=eightbit)
+        stuffed = smtp.personalise("kim@example.org", "Kim", token, eightbit=eightbit)
         assert b"\r\n." in plain  # the CSS has lines starting with '.'
         assert stuffed == plain.replace(b"\n.", b"\n..")
-    assert b"\r\n..b" in smtp.personalise("k@example.org", "", "a" * 75 + ".b")
+    folded = smtp.personalise("k@example.org", "", "a" * 75 + ".b", eightbit=eightbit)
+    # Quoted-printable (both parts of the 7-bit form here) folds the token so that
+    # a line starts with its '.'; 8bit keeps it inside its line.
+    assert smtp.sevenbit.encodings == ("quoted-printable", "quoted-printable")
+    assert (b"\r\n..b" in folded) is not eightbit
 
 
-def test_a_token_that_is_not_url_safe_is_refused(tmp_path):
-    from smtp_servers import mail_config, sample_digest
-
-    from newsletter.mail import build_edition_email
-    from newsletter.model import Edition
-
-    message = build_edition_email(mail_config(tmp_path), sample_digest(), Edition.KO)
-    for bad in ("", "a b", "tok\r\nX: y", "김", "a=b", "x" * 2001):
+def test_a_token_that_is_not_url_safe_is_refused(both_edition):
+    message = both_edition
+    for bad in ("", "a b", "tok\r\nX: y", "김", "a=b", "a/b", "x" * (MAX_TOKEN + 1)):
         with pytest.raises(ValueError, match=r"^unsubscribe token must be URL-safe ASCII$"):
             message.personalise("kim@example.org", "", bad)
+    # The longest token there is (that of the longest address) goes in whole.
+    longest = "x" * MAX_TOKEN
+    assert longest.encode() in message.personalise("kim@example.org", "", longest)
+    assert len(sign_token(KEY, "unsubscribe", "x" * 64 + "@" + "a" * (MAX_ADDRESS - 65))) == (
+        MAX_TOKEN
+    )

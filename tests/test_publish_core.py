@@ -32,7 +32,7 @@ def config(project: Path, monkeypatch):
 
 def subscribe(config, address="reader@example.org", edition="both"):
     with Store.open(config) as store:
-        store.add(address, edition, "독자")
+        store.subscribers.add(address, edition, "독자")
 
 
 # --- publish ---------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_status_before_and_after_publishing(config):
     subscribe(config, "a@example.org")
     subscribe(config, "b@example.org", "ko")
     with Store.open(config) as store:
-        store.remove("b@example.org")
+        store.subscribers.remove("b@example.org")
     before = collect_status(config, now)
     assert before == {
         "last_published": None,
@@ -117,13 +117,15 @@ def test_status_before_and_after_publishing(config):
         "next_send": {"date": "2025-04-04", "at": "2025-04-04T07:00:00+09:00"},
         "deliveries": {},
         "subscribers": {"active": 1, "unsubscribed": 1},
+        "bounces": {},
+        "warnings": [],
     }
     publish(config, DATE, force=True)
     after = collect_status(config, now)
     assert after["last_published"] == "2025-04-04"
     assert after["deliveries"] == {"2025-04-04": {"sent": 1}}
     with Store.open(config) as store:
-        store.mark_issue_emailed(DATE)
+        store.ledger.mark_issue_emailed(DATE)
     assert collect_status(config, now)["next_send"] == {
         "date": "2025-05-19",
         "at": "2025-05-19T07:00:00+09:00",

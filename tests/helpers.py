@@ -135,6 +135,7 @@ def start_chromium(profile: Path, **capabilities: Any) -> Any:
 
     browser = real_parts.chromium()
     driver_path = real_parts.chromedriver()
+    real_parts.korean_font()
     real_parts.import_real("selenium")
     from selenium import webdriver
     from selenium.common.exceptions import WebDriverException

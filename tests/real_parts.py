@@ -1,9 +1,11 @@
 """Real parts the tests start (PostgreSQL, Chromium, aiosmtpd, trustme, ...):
 where their packages install them, and what happens when one is missing.
 
-Every test that needs a real server, browser or library asks here. A part that
-is missing, or that is installed but fails to start, makes the test SKIP with
-the reason (pytest prints it in the summary) - unless `NEWSLETTER_REQUIRE_REAL=1`
+Every test that needs a real server, browser, program or library asks here
+(PostgreSQL, Chromium and chromedriver with a Korean font, Dovecot,
+SpamAssassin, Pagefind, aiosmtpd, trustme, psycopg, selenium, a tmpfs). A part
+that is missing, or that is installed but fails to start, makes the test SKIP
+with the reason (pytest prints it in the summary) - unless `NEWSLETTER_REQUIRE_REAL=1`
 is set, as `.ci/run` does: then it FAILS, naming the part and how to install it.
 So CI cannot be green while a real part quietly stayed out.
 
@@ -118,6 +120,19 @@ def runuser() -> Path:
     return program("runuser", "util-linux")
 
 
+# --- Pagefind ------------------------------------------------------------------------
+
+
+def pagefind() -> Path:
+    """The Pagefind binary the site build runs (the pagefind[bin] wheel), checked to run."""
+    from newsletter.site.search import SearchUnavailable, pagefind_binary
+
+    try:
+        return pagefind_binary()
+    except SearchUnavailable as exc:
+        require_real("Pagefind", f"{exc}; pip install -e '.[test]'")
+
+
 # --- small file systems --------------------------------------------------------
 
 
@@ -165,6 +180,22 @@ def chromium() -> Path:
     if found is None:
         require_real("Chromium", "no chromium on PATH or in /usr/bin; apt-get install chromium")
     return found
+
+
+def korean_font() -> str:
+    """A font with Hangul that Chromium can use (fontconfig's `fc-list :lang=ko`):
+    without one the browser tests would measure layouts of boxes, not Korean."""
+    fc_list = program("fc-list", "fontconfig")
+    done = subprocess.run(
+        [str(fc_list), ":lang=ko", "family"], capture_output=True, text=True, timeout=60
+    )
+    families = done.stdout.split()
+    if done.returncode != 0 or not families:
+        require_real(
+            "Korean font",
+            "fc-list :lang=ko finds no font with Hangul; apt-get install fonts-noto-cjk",
+        )
+    return families[0]
 
 
 def chromedriver() -> Path:

@@ -85,6 +85,26 @@ def test_chromium_without_chromedriver_skips_and_fails_under_the_switch(tmp_path
     )
 
 
+@pytest.mark.parametrize(
+    ("test", "part", "package"),
+    [
+        (
+            "tests/test_bounces_mailboxes.py::test_imap_bad_password_is_a_clear_error",
+            "dovecot",
+            "dovecot-imapd",
+        ),
+        (
+            "tests/test_spamassassin.py::test_every_edition_scores_below_one",
+            "spamassassin",
+            "spamassassin",
+        ),
+    ],
+    ids=["Dovecot", "SpamAssassin"],
+)
+def test_missing_programs_skip_and_fail_under_the_switch(tmp_path, test, part, package):
+    skips_then_fails(test, tmp_path, f"real part {part} unavailable", f"apt-get install {package}")
+
+
 def test_the_parts_are_found_where_debian_installs_them(monkeypatch):
     # PATH without /usr/local/bin or any pg_config: the package folders still serve.
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
@@ -94,6 +114,9 @@ def test_the_parts_are_found_where_debian_installs_them(monkeypatch):
     assert real_parts.chromium().name.startswith("chromium")
     assert real_parts.chromedriver().name == "chromedriver"
     assert real_parts.runuser().name == "runuser"
+    assert real_parts.program("dovecot", "dovecot-imapd") == Path("/usr/sbin/dovecot")
+    assert real_parts.program("spamassassin", "spamassassin") == Path("/usr/bin/spamassassin")
+    assert real_parts.korean_font()
 
 
 @pytest.mark.parametrize(("value", "fails"), [("1", True), ("0", False), ("", False)])

@@ -151,7 +151,7 @@ def test_migrates_an_older_database_filling_state_changed_at(store, version):
         assert again.bounces.list() == []  # the bounce log is there (created or kept)
         with again.db.engine.connect() as conn:
             version_now = conn.exec_driver_sql("SELECT version FROM schema_version").scalar()
-            assert version_now == SCHEMA_VERSION == 4
+            assert version_now == SCHEMA_VERSION == 5
             t = again.db.tables.subscribers
             created = conn.execute(t.select().with_only_columns(t.c.updated_at)).scalar()
     assert old.state_changed_at == as_utc(created) and old.id == added.id

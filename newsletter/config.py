@@ -191,7 +191,8 @@ def _check_subjects(
             if bad:
                 raise ValueError(f"{{{bad[0]}}} is not allowed")
         except ValueError as exc:
-            names = ", ".join(f"{{{name}}}" for name in allowed)
+            braced = [f"{{{name}}}" for name in allowed]
+            names = ", ".join(braced[:-1]) + f" and {braced[-1]}"
             raise ValueError(
                 f"subject for {edition.value!r} is not a valid template ({exc}); "
                 f"only {names} may be used"

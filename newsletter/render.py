@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from newsletter.config import Config
-    from newsletter.model import Digest, Entry
+    from newsletter.model import Digest, Entry, Week
 
 
 def builtin_templates() -> Path:
@@ -85,6 +85,18 @@ def environment(config: Config | None = None) -> jinja2.Environment:
 def issue_url(config: Config, date: dt.date, edition: str) -> str:
     """The archive page of one issue in one edition (public/E/YYYY-MM-DD/)."""
     return f"{config.site.base_url}{edition}/{date.isoformat()}/"
+
+
+def weekly_url(config: Config, week: Week, edition: str) -> str:
+    """The archive page of one weekly issue in one edition (public/E/weekly/2025-W15/)."""
+    return f"{config.site.base_url}{edition}/weekly/{week.isoformat()}/"
+
+
+def format_span(first: dt.date, last: dt.date, language: str) -> str:
+    """The days of a weekly issue: '2025년 4월 7일~13일', 'Apr 7 – 13, 2025' (CLDR)."""
+    from babel.dates import format_interval
+
+    return format_interval(first, last, "yMMMMd", locale="ko" if language == "ko" else "en")
 
 
 # --- names shared by pages, feeds and emails (appended for site/feeds) ---------

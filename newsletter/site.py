@@ -6,7 +6,8 @@ Layout under paths.public (E is an edition: ko, en, both):
     E/index.html                     every issue, newest first, with its papers
     E/YYYY-MM-DD/index.html          one issue
     E/tags/TAG/index.html            one tag's papers across issues, newest first
-    feeds/...                        see newsletter.feeds
+    E/weekly/2025-W15/index.html     one weekly issue (newsletter.weekly_site)
+    feeds/...                        see newsletter.feeds (weekly: weekly_site)
     .newsletter-manifest.json        what we generated, so a full build can
                                      delete what is stale and nothing else; and
                                      when each feed item's text last changed
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from newsletter import render
 from newsletter.errors import NewsletterError
 from newsletter.files import write_if_changed
-from newsletter.model import Digest, Edition
+from newsletter.model import Digest, Edition, Week
 from newsletter.revisions import Revision, Revisions, issue_key
 
 if TYPE_CHECKING:
@@ -124,13 +125,14 @@ def write_site(
     of feed items whose text changed since the last build (a correction).
     """
     from newsletter.feeds import feed_files
+    from newsletter.weekly_site import weekly_day, weekly_files
 
     issues = newest_first(digests)
     public = config.paths.public
     manifest = read_build_manifest(public)
     old = manifest.files
     revisions = Revisions(manifest.revisions, now or dt.datetime.now(config.site.tz))
-    writer = _Writer(public, dry_run)
+    writer = Writer(public, dry_run)
     if date is not None:
         # Indexes and feeds list what is published: the issues whose pages an
         # earlier run wrote, and this one; never a page that does not exist.
@@ -140,6 +142,9 @@ def write_site(
         writer.write_all(issue_files(config, digest))
     writer.write_all(index_files(config, issues))
     writer.write_all(feed_files(config, issues, revisions))
+    # The weekly pages (every week, or the week of this day) and weekly feeds.
+    weeks = None if date is None else [Week.holding(date, weekly_day(config))]
+    writer.write_all(weekly_files(config, issues, weeks=weeks, now=revisions.now))
 
     if date is None:
         deleted = _delete_stale(public, sorted(old - writer.paths), dry_run)
@@ -183,7 +188,7 @@ def _render_issue(config: Config, digest: Digest, edition: str) -> bytes:
         for other in config.editions
         if other != edition
     ]
-    return _render_page(
+    return render_page(
         config,
         "site/issue.html",
         page_lang=language,
@@ -191,7 +196,7 @@ def _render_issue(config: Config, digest: Digest, edition: str) -> bytes:
         root="../../",
         page_title=f"{_long_date(digest.date, language)} · {config.site.title}",
         canonical=render.issue_url(config, digest.date, edition),
-        feeds=_edition_feeds(config, edition),
+        feeds=edition_feeds(config, edition),
         date_iso=digest.date.isoformat(),
         date_text=_long_date(digest.date, language),
         count_text=render.paper_count(len(papers), language),
@@ -211,7 +216,7 @@ def _render_edition_index(
     name = render.EDITION_NAMES[edition][0]
     # Most used tags first: they are the ones a reader browses by.
     by_use = sorted(groups, key=lambda group: (-len(group.papers), group.slug))
-    return _render_page(
+    return render_page(
         config,
         "site/edition.html",
         page_lang=language,
@@ -219,7 +224,7 @@ def _render_edition_index(
         root="../",
         page_title=f"{name} · {config.site.title}",
         canonical=f"{config.site.base_url}{edition}/",
-        feeds=_edition_feeds(config, edition),
+        feeds=edition_feeds(config, edition),
         issues=[
             {
                 "date_iso": digest.date.isoformat(),
@@ -245,7 +250,7 @@ def _render_tag_page(
         f"#{tag.name} · Atom",
         render.feed_url(config, edition, "atom", tag=group.name),
     )
-    return _render_page(
+    return render_page(
         config,
         "site/tag.html",
         page_lang=language,
@@ -253,7 +258,7 @@ def _render_tag_page(
         root="../../../",
         page_title=f"#{tag.name} · {config.site.title}",
         canonical=render.tag_url(config, group.name, edition),
-        feeds=[tag_feed, *_edition_feeds(config, edition)],
+        feeds=[tag_feed, *edition_feeds(config, edition)],
         tag=tag,
         count_text=render.paper_count(len(group.papers), language),
         papers=[
@@ -284,7 +289,7 @@ def _render_landing(config: Config, issues: list[Digest]) -> bytes:
         }
         for edition in config.editions
     ]
-    return _render_page(
+    return render_page(
         config,
         "site/index.html",
         page_lang=language,
@@ -292,13 +297,13 @@ def _render_landing(config: Config, issues: list[Digest]) -> bytes:
         root="",
         page_title=config.site.title,
         canonical=config.site.base_url,
-        feeds=[link for edition in config.editions for link in _edition_feeds(config, edition)],
+        feeds=[link for edition in config.editions for link in edition_feeds(config, edition)],
         cards=cards,
         subscribe_url=f"{config.server.public_url}subscribe",
     )
 
 
-def _render_page(config: Config, template: str, **context: Any) -> bytes:
+def render_page(config: Config, template: str, **context: Any) -> bytes:
     """Render one page; the values every page's layout needs are added here."""
     env = render.environment(config)
     html = env.get_template(template).render(
@@ -313,7 +318,7 @@ def _render_page(config: Config, template: str, **context: Any) -> bytes:
     return html.encode("utf-8")
 
 
-def _edition_feeds(config: Config, edition: str) -> list[FeedLink]:
+def edition_feeds(config: Config, edition: str) -> list[FeedLink]:
     name = render.EDITION_NAMES[edition][0]
     return [
         FeedLink("application/atom+xml", f"{name} · Atom", render.feed_url(config, edition)),
@@ -340,7 +345,7 @@ def _digest_on(issues: list[Digest], date: dt.date) -> Digest:
 # --- writing, the manifest and stale files -------------------------------------
 
 
-class _Writer:
+class Writer:
     """Writes files that changed (or, dry, only compares) and keeps the tally."""
 
     def __init__(self, public: Path, dry_run: bool) -> None:

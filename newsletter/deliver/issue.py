@@ -75,6 +75,7 @@ class DeliveryReport:
     messages_per_second: float = 0.0
     dry_run: bool = False
     too_late: bool = False
+    no_issue: bool = False  # a week without an issue: no weekly email
     recipients: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     note: str = ""
 

@@ -260,6 +260,8 @@ def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
     for report in result.bad:
         for problem in report.errors:
             click.secho(f"skipped: {problem}", fg="yellow", err=True)
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 def parse_week_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:

@@ -65,6 +65,12 @@ class SiteConfig(_Section):
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Asia/Seoul"
     language_default: Literal["ko", "en"] = "ko"
     author: str = ""
+    # Issues (edition indexes) or papers (tag pages) per page of a list.
+    page_size: int = Field(30, ge=1, le=1000)
+    # Full-text search (Pagefind) on every edition; off, or no binary: no search box.
+    search: bool = True
+    # Links to folders end in index.html, so that pages opened from disk navigate.
+    relative_urls: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -81,8 +87,17 @@ class PathsConfig(_Section):
     links: Path = Path("links.yaml")
 
 
+def _check_hub_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s#]*)?$", url):
+        raise ValueError(f"{url!r} is not an http(s) URL like 'https://pubsubhubbub.appspot.com/'")
+    return url
+
+
 class FeedsConfig(_Section):
     max_items: int = Field(30, ge=1)
+    # A WebSub hub (https://www.w3.org/TR/websub/): declared in every feed and
+    # pinged after publishing; none by default.
+    websub_hub: Annotated[str, AfterValidator(_check_hub_url)] | None = None
 
 
 def _check_api_url(url: str) -> str:

@@ -253,11 +253,14 @@ class Daemon:
                     )
 
     def _write_site(self, digests: list[Digest], digest: Digest | None) -> None:
+        from newsletter.publish import notify_hub
         from newsletter.site import write_site
 
         result = write_site(
             self.config, digests, date=digest.date if digest else None, now=self.now()
         )
+        for warning in result.warnings + notify_hub(self.config, result):
+            log.warning("%s", warning, extra={"event": "site_warning"})
         what = digest.date.isoformat() if digest else "all issues"
         log.info(
             "published %s: %s written, %d deleted",
@@ -353,7 +356,7 @@ class Daemon:
         date = issue.isoformat()
         if isinstance(issue, Week):
             # Its page is there (published with its days); the feed gets its item now.
-            from newsletter.weekly_site import write_weekly
+            from newsletter.site.weekly import write_weekly
 
             write_weekly(self.config, self._digests, issue, now=self.now())
         log.info("sending %s", date, extra={"event": "sending", "date": date})

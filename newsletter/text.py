@@ -23,6 +23,7 @@ and linkify-it's autolinkers, plus East Asian text):
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -92,8 +93,15 @@ def urls(text: str) -> list[str]:
     return [text[start:end] for start, end in url_spans(text)]
 
 
+@functools.lru_cache(maxsize=65536)
 def linkify(text: str) -> Markup:
-    """Escape text for HTML and turn each bare URL into `<a href="URL">URL</a>`."""
+    """Escape text for HTML and turn each bare URL into `<a href="URL">URL</a>`.
+
+    Cached: a site build shows each comment on its issue page, its tag pages
+    and its feeds.
+    """
+    if "http" not in text:
+        return escape(text)
     out: list[str] = []
     last = 0
     for start, end in url_spans(text):

@@ -79,7 +79,16 @@ def test_issue_page_fits_the_viewport(driver, public, tmp_path, edition, width, 
         assert shot.stat().st_size > 0
 
 
-@pytest.mark.parametrize("page", ["index.html", "ko/index.html", "en/tags/추론/index.html"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "index.html",
+        "ko/index.html",
+        "en/tags/추론/index.html",
+        "ko/tags/index.html",
+        "ko/search/index.html",
+    ],
+)
 def test_index_pages_fit_a_phone(driver, public, page):
     set_width(driver, 375)
     driver.get((public / page).as_uri())

@@ -47,7 +47,14 @@ def counted(count: int | str, language: str, one: str = "", other: str = "") -> 
 def wrap_lines(text: str, width: int = 76) -> str:
     """Jinja filter `|wrap`: text as lines of at most `width` columns
     (`newsletter.text.wrap`: URLs never broken), joined by newlines."""
-    return "\n".join(wrap(str(text), width))
+    return _wrapped(str(text), width)
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrapped(text: str, width: int) -> str:
+    # Remembered: the variants of a send (editions, readers' topics, steps of
+    # the size guard) wrap the same paragraphs again and again.
+    return "\n".join(wrap(text, width))
 
 
 def format_date(date: dt.date, language: str) -> str:

@@ -17,7 +17,6 @@ import subprocess
 import time
 
 import pytest
-import yaml
 from helpers import SAMPLE_DIGESTS, run_cli
 from smtp_servers import Handler, start_server
 
@@ -296,50 +295,20 @@ def test_a_weekly_email_of_forty_papers_fits(tmp_path):
 
 
 def weekly_project(tmp_path, server, subscribers: int) -> list[str]:
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "paths": {"digests": str(SAMPLE_DIGESTS), "state": "state", "public": "public"},
-                "email": {
-                    "transport": "smtp",
-                    "from": "ML Papers <papers@example.org>",
-                    "smtp": {
-                        "host": server.host,
-                        "port": server.port,
-                        "security": "none",
-                        "connections": 2,
-                        "timeout": 5,
-                    },
-                },
-            }
-        ),
-        encoding="utf-8",
-    )
-    (tmp_path / "state").mkdir()
+    """test_kill's project, with weekly readers of assorted topics and one daily reader."""
+    from test_kill import smtp_project
+
     topics = [(), ("rl",), ("reasoning", "agent"), ("vision",)]
+    args = smtp_project(
+        tmp_path,
+        server,
+        subscribers,
+        preferences=lambda i: Preferences(Cadence.WEEKLY, topics[i % 4]),
+        command=("--week", "2025-W21", "--force"),
+    )
     with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
-        store.subscribers.add_many(
-            (
-                f"reader{i}@example.org",
-                list(Edition)[i % 3],
-                "",
-                Preferences(Cadence.WEEKLY, topics[i % 4]),
-            )
-            for i in range(subscribers)
-        )
         store.subscribers.add("daily@example.org", "ko")  # not a weekly reader
-    return [
-        __import__("sys").executable,
-        "-m",
-        "newsletter",
-        "--config",
-        str(config_file),
-        "publish",
-        "--week",
-        "2025-W21",
-        "--force",
-    ]
+    return args
 
 
 def test_kill_during_a_weekly_send_then_rerun_gives_each_one_copy(tmp_path):

@@ -27,13 +27,29 @@ CONNECTIONS = 2
 SUBSCRIBERS = 120
 
 
-def smtp_project(tmp_path, server, subscribers: int) -> list[str]:
-    """Config, subscribers and the 'publish' command line for a real SMTP server."""
+def smtp_project(
+    tmp_path,
+    server,
+    subscribers: int,
+    *,
+    preferences=None,
+    command: tuple[str, ...] = ("--date", "2025-04-04", "--force"),
+) -> list[str]:
+    """Config, subscribers and the 'publish' command line for a real SMTP server.
+
+    `preferences(i)`: subscriber i's cadence and topics (default: daily, all);
+    `command`: what follows `publish`.
+    """
     config_file = tmp_path / "config.yaml"
     config_file.write_text(
         yaml.safe_dump(
             {
-                "paths": {"digests": str(DATA), "state": "state", "outbox": "outbox"},
+                "paths": {
+                    "digests": str(DATA),
+                    "state": "state",
+                    "outbox": "outbox",
+                    "public": "public",
+                },
                 "email": {
                     "transport": "smtp",
                     "from": "ML Papers <papers@example.org>",
@@ -51,19 +67,16 @@ def smtp_project(tmp_path, server, subscribers: int) -> list[str]:
     )
     (tmp_path / "state").mkdir()
     with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
-        for i in range(subscribers):
-            store.subscribers.add(f"reader{i}@example.org", list(Edition)[i % 3])
-    return [
-        sys.executable,
-        "-m",
-        "newsletter",
-        "--config",
-        str(config_file),
-        "publish",
-        "--date",
-        "2025-04-04",
-        "--force",
-    ]
+        store.subscribers.add_many(
+            (
+                f"reader{i}@example.org",
+                list(Edition)[i % 3],
+                "",
+                *((preferences(i),) if preferences else ()),
+            )
+            for i in range(subscribers)
+        )
+    return [sys.executable, "-m", "newsletter", "--config", str(config_file), "publish", *command]
 
 
 def test_kill_then_rerun_sends_each_once(tmp_path):

@@ -54,35 +54,6 @@ class Mailing:
         return self.letter.issue
 
 
-# Variants per worker process below which building them in this process is faster.
-_PER_WORKER = 6
-
-
-def _workers(jobs: int) -> int:
-    """Processes to build `jobs` emails in: 1 unless fork is safe (Linux) and
-    there are enough for each of 2-4 usable cores."""
-    import multiprocessing
-    import os
-    import sys
-
-    if (
-        not sys.platform.startswith("linux")
-        or "fork" not in multiprocessing.get_all_start_methods()
-    ):
-        return 1
-    cores = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    return max(1, min(cores, 4, jobs // _PER_WORKER))
-
-
-def _build(job: tuple[Config, Variant, dt.datetime]) -> EditionEmail:
-    from newsletter.mail import build_email
-
-    config, variant, now = job
-    return build_email(config, variant.letter, variant.edition, now=now, topics=variant.topics)
-
-
 # A group of the plan: subscribers of one edition with the same topics.
 Group = tuple[Edition, tuple[str, ...]]
 
@@ -164,18 +135,16 @@ class Variants:
     def build(self, config: Config, now: dt.datetime) -> list[EditionEmail]:
         """Each variant rendered, inlined and encoded once, in index order.
 
-        Many variants (readers' topics) are built in forked processes, one per
-        usable core (at most 4): each email is pure Python work, and they are
-        all needed before the first message goes out.
+        In this process, one after the other: after the first, templates,
+        stylesheet and wrapped paragraphs are warm (`mail_layout`), and a
+        variant costs ~10 ms; worker processes would each start cold.
         """
-        jobs = [(config, v, now) for v in self.variants]
-        workers = _workers(len(jobs))
-        if workers < 2:
-            return [_build(job) for job in jobs]
-        import multiprocessing
+        from newsletter.mail import build_email
 
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_build, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
+        return [
+            build_email(config, v.letter, v.edition, now=now, topics=v.topics)
+            for v in self.variants
+        ]
 
     def in_order(self, editions: Sequence[Edition]) -> dict[Edition, int]:
         """`planned`, in the order of `editions` (the config's), without zeros."""

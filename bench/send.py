@@ -107,12 +107,38 @@ def write_config(folder: Path, port: int, connections: int, bounce_address: str 
 
 
 # 30 tags by popularity (rank 1 first): the example digests' tags among others.
-TAGS = (
-    "llm reasoning rl agent efficiency multimodal moe alignment vision code "
-    "inference-time-scaling long-context pretraining math reward-model diffusion "
-    "benchmark retrieval safety transformer scaling-law corpus robotics speech "
-    "image-generation quantization distillation tokenizer korean evaluation"
-).split()
+TAGS = [
+    "llm",
+    "reasoning",
+    "rl",
+    "agent",
+    "efficiency",
+    "multimodal",
+    "moe",
+    "alignment",
+    "vision",
+    "code",
+    "inference-time-scaling",
+    "long-context",
+    "pretraining",
+    "math",
+    "reward-model",
+    "diffusion",
+    "benchmark",
+    "retrieval",
+    "safety",
+    "transformer",
+    "scaling-law",
+    "corpus",
+    "robotics",
+    "speech",
+    "image-generation",
+    "quantization",
+    "distillation",
+    "tokenizer",
+    "korean",
+    "evaluation",
+]
 
 
 def topic_sets(count: int, seed: int = 20) -> list[tuple[str, ...]]:

@@ -19,6 +19,7 @@ import time
 import pytest
 from helpers import SAMPLE_DIGESTS, run_cli
 from smtp_servers import Handler, start_server
+from test_web import server
 
 from newsletter.cadence import WeeklySchedule, applies_on
 from newsletter.config import config_from_dict
@@ -30,6 +31,8 @@ from newsletter.store import Store
 from newsletter.store.database import Database
 from newsletter.store.subscriber_csv import export_csv, import_csv
 from newsletter.store.subscribers import Preferences
+
+__all__ = ["server"]  # the web service fixture, used by name
 
 SEOUL = WeeklySchedule(0, dt.timezone(dt.timedelta(hours=9)))
 APRIL = read_digest(SAMPLE_DIGESTS / "2025-04-04.txt").digest
@@ -294,14 +297,14 @@ def test_a_weekly_email_of_forty_papers_fits(tmp_path):
 # --- a weekly send: exactly once, through kill -9 ------------------------------------------------
 
 
-def weekly_project(tmp_path, server, subscribers: int) -> list[str]:
+def weekly_project(tmp_path, smtp, subscribers: int) -> list[str]:
     """test_kill's project, with weekly readers of assorted topics and one daily reader."""
     from test_kill import smtp_project
 
     topics = [(), ("rl",), ("reasoning", "agent"), ("vision",)]
     args = smtp_project(
         tmp_path,
-        server,
+        smtp,
         subscribers,
         preferences=lambda i: Preferences(Cadence.WEEKLY, topics[i % 4]),
         command=("--week", "2025-W21", "--force"),
@@ -314,8 +317,8 @@ def weekly_project(tmp_path, server, subscribers: int) -> list[str]:
 def test_kill_during_a_weekly_send_then_rerun_gives_each_one_copy(tmp_path):
     handler = Handler(delay=0.04)
     count = 100
-    with start_server(handler) as server:
-        args = weekly_project(tmp_path, server, count)
+    with start_server(handler) as smtp:
+        args = weekly_project(tmp_path, smtp, count)
         env = os.environ | {"NEWSLETTER_SECRET": "weekly-kill-secret"}
         first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
@@ -346,3 +349,52 @@ def test_kill_during_a_weekly_send_then_rerun_gives_each_one_copy(tmp_path):
         parsed = email.message_from_bytes(message.data, policy=email.policy.default)
         assert parsed["Message-ID"].startswith("<2025w21.")
         assert "Weekly" in parsed["Subject"] or "주간" in parsed["Subject"]
+
+
+# --- the sign-up form and the preferences page, over HTTP ------------------------------------
+
+
+def test_sign_up_with_cadence_and_topics_and_change_them(server):
+    """The choices travel through double opt-in; the POSTs need their CSRF token."""
+    from test_web import SECRET, csrf_of, link_in
+
+    from newsletter.mail import UNSUBSCRIBE, sign_token
+
+    server.clock[0] = dt.datetime(2025, 5, 20, 3, 0, tzinfo=dt.UTC)
+    client = server.client
+    form = client.get("subscribe")
+    offered = re.findall(r'name="topic" value="([^"]+)"', form.text)
+    assert offered[:3] == ["rl", "reasoning", "reward-model"]  # most used first
+    assert "(4)" in form.text  # with the number of papers
+    fields = {"csrf": csrf_of(form.text), "email": "t@example.com", "edition": "en"}
+    empty = client.post("subscribe", fields | {"cadence": "weekly", "scope": "some"})
+    assert empty.status == 400 and "at least one tag" in empty.text
+    fields["csrf"] = csrf_of(empty.text)
+    body = "&".join(
+        f"{k}={v}" for k, v in (fields | {"cadence": "weekly", "scope": "some"}).items()
+    )
+    body += "&topic=rl&topic=%EC%B6%94%EB%A1%A0"  # rl and 추론 (not in use lately)
+    reply = client.post("subscribe", body.encode())
+    assert reply.status == 200, reply.text
+    with server.store() as store:
+        pending = store.subscribers.get("t@example.com")
+    assert (pending.cadence, pending.topics) == (Cadence.WEEKLY, ("rl", "추론"))
+    assert client.confirm(link_in(server.confirmation("t@example.com"), "confirm")).status == 200
+    token = sign_token(SECRET.encode(), UNSUBSCRIBE, "t@example.com")
+    page = client.get(f"preferences?token={token}")
+    # A chosen tag out of use is still there, checked.
+    assert re.search(r'value="추론" checked> #추론 <span class="gone">', page.text)
+    with server.store() as store:
+        assert store.subscribers.get("t@example.com").state.value == "active"
+    forged = client.post(f"preferences?token={token}", {"edition": "en", "cadence": "daily"})
+    assert forged.status == 403
+    saved = client.post(
+        f"preferences?token={token}",
+        {"csrf": csrf_of(page.text), "edition": "ko", "cadence": "daily", "scope": "all"},
+    )
+    assert saved.status == 200 and "Daily from 2025-05-26, every paper" in saved.text
+    with server.store() as store:
+        now = store.subscribers.get("t@example.com")
+    # Confirmed on Tuesday 20 May and back to daily: from the next Monday.
+    assert (now.edition, now.cadence, now.topics) == (Edition.KO, Cadence.DAILY, ())
+    assert now.cadence_from == dt.date(2025, 5, 26)

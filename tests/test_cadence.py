@@ -12,13 +12,13 @@ import email.policy
 import io
 import os
 import re
-import signal
 import subprocess
 import time
 
 import pytest
 from helpers import SAMPLE_DIGESTS, run_cli
 from smtp_servers import Handler, start_server
+from test_kill import kill_and_settle, smtp_project
 from test_web import server
 
 from newsletter.cadence import WeeklySchedule, applies_on
@@ -299,7 +299,6 @@ def test_a_weekly_email_of_forty_papers_fits(tmp_path):
 
 def weekly_project(tmp_path, smtp, subscribers: int) -> list[str]:
     """test_kill's project, with weekly readers of assorted topics and one daily reader."""
-    from test_kill import smtp_project
 
     topics = [(), ("rl",), ("reasoning", "agent"), ("vision",)]
     args = smtp_project(
@@ -325,8 +324,7 @@ def test_kill_during_a_weekly_send_then_rerun_gives_each_one_copy(tmp_path):
         while len(handler.messages) < 25 and first.poll() is None:
             assert time.monotonic() < deadline, "the sender never got going"
             time.sleep(0.005)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        kill_and_settle(first, handler)  # handler.messages is final from here
         accepted_at_kill = set(handler.count_by_recipient())
         assert 0 < len(accepted_at_kill) < count, "kill did not land mid-send"
         with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:

@@ -51,8 +51,11 @@ class _Server(http.server.ThreadingHTTPServer):
 
     A browser or `urllib` that has read the status of a 404 may close before
     the error page is written; the handler thread then meets BrokenPipeError or
-    ConnectionResetError. Any other error is still reported.
+    ConnectionResetError. Any other error is still reported. Stopping never
+    waits for a client that keeps its connection open (`block_on_close`).
     """
+
+    block_on_close = False
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys

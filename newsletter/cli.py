@@ -777,6 +777,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(
         f"next send: {upcoming['date']} at {upcoming['at']}" if upcoming else "next send: none"
     )
+    weekly = data["next_weekly_send"]
+    click.echo(
+        f"next weekly send: {weekly['week']} at {weekly['at']}"
+        if weekly
+        else "next weekly send: none"
+    )
     subscribers_text = ", ".join(f"{n} {state}" for state, n in data["subscribers"].items())
     click.echo(f"subscribers: {subscribers_text or 'none'}")
     for date, counts in data["deliveries"].items():

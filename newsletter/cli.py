@@ -339,7 +339,20 @@ def _print_delivery(report: Any, dry_run: bool) -> None:
         f"email: {report.sent} sent, {report.failed} failed, {report.skipped} skipped, "
         f"{report.pending_left} left ({report.messages_per_second:.0f} messages/s)"
     )
-    if report.pending_left:
+    for edition, reply in report.refused.items():
+        left = report.per_edition[edition].pending if edition in report.per_edition else 0
+        click.secho(
+            f"error: the SMTP server refused the {edition} edition's message for "
+            f"{report.date.isoformat()}: {reply}",
+            fg="red",
+            err=True,
+        )
+        click.echo(
+            f"  hint: nobody was marked failed: its {left} message(s) stay pending; fix the "
+            "relay (or the message: email.max_bytes), then run publish again to send them",
+            err=True,
+        )
+    if report.pending_left and not report.refused:
         click.secho("  some messages are still pending: run publish again to retry", fg="yellow")
     if report.failed or report.pending_left:
         sys.exit(1)

@@ -2,7 +2,12 @@
 
 One configurable handler covers the behaviours we need: record messages, answer
 451 for the first tries, 550 for some recipients, drop the connection on chosen
-messages, sleep per message; `start_server` adds STARTTLS + AUTH when asked.
+messages, sleep per message; and the relay faults of a bad day: refuse the
+message itself after DATA, allow only so many recipients or messages per
+session (452 4.5.3 / 421), a session that answers 451 to everything once it
+has taken some messages, and a hold on one message until the test lets it go.
+`start_server` adds STARTTLS + AUTH when asked, and passes aiosmtpd options
+(e.g. `data_size_limit`, which refuses too large a SIZE at MAIL with 552).
 """
 
 from __future__ import annotations
@@ -42,16 +47,43 @@ class Handler:
     temp_fail_first: int = 0  # answer 451 at DATA for the first N DATA commands
     drop_on: set[int] = field(default_factory=set)  # drop the connection on these DATA numbers
     delay: float = 0.0  # seconds per message, before it is recorded
+    # After DATA, this reply for every message containing the marker (b"": all).
+    refuse_content: tuple[bytes, str] | None = None
+    session_recipients: int = 0  # RCPTs per session, then 452 4.5.3 (0: no limit)
+    session_messages: int = 0  # messages per session, then 421 at MAIL and hang up
+    sick_after: int = 0  # messages per session, then 451 at DATA for the rest of it
+    # Hold the message with this DATA number: `held` is set when it arrives, and
+    # it is answered 250 (and recorded) only once `release` is set.
+    hold_on: int = 0
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     messages: list[Received] = field(default_factory=list)
     data_calls: int = 0
+    closed_sessions: int = 0  # 421s given for session_messages
     rcpt_calls: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.session_messages and _count(session, "messages") >= self.session_messages:
+            with self.lock:
+                self.closed_sessions += 1
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.7.0 Too many messages in this session, closing"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         with self.lock:
             self.rcpt_calls[address] += 1
+        if self.session_recipients:
+            if _count(session, "recipients") >= self.session_recipients:
+                return "452 4.5.3 Error: too many recipients"
+            _count(session, "recipients", 1)
         code = self.reject.get(address)
         if code:
             return f"{code} 5.1.1 <{address}>: mailbox unavailable"
@@ -67,8 +99,18 @@ class Handler:
             return "421 closing"
         if number <= self.temp_fail_first:
             return "451 4.3.0 try again later"
+        if self.sick_after and _count(session, "messages") >= self.sick_after:
+            return "451 4.3.0 Temporary lookup failure"
+        if self.refuse_content and self.refuse_content[0] in envelope.original_content:
+            return self.refuse_content[1]
+        if number == self.hold_on:
+            self.held.set()
+            # Synchronised on the test's event, not on time (the bound only
+            # keeps a broken test from hanging).
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 60)
         if self.delay:
             await asyncio.sleep(self.delay)
+        _count(session, "messages", 1)
         with self.lock:
             self.messages.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
@@ -78,6 +120,13 @@ class Handler:
     def count_by_recipient(self) -> Counter[str]:
         with self.lock:
             return Counter(r for m in self.messages for r in m.recipients)
+
+
+def _count(session: Any, name: str, add: int = 0) -> int:
+    """A per-connection counter kept on aiosmtpd's session object."""
+    value = getattr(session, f"test_{name}", 0) + add
+    setattr(session, f"test_{name}", value)
+    return value
 
 
 @dataclass
@@ -106,10 +155,14 @@ def start_server(
     *,
     tls_context: ssl.SSLContext | None = None,
     auth: tuple[str, str] | None = None,
+    **options: Any,
 ) -> Iterator[Server]:
-    """An SMTP server on 127.0.0.1; with tls_context it requires STARTTLS (and AUTH)."""
+    """An SMTP server on 127.0.0.1; with tls_context it requires STARTTLS (and AUTH).
+
+    `options` go to aiosmtpd's SMTP (e.g. data_size_limit=30000).
+    """
     handler = handler or Handler()
-    kwargs: dict[str, Any] = {"enable_SMTPUTF8": True}
+    kwargs: dict[str, Any] = {"enable_SMTPUTF8": True, **options}
     if tls_context is not None:
         kwargs |= {"tls_context": tls_context, "require_starttls": True}
     if auth is not None:

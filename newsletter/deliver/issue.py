@@ -8,8 +8,10 @@ page's 'pending' ledger rows, hand its messages to the workers (`run.SendRun`).
 
 Retries: 4xx and lost connections are retried in rounds with a backoff
 (`retry_delays`), a bounded number of times; what still fails stays 'pending'
-and a rerun tries again. 5xx is 'failed' for good; a refused recipient counts
-a hard bounce and `email.bounce_limit` bounces mark the subscriber bounced.
+and a rerun tries again. A 5xx for the recipient is 'failed' for good; a
+refused mailbox counts a hard bounce and `email.bounce_limit` bounces mark the
+subscriber bounced. A 5xx for the message itself stops its edition with every
+row still 'pending' (`DeliveryReport.refused`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class DeliveryReport:
     too_late: bool = False
     recipients: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     note: str = ""
+    # Editions whose message the server refused (a message-level 5xx), with its
+    # reply: their messages were not sent and stay pending for a rerun.
+    refused: Mapping[str, str] = field(default_factory=dict)
 
 
 def deliver_issue(
@@ -167,6 +172,7 @@ def _send(
     stop = stop or threading.Event()
     pool = make_pool(config, context, total, transport_factory)
     run = SendRun(config, ledger, date, pool, progress, total, stop)
+    run.editions = {e.value for e in planned}
     send_started = time.monotonic()
     try:
         # Start-up check: a bad host/TLS/password raises before anything is marked.
@@ -179,7 +185,7 @@ def _send(
             jobs = itertools.chain(retry, source) if run.source_left else iter(retry)
             if not retry and not run.source_left:
                 break
-            if attempt == len(retry_delays) or stop.is_set():
+            if attempt == len(retry_delays) or stop.is_set() or run.halted:
                 break
             log.info(
                 "%s: %d temporary failures; retrying in %.1f s",
@@ -210,6 +216,7 @@ def _send(
         seconds=time.monotonic() - started,
         per_edition=per,
         messages_per_second=run.counts["sent"] / send_seconds,
+        refused=dict(run.refused),
     )
     log.info(
         "%s: sent %d, failed %d, skipped %d, pending %d in %.1f s (%.0f msg/s)",

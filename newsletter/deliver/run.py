@@ -8,10 +8,14 @@ themselves. A kill -9 therefore repeats at most the messages accepted but not
 yet committed (about one per connection at low rates, at most one batch at high
 rates) on the next run.
 
-Classification: accepted is 'sent'; a 5xx for the recipient is 'failed' for
-good (a refused recipient is a hard bounce); a 4xx or a lost connection stays
-'pending' and is handed back for the next retry round. A fatal failure (the
-server refuses the sender) stops the run.
+Classification (`smtp_replies`): accepted is 'sent'; a 5xx for the recipient
+is 'failed' for good (a refused mailbox is a hard bounce); a 4xx or a lost
+connection stays 'pending' and is handed back for the next retry round. A 5xx
+for the message itself (after DATA: too large, transaction failed) is the same
+for everyone of its edition: that edition stops, its rows stay 'pending' with
+nothing recorded against anyone, and `refused` says why (a rerun sends them).
+A fatal failure (the server refuses the sender, the outbox cannot be written)
+stops the run.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
 from newsletter.mail import check_address
 from newsletter.model import Edition
+from newsletter.smtp_replies import Scope
 from newsletter.store.ledger import DeliveryState, Outcome
 from newsletter.transports import PermanentFailure, SendFailure
 
@@ -83,6 +88,11 @@ class SendRun:
         self._next_write = 0.0
         # (edition, address) of temporary failures that reached email.max_attempts.
         self._abandoned: set[tuple[str, str]] = set()
+        # Editions whose message the server refused (message-level 5xx): the reply.
+        self.refused: dict[str, str] = {}
+        # The edition values this run sends (set by the caller); all refused:
+        # nothing left to do.
+        self.editions: set[str] = set()
 
     def plan(self, editions: Sequence[Edition]) -> Iterator[wire.Job]:
         """Jobs page by page; a page's 'pending' rows are written before its jobs go out."""
@@ -114,7 +124,7 @@ class SendRun:
         outcomes: list[Outcome] = []  # accepted (or failed), not yet in the ledger
         try:
             while True:
-                if not stopping and (self.shutdown.is_set() or error is not None):
+                if not stopping and (self.shutdown.is_set() or error is not None or self.halted):
                     stopping = True
                     for w in range(pool.size):
                         pool.send(w, (wire.STOP,))
@@ -129,13 +139,18 @@ class SendRun:
                     if kind == wire.DONE:
                         job = assigned[w].pop(message[1])
                         failure = wire.failure_from_wire(message[2])
-                        outcomes.append(self._classify(job, failure, retry))
+                        outcome = self._classify(job, failure, retry)
+                        if outcome is not None:
+                            outcomes.append(outcome)
                         if failure is not None and failure.fatal:
                             error = error or failure
                     elif kind == wire.DROPPED:
                         # Jobs a worker will not send (it gave up its connection,
                         # or was asked to stop): sent again later, nothing recorded.
-                        retry.extend(assigned[w].pop(number) for number in message[1])
+                        # Those of a refused edition stay pending for a rerun.
+                        dropped = [assigned[w].pop(number) for number in message[1]]
+                        if message[2] != wire.REFUSED:
+                            retry.extend(dropped)
                         given_up[w] = given_up[w] or message[2] == wire.GAVE_UP
                     elif kind == wire.ERROR:
                         error = error or RuntimeError(f"a delivery worker failed:\n{message[1]}")
@@ -156,15 +171,26 @@ class SendRun:
             raise
         self.source_left = not exhausted
         if isinstance(error, SendFailure):
+            rest = f"{self.counts['sent']} messages were sent, a rerun sends the rest"
+            if error.scope is not Scope.SENDER:
+                raise NewsletterError(f"delivery stopped: {error.text}", hint=rest)
             sender = check_address(self.config.email.sender_address).envelope
             raise NewsletterError(
                 f"the SMTP server refused the sender {sender}: {error.reply}",
-                hint="check email.from and that the server lets this account send as it; "
-                f"{self.counts['sent']} messages were sent, a rerun sends the rest",
+                hint=f"check email.from and that the server lets this account send as it; {rest}",
             )
         if error is not None:
             raise error
-        return [job for job in retry if (job[3], job[1].lower()) not in self._abandoned]
+        return [
+            job
+            for job in retry
+            if (job[3], job[1].lower()) not in self._abandoned and job[3] not in self.refused
+        ]
+
+    @property
+    def halted(self) -> bool:
+        """Whether the server refused the message of every edition this run sends."""
+        return bool(self.editions) and self.editions <= set(self.refused)
 
     def _dispatch(
         self, jobs: Iterator[wire.Job], assigned: list[dict[int, wire.Job]], given_up: list[bool]
@@ -174,11 +200,13 @@ class SendRun:
             if given_up[w] or len(held) >= _CHUNK:
                 continue
             want = 2 * _CHUNK - len(held)
-            chunk = list(itertools.islice(jobs, want))
+            taken = list(itertools.islice(jobs, want))
+            # A refused edition's jobs are not sent: their rows stay pending.
+            chunk = [job for job in taken if job[3] not in self.refused]
             if chunk:
                 held.update((job[0], job) for job in chunk)
                 self.pool.send(w, (wire.JOBS, chunk))
-            if len(chunk) < want:
+            if len(taken) < want:
                 return True
         return False
 
@@ -198,7 +226,9 @@ class SendRun:
                     if message[0] == wire.DONE and message[1] in assigned[w]:
                         job = assigned[w].pop(message[1])
                         failure = wire.failure_from_wire(message[2])
-                        outcomes.append(self._classify(job, failure, retry))
+                        outcome = self._classify(job, failure, retry)
+                        if outcome is not None:
+                            outcomes.append(outcome)
                     elif message[0] == wire.DROPPED:
                         for number in message[1]:
                             assigned[w].pop(number, None)
@@ -211,14 +241,29 @@ class SendRun:
 
     def _classify(
         self, job: wire.Job, failure: SendFailure | None, retry: list[wire.Job]
-    ) -> Outcome:
-        """The ledger outcome of one job; a temporary failure also goes to `retry`."""
+    ) -> Outcome | None:
+        """The ledger outcome of one job; a temporary failure also goes to `retry`.
+
+        None for a message-level refusal: nothing is recorded against the
+        recipient, the row stays pending and the edition stops (`refused`).
+        """
         _, email, _, edition_value = job
         edition = Edition(edition_value)
         if failure is None:
             self.counts["sent"] += 1
             self.per_edition[(edition_value, "sent")] += 1
             return Outcome(edition, email, DeliveryState.SENT, "accepted")
+        if failure.permanent and failure.scope is Scope.MESSAGE:
+            if edition_value not in self.refused:
+                self.refused[edition_value] = failure.reply
+                log.error(
+                    "%s %s edition: the server refused the message itself (%s): "
+                    "its edition stops here, nobody is marked failed; a rerun sends it",
+                    self.date,
+                    edition_value,
+                    failure.reply,
+                )
+            return None
         if isinstance(failure, PermanentFailure) and not failure.fatal:
             self.counts["failed"] += 1
             self.per_edition[(edition_value, "failed")] += 1

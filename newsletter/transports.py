@@ -222,6 +222,7 @@ class SmtpTransport:
                 conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            _no_delay(conn)
             conn.ehlo()
             if s.security == "starttls":
                 conn.starttls(context=self._context())
@@ -418,6 +419,21 @@ class SmtpTransport:
 
     def close(self) -> None:
         self._drop(polite=True)
+
+
+def _no_delay(conn: smtplib.SMTP) -> None:
+    """Turn Nagle's algorithm off (TCP_NODELAY) on the connection's socket.
+
+    A message goes out in one write, but TLS cuts it into 16 KB records: with
+    Nagle on, the small last record waits for the ACK of the previous ones,
+    which the server delays (~40 ms): STARTTLS ran at a tenth of plain SMTP's
+    rate (measured into aiosmtpd, 2 connections: 41 msg/s against 425). The
+    option survives STARTTLS (the TLS socket wraps the same descriptor).
+    """
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _quit(conn: smtplib.SMTP | None) -> None:

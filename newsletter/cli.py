@@ -6,11 +6,14 @@ Only click and the standard library are imported at module level, so that
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -49,20 +52,49 @@ def _fail(error: NewsletterError, debug: bool, code: int) -> NoReturn:
     sys.exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd stop, docker stop, timeout), raised where Ctrl-C would raise
+    KeyboardInterrupt, so that a stop runs the same clean-up as Ctrl-C: a
+    delivery records the messages in flight before the process exits."""
+
+
+@contextlib.contextmanager
+def _sigterm_is_ctrl_c() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(_signum: int, _frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn the one user-error type into a message and an exit code."""
+    """Turn the one user-error type into a message and an exit code.
+
+    SIGTERM is handled like Ctrl-C (see `Terminated`); exit status 130 after
+    Ctrl-C, 143 after SIGTERM.
+    """
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             state = click.get_current_context().find_object(State)
             try:
-                return command(*args, **kwargs)
+                with _sigterm_is_ctrl_c():
+                    return command(*args, **kwargs)
             except NewsletterError as error:
                 _fail(error, bool(state and state.debug), code)
-            except KeyboardInterrupt:
-                click.echo("interrupted", err=True)
-                sys.exit(130)
+            except KeyboardInterrupt as stop:
+                terminated = isinstance(stop, Terminated)
+                click.echo("stopped (SIGTERM)" if terminated else "interrupted", err=True)
+                sys.exit(143 if terminated else 130)
 
         return wrapper
 

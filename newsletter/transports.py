@@ -315,6 +315,11 @@ class SmtpTransport:
                 raise TemporaryFailure(
                     recipient, None, f"connection lost: {exc}", scope=Scope.SESSION
                 ) from None
+            except BaseException:
+                # Interrupted mid-transaction (Ctrl-C, SIGTERM): the session is in
+                # an unknown state, so no polite QUIT later (it would wait for a reply).
+                self._drop()
+                raise
             self._count += 1
             self._streak = 0
             self._last_used = time.monotonic()

@@ -52,8 +52,10 @@ class Handler:
     session_recipients: int = 0  # RCPTs per session, then 452 4.5.3 (0: no limit)
     session_messages: int = 0  # messages per session, then 421 at MAIL and hang up
     sick_after: int = 0  # messages per session, then 451 at DATA for the rest of it
-    # Hold the message with this DATA number: `held` is set when it arrives, and
-    # it is answered 250 (and recorded) only once `release` is set.
+    # Hold the reply to the message with this DATA number: the message is taken
+    # (recorded) when it arrives, as a relay queues it at the final ".", and
+    # `held` is set; its 250 goes out only once `release` is set. A client that
+    # dies meanwhile never learns that it was accepted.
     hold_on: int = 0
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -103,11 +105,6 @@ class Handler:
             return "451 4.3.0 Temporary lookup failure"
         if self.refuse_content and self.refuse_content[0] in envelope.original_content:
             return self.refuse_content[1]
-        if number == self.hold_on:
-            self.held.set()
-            # Synchronised on the test's event, not on time (the bound only
-            # keeps a broken test from hanging).
-            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 60)
         if self.delay:
             await asyncio.sleep(self.delay)
         _count(session, "messages", 1)
@@ -115,6 +112,11 @@ class Handler:
             self.messages.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
             )
+        if number == self.hold_on:
+            self.held.set()
+            # Synchronised on the test's event, not on time (the bound only
+            # keeps a broken test from hanging).
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 60)
         return "250 2.0.0 queued"
 
     def count_by_recipient(self) -> Counter[str]:
@@ -201,3 +203,37 @@ def sample_digest(name: str = "2025-04-04.txt") -> Any:
     from newsletter.digest import read_digest
 
     return read_digest(DATA / name).digest
+
+
+def smtp_project(
+    folder: Any, server: Server, subscribers: int, *, digests: Any = None, **settings: Any
+) -> Any:
+    """A project folder for the real CLI: config.yaml (transport smtp to `server`,
+    2 connections unless `settings` say otherwise) and `subscribers` active
+    readers (reader0..., editions in turn). Returns the config file's path.
+
+    `digests`: the digests folder (default: the sample digests); `settings`
+    also takes top-level config sections, e.g. schedule={...}.
+    """
+    import yaml
+
+    from newsletter.model import Edition
+    from newsletter.store import Store
+    from newsletter.store.database import Database
+
+    smtp = {"host": server.host, "port": server.port, "security": "none", "timeout": 10}
+    smtp |= {"connections": 2} | settings.pop("smtp", {})
+    config = {
+        "paths": {"digests": str(digests or DATA), "state": "state", "outbox": "outbox"},
+        "email": {"transport": "smtp", "from": "ML Papers <papers@example.org>", "smtp": smtp},
+        **settings,
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    (folder / "state").mkdir(exist_ok=True)
+    with Store(Database(f"sqlite:///{folder / 'state' / 'newsletter.db'}")) as store:
+        editions = list(Edition)
+        store.subscribers.add_many(
+            (f"reader{i}@example.org", editions[i % 3], "") for i in range(subscribers)
+        )
+    return path

@@ -150,3 +150,28 @@ def test_a_session_answering_4xx_to_everything_is_replaced(tmp_path):
         report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=FAST)
         assert (report.sent, report.failed, report.pending_left) == (100, 0, 0)
     assert handler.count_by_recipient() == everyone(100)
+
+
+def test_publish_says_which_edition_was_refused_and_exits_1(tmp_path):
+    from helpers import run_cli
+    from smtp_servers import smtp_project
+
+    handler = Handler(refuse_content=(b"", "554 5.7.1 Message refused by policy"))
+    with start_server(handler) as server:
+        config = smtp_project(tmp_path, server, 9, smtp={"connections": 1})
+        publish = ("--config", str(config), "publish", "--date", "2025-04-04", "--force")
+        env = {"NEWSLETTER_SECRET": "relay-faults-secret-0123456789"}
+        first = run_cli(*publish, env=env)
+        assert first.returncode == 1
+        for edition in ("ko", "en", "both"):
+            assert (
+                f"error: the SMTP server refused the {edition} edition's message for 2025-04-04: "
+                "554 5.7.1 Message refused by policy" in first.stderr
+            )
+        assert "its 3 message(s) stay pending" in first.stderr
+        assert "Traceback" not in first.stderr
+        assert "0 sent, 0 failed" in first.stdout
+        handler.refuse_content = None
+        second = run_cli(*publish, env=env)
+        assert second.returncode == 0, second.stderr
+    assert handler.count_by_recipient() == {f"reader{i}@example.org": 1 for i in range(9)}

@@ -219,6 +219,13 @@ class SendRun:
         """After an exception here: stop the workers and record what they still report."""
         for w in range(self.pool.size):
             self.pool.send(w, (wire.STOP,))
+        held = sum(len(jobs) for jobs in assigned)
+        log.info(
+            "%s: stopping: waiting for the messages in flight (%d queued or sending), "
+            "to record them",
+            self.date,
+            held,
+        )
         deadline = time.monotonic() + self.config.email.smtp.timeout + 5
         with contextlib.suppress(Exception):
             while any(assigned) and self.pool.open and time.monotonic() < deadline:
@@ -236,8 +243,22 @@ class SendRun:
                         assigned[w].clear()
         try:
             self._write(outcomes)
-        except Exception:  # the original error is what the caller must see
-            log.exception("%s: %d outcomes could not be recorded", self.date, len(outcomes))
+        except Exception as exc:  # the original error is what the caller must see
+            accepted = sum(o.state == DeliveryState.SENT for o in outcomes)
+            log.error(
+                "%s: %d outcomes could not be recorded (%d accepted by the server: a rerun "
+                "sends those again): %s",
+                self.date,
+                len(outcomes),
+                accepted,
+                exc,
+            )
+            return
+        log.info(
+            "%s: stopped: %d sent in this run are recorded; a rerun sends the rest",
+            self.date,
+            self.counts["sent"],
+        )
 
     def _classify(
         self, job: wire.Job, failure: SendFailure | None, retry: list[wire.Job]

@@ -1,0 +1,157 @@
+"""SIGTERM is a normal stop wherever a send can run: publish, send-test, run.
+
+systemd, `docker stop` and `timeout` stop a process with SIGTERM. It must be
+handled like Ctrl-C: the messages in flight are answered and recorded, so a
+rerun sends nobody a second copy. Each test runs the real CLI in a subprocess
+against an aiosmtpd server that holds one message until the test lets it go:
+the signal lands while that message is in flight, synchronised on the server
+having it (not on time), and the message is answered only once the process
+has shown it took the signal (it says "stopping", or it is gone).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from smtp_servers import Handler, smtp_project, start_server
+
+from newsletter.store import Store
+from newsletter.store.database import Database
+
+DATE = dt.date(2025, 4, 4)
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | {
+    "NEWSLETTER_SECRET": "sigterm-test-secret",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+class Watched:
+    """A CLI subprocess whose stderr is read line by line as it comes."""
+
+    def __init__(self, config: Path, *args: str) -> None:
+        command = [sys.executable, "-m", "newsletter", "--config", str(config), *args]
+        self.process = subprocess.Popen(
+            command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        self.ended = False
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.ended = True
+            self.changed.notify_all()
+
+    def wait_for_line(self, text: str) -> bool:
+        """Until a stderr line contains `text` (True) or stderr ends (False)."""
+        with self.changed:
+            self.changed.wait_for(
+                lambda: self.ended or any(text in line for line in self.lines), timeout=120
+            )
+            return any(text in line for line in self.lines)
+
+    def finish(self) -> tuple[int, str, str]:
+        stdout = self.process.stdout.read() if self.process.stdout else ""
+        code = self.process.wait(120)
+        self.reader.join(120)
+        return code, stdout, "".join(self.lines)
+
+
+def ledger_sent(folder: Path) -> set[str]:
+    with Store(Database(f"sqlite:///{folder / 'state' / 'newsletter.db'}")) as store:
+        return {d.email for d in store.ledger.deliveries_for(DATE) if d.state == "sent"}
+
+
+def test_sigterm_during_publish_records_the_messages_in_flight(tmp_path):
+    handler = Handler(hold_on=20)
+    with start_server(handler) as server:
+        config = smtp_project(tmp_path, server, 60)
+        try:
+            first = Watched(config, "publish", "--date", DATE.isoformat(), "--force")
+            assert handler.held.wait(120), "the 20th message never reached the server"
+            first.process.send_signal(signal.SIGTERM)
+            first.wait_for_line("stopping")
+        finally:
+            handler.release.set()  # the held message is answered 250 now
+        code, _, stderr = first.finish()
+        assert code == 143, stderr
+        assert "stopped (SIGTERM)" in stderr and "Traceback" not in stderr
+        accepted = set(handler.count_by_recipient())
+        assert 20 <= len(accepted) < 60, "SIGTERM did not land mid-send"
+        # Every message the server accepted is in the ledger: nothing to send twice.
+        assert ledger_sent(tmp_path) == accepted
+
+        second = Watched(config, "publish", "--date", DATE.isoformat(), "--force")
+        code, _, stderr = second.finish()
+        assert code == 0, stderr
+    counts = handler.count_by_recipient()
+    assert counts == {f"reader{i}@example.org": 1 for i in range(60)}  # 0 lost, 0 duplicated
+
+
+def test_sigterm_during_send_test_is_a_clean_stop(tmp_path):
+    handler = Handler(hold_on=1)
+    with start_server(handler) as server:
+        config = smtp_project(tmp_path, server, 0)
+        try:
+            proof = Watched(
+                config, "send-test", "--date", DATE.isoformat(), "--to", "editor@example.org"
+            )
+            assert handler.held.wait(120), "the test message never reached the server"
+            proof.process.send_signal(signal.SIGTERM)
+            code, _, stderr = proof.finish()
+        finally:
+            handler.release.set()
+    assert code == 143, stderr
+    assert "stopped (SIGTERM)" in stderr and "Traceback" not in stderr
+
+
+def test_sigterm_during_the_daemons_send_records_the_messages_in_flight(tmp_path):
+    from helpers import SAMPLE_DIGESTS
+
+    from newsletter.digest import format_digest, read_digest
+
+    today = dt.datetime.now(ZoneInfo("Asia/Seoul")).date()
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    sample = read_digest(SAMPLE_DIGESTS / "2025-04-04.txt").digest
+    text = format_digest(type(sample)(today, sample.entries, sample.source))
+    (digests / "today.txt").write_text(text, encoding="utf-8")
+    handler = Handler(hold_on=20)
+    with start_server(handler) as server:
+        config = smtp_project(
+            tmp_path,
+            server,
+            60,
+            digests=digests,
+            site={"timezone": "Asia/Seoul"},
+            schedule={"send_time": "00:00", "poll_seconds": 0.2, "settle_seconds": 0},
+        )
+        try:
+            daemon = Watched(config, "run")
+            assert handler.held.wait(120), "the 20th message never reached the server"
+            daemon.process.send_signal(signal.SIGTERM)
+            assert daemon.wait_for_line("stopping on SIGTERM")
+        finally:
+            handler.release.set()
+        code, _, stderr = daemon.finish()
+        assert code == 0, stderr
+        assert "Traceback" not in stderr
+        with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
+            rows = store.ledger.deliveries_for(today)
+        accepted = set(handler.count_by_recipient())
+        assert 20 <= len(accepted) < 60
+        assert {d.email for d in rows if d.state == "sent"} == accepted

@@ -170,7 +170,7 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
     for path in paths:
         if not path.exists():
             raise click.BadParameter(f"{path} does not exist", param_hint="PATH")
-    reports = check_paths(paths)
+    reports = check_paths(paths, config.limits.digest)
     if as_json:
         click.echo(
             json.dumps([_report_json(report) for report in reports], ensure_ascii=False, indent=2)

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from newsletter.errors import NewsletterError
-from newsletter.model import ALL_EDITIONS, Edition
+from newsletter.model import ALL_EDITIONS, DigestLimits, Edition
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 SECRET_ENV = "NEWSLETTER_SECRET"
@@ -169,6 +169,16 @@ class EmailConfig(_Section):
         return self.sender_address.rpartition("@")[2]
 
 
+class LimitsConfig(_Section):
+    max_digest_bytes: int = Field(DigestLimits().max_bytes, ge=1_000)
+    max_entries: int = Field(DigestLimits().max_entries, ge=1)
+
+    @property
+    def digest(self) -> DigestLimits:
+        """These limits as the digest reader takes them."""
+        return DigestLimits(self.max_digest_bytes, self.max_entries)
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -201,6 +211,7 @@ class Config(_Section):
     email: EmailConfig = EmailConfig()
     server: ServerConfig = ServerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    limits: LimitsConfig = LimitsConfig()
     database_url: str | None = None
     # Where the config came from; relative paths were resolved against its folder.
     source: Path | None = Field(None, exclude=True)

@@ -76,7 +76,7 @@ def scan(config: Config) -> Scan:
             f"the digests folder {folder} does not exist",
             hint="create it, or set paths.digests in the config",
         )
-    return Scan(tuple(check_paths([folder])))
+    return Scan(tuple(check_paths([folder], config.limits.digest)))
 
 
 def publish(

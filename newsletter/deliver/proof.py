@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
+from newsletter.deliver.issue import refuse_oversize
 from newsletter.errors import NewsletterError
 from newsletter.mail import (
     UNSUBSCRIBE,
@@ -51,6 +52,7 @@ def send_test(
     secret = resolve_secret(config, smtp=smtp)
     message = build_edition_email(config, digest, edition, now=now, test=True)
     data = message.personalise(address, "", sign_token(secret, UNSUBSCRIBE, address))
+    refuse_oversize(config, message, len(data))
     if transport is None:
         transport = (
             make_transport(config, digest.date)

@@ -76,6 +76,7 @@ class WorkContext:
     secret: bytes
     sender: str
     date: dt.date
+    max_bytes: int | None = None  # email.max_bytes: no copy over it is sent
 
 
 def make_pool(
@@ -158,6 +159,11 @@ def _work(
                 token = sign_token(secret, UNSUBSCRIBE, email)
                 data = emails[edition].personalise(email, name, token)
                 recipient = check_address(email).envelope
+                if context.max_bytes is not None and len(data) > context.max_bytes:
+                    raise ValueError(
+                        f"the message would be {len(data):,} bytes, over email.max_bytes "
+                        f"({context.max_bytes:,}): not sent"
+                    )
             except ValueError as exc:
                 failure = PermanentFailure(email, None, str(exc), False)
                 conn.send((wire.DONE, number, wire.failure_to_wire(failure)))

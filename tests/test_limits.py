@@ -60,9 +60,7 @@ def test_a_file_over_max_digest_bytes_is_refused_unread(cli, project, digests):
     assert size > 2_000_000
     checked = cli("check", "--json", cwd=project)
     assert checked.returncode == 1
-    assert (
-        f"the file is {size:,} bytes, over limits.max_digest_bytes (2,000,000)" in checked.stdout
-    )
+    assert f"the file is {size:,} bytes, over limits.max_digest_bytes (2,000,000)" in checked.stdout
     published = cli("publish", "--date", DATE, cwd=project)
     assert published.returncode == 1
     assert "big.txt" in published.stderr and "Traceback" not in published.stderr

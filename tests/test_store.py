@@ -290,3 +290,64 @@ def test_one_sender_at_a_time_per_issue(store):
             pass
     finally:
         other.close()
+
+
+# --- several processes creating the database at once ------------------------------
+
+
+def _schema_rows(url: str) -> list[int]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.exec_driver_sql("SELECT version FROM schema_version")]
+    finally:
+        engine.dispose()
+
+
+def _twelve_adds_at_once(config: Path) -> None:
+    from concurrent_cli import run_together
+
+    from newsletter.config import load_config
+    from newsletter.store.schema import SCHEMA_VERSION
+
+    adds = [("--config", str(config), "subscribers", "add", f"u{i}@example.org") for i in range(12)]
+    results = run_together(adds)
+    failed = [r.stderr for r in results if r.returncode != 0]
+    assert not failed, failed[0]
+    url = load_config(config).db_url
+    assert _schema_rows(url) == [SCHEMA_VERSION]
+    with Store(Database(url)) as store:
+        assert len(store.subscribers.list()) == 12
+
+
+def test_twelve_commands_creating_a_fresh_sqlite_database_at_once(tmp_path):
+    (tmp_path / "config.yaml").write_text("paths:\n  state: state\n", encoding="utf-8")
+    _twelve_adds_at_once(tmp_path / "config.yaml")
+
+
+def test_twelve_commands_creating_a_fresh_postgresql_database_at_once(tmp_path, mail_pg_url):
+    import sqlalchemy as sa
+
+    name = f"race_{os.getpid()}"
+    admin = sa.create_engine(mail_pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    url = mail_pg_url.replace("/postgres?", f"/{name}?")
+    (tmp_path / "config.yaml").write_text(f"database_url: '{url}'\n", encoding="utf-8")
+    _twelve_adds_at_once(tmp_path / "config.yaml")
+
+
+def test_a_database_left_with_several_version_rows_is_repaired(tmp_path):
+    url = f"sqlite:///{tmp_path / 'nl.db'}"
+    Database(url).close()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as an old, unlocked start could leave it
+        conn.exec_driver_sql("INSERT INTO schema_version VALUES (0), (2)")
+    engine.dispose()
+    Database(url).close()
+    assert _schema_rows(url) == [2]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import NewsletterError
-from newsletter.store.schema import migrate, tables
+from newsletter.store.schema import SCHEMA_VERSION, migrate, tables
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -54,13 +54,56 @@ class Database:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.tables = tables()
         try:
-            with self.engine.begin() as conn:
-                migrate(conn)
+            self._migrate()
         except sa.exc.OperationalError as exc:
             raise NewsletterError(
                 f"cannot open the database {self.engine.url.render_as_string()}: {exc.orig}",
                 hint="check database_url / paths.state and that the server is running",
             ) from None
+
+    def _migrate(self) -> None:
+        """Create or migrate the schema, safe when several processes start at once.
+
+        A database already current is only read. Otherwise the migration runs
+        under a lock held to its commit: SQLite's write lock taken up front
+        (BEGIN IMMEDIATE; the others wait up to the busy timeout, then find the
+        work done), PostgreSQL's transaction-level advisory lock. Without it,
+        twelve `subscribers add` on a fresh folder failed with "table
+        schema_version already exists" and left several version rows.
+        """
+        if self._schema_is_current():
+            return
+        if self.engine.dialect.name == "sqlite":
+            # Autocommit at the driver, so that the BEGIN is ours (pysqlite
+            # would otherwise open a deferred transaction only at the first write).
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    migrate(conn)
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+            return
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            migrate(conn)
+
+    def _schema_is_current(self) -> bool:
+        """Whether the schema is at this program's version already (one read, no lock)."""
+        import sqlalchemy as sa
+
+        version = self.tables.schema_version
+        query = sa.select(sa.func.max(version.c.version), sa.func.count())
+        try:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table(version.name):
+                    return False
+                current, rows = conn.execute(query).one()
+        except sa.exc.ProgrammingError:
+            return False
+        return rows == 1 and current == SCHEMA_VERSION
 
     @classmethod
     def open(cls, config: Config) -> Database:
@@ -113,6 +156,12 @@ class Database:
             except BlockingIOError:
                 raise busy from None
             yield
+
+
+# The PostgreSQL advisory lock key that serialises migrations (any fixed bigint).
+_MIGRATION_LOCK = int.from_bytes(
+    hashlib.sha256(b"newsletter-migrate").digest()[:8], "big", signed=True
+)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

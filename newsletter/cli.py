@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from newsletter import __version__
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, file_error
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -91,6 +91,10 @@ def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[...
                     return command(*args, **kwargs)
             except NewsletterError as error:
                 _fail(error, bool(state and state.debug), code)
+            except OSError as error:
+                # A file the command could not read or write (a full disk, a
+                # read-only folder) that no code path translated: still one line.
+                _fail(file_error(error, doing="use"), bool(state and state.debug), 1)
             except KeyboardInterrupt as stop:
                 terminated = isinstance(stop, Terminated)
                 click.echo("stopped (SIGTERM)" if terminated else "interrupted", err=True)

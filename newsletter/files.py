@@ -6,11 +6,21 @@ import os
 import tempfile
 from pathlib import Path
 
+from newsletter.errors import file_error
+
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write data to path via a temp file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write data to path via a temp file in the same folder and a rename.
+
+    A reader sees the old file or the new one, never a part; on any failure
+    the temp file is removed. NewsletterError (`errors.file_error`: the path,
+    the cause, a hint) for a full disk, a read-only folder, permissions.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise file_error(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -18,8 +28,10 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise file_error(exc, path) from exc
         raise
 
 

@@ -24,7 +24,7 @@ import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, file_error
 from newsletter.files import write_atomic
 from newsletter.smtp_replies import (
     Scope,
@@ -127,13 +127,17 @@ class FileTransport:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise NewsletterError(
-                f"cannot create the outbox folder {self.folder}: {exc}",
-                hint="check paths.outbox in the config",
-            ) from None
+            raise file_error(exc, self.folder, "create") from None
 
     def send(self, sender: str, recipient: str, message: bytes) -> None:
-        write_atomic(self.folder / outbox_name(recipient), message)
+        """Write the recipient's .eml; a failed write (full disk, permissions)
+        is fatal: every other message would fail the same way."""
+        try:
+            write_atomic(self.folder / outbox_name(recipient), message)
+        except NewsletterError as exc:
+            raise TemporaryFailure(
+                recipient, None, f"{exc.message} ({exc.hint})", scope=Scope.SESSION, fatal=True
+            ) from None
 
     def close(self) -> None:
         pass

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, file_error
 from newsletter.store.schema import SCHEMA_VERSION, migrate, tables
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class Database:
             ) from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        sa.event.listen(self.engine, "handle_error", self._explain)
         self.tables = tables()
         try:
             self._migrate()
@@ -105,11 +106,23 @@ class Database:
             return False
         return rows == 1 and current == SCHEMA_VERSION
 
+    def _explain(self, context: Any) -> None:
+        """SQLAlchemy's handle_error hook: a damaged file, a full disk, a read-only
+        folder or an unreachable server becomes one NewsletterError naming the
+        database and the cause, with a hint (`database_problem`). Anything else
+        (a bug) keeps its traceback."""
+        problem = database_problem(context.original_exception, self.engine.url)
+        if problem is not None:
+            raise problem from context.sqlalchemy_exception
+
     @classmethod
     def open(cls, config: Config) -> Database:
         """The configured database; creates paths.state for the default SQLite file."""
         if config.database_url is None:
-            config.paths.state.mkdir(parents=True, exist_ok=True)
+            try:
+                config.paths.state.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise file_error(exc, config.paths.state, "create") from exc
         return cls(config.db_url)
 
     def close(self) -> None:
@@ -156,6 +169,75 @@ class Database:
             except BlockingIOError:
                 raise busy from None
             yield
+
+
+def database_problem(error: BaseException, url: Any) -> NewsletterError | None:
+    """What a driver error means for the operator, or None if it is not one of theirs.
+
+    SQLite (by the error's name, Python >= 3.11): NOTADB and CORRUPT are a
+    damaged file; FULL and IOERR a full disk or failing device; READONLY and
+    CANTOPEN permissions or a read-only folder; BUSY a lock held too long.
+    PostgreSQL (by SQLSTATE): class 08 and 57P0x an unreachable server, 53 out
+    of resources (53100: disk full), XX001/XX002 damaged data, 25006 read-only.
+    """
+    cause = " ".join(str(error).split())
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        folder = path.parent
+        name = getattr(error, "sqlite_errorname", "") or ""
+        kind = name.removeprefix("SQLITE_").split("_")[0]
+        if kind in ("NOTADB", "CORRUPT"):
+            return NewsletterError(
+                f"the database {path} is damaged: {cause}",
+                hint=f"restore it from a backup; or move it aside (mv {path} {path}.damaged) "
+                "to start an empty one: the subscribers and the delivery ledger are in it "
+                f"(sqlite3 {path}.damaged .recover may save what is left)",
+            )
+        if kind in ("FULL", "IOERR"):
+            return NewsletterError(
+                f"cannot write the database {path}: {cause}",
+                hint=f"the disk holding {folder} is full or failing: free some space (df -h "
+                f"{folder}), then run again; the failed write was rolled back, so the ledger "
+                "is consistent and a rerun sends only what is left",
+            )
+        if kind in ("READONLY", "CANTOPEN", "PERM", "AUTH"):
+            return NewsletterError(
+                f"cannot open or write the database {path}: {cause}",
+                hint=f"this user must be able to write {path} and, beside it, {path.name}-wal, "
+                f"{path.name}-shm and new files in {folder} (paths.state), on a writable "
+                "file system",
+            )
+        if kind in ("BUSY", "LOCKED"):
+            return NewsletterError(
+                f"the database {path} stayed locked: {cause}",
+                hint="another process held it for longer than the 30 s busy timeout; "
+                "run again when it is done",
+            )
+        return None
+    state = getattr(error, "sqlstate", None) or ""
+    where = url.render_as_string(hide_password=True)
+    if state.startswith("08") or state.startswith("57P0"):
+        return NewsletterError(
+            f"cannot reach the database {where}: {cause}",
+            hint="check database_url and that the server is running and accepts connections",
+        )
+    if state.startswith("53"):
+        return NewsletterError(
+            f"the database server {where} is out of resources: {cause}",
+            hint="free disk space or memory on the database server (SQLSTATE "
+            f"{state}), then run again: the failed transaction was rolled back",
+        )
+    if state in ("XX001", "XX002"):
+        return NewsletterError(
+            f"the database {where} is damaged: {cause}",
+            hint=f"restore it from a backup (SQLSTATE {state})",
+        )
+    if state == "25006":
+        return NewsletterError(
+            f"the database {where} is read-only: {cause}",
+            hint="point database_url at the primary, writable server",
+        )
+    return None
 
 
 # The PostgreSQL advisory lock key that serialises migrations (any fixed bigint).

@@ -212,17 +212,20 @@ def _report_json(report: Any) -> dict[str, Any]:
 
 
 def _print_report(report: Any) -> None:
+    from newsletter.logs import printable  # file names and digest text: no terminal escapes
+
     if report.ok:
         digest = report.digest
         assert digest is not None
         count = len(digest.entries)
         click.echo(
-            f"{digest.date.isoformat()}  {count:>3} entr{'y' if count == 1 else 'ies'}  {report.file}"
+            f"{digest.date.isoformat()}  {count:>3} entr{'y' if count == 1 else 'ies'}  "
+            f"{printable(report.file)}"
         )
     for problem in report.errors:
-        click.secho(f"{problem}", fg="red")
+        click.secho(printable(str(problem)), fg="red")
     for problem in report.warnings:
-        click.secho(f"  warning: {problem}", fg="yellow")
+        click.secho(f"  warning: {printable(str(problem))}", fg="yellow")
 
 
 # --- publishing: site and feeds ----------------------------------------------

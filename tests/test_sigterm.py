@@ -12,63 +12,18 @@ has shown it took the signal (it says "stopping", or it is gone).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from processes import Watched
 from smtp_servers import Handler, smtp_project, start_server
 
 from newsletter.store import Store
 from newsletter.store.database import Database
 
 DATE = dt.date(2025, 4, 4)
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | {
-    "NEWSLETTER_SECRET": "sigterm-test-secret",
-    "PYTHONUNBUFFERED": "1",
-}
-
-
-class Watched:
-    """A CLI subprocess whose stderr is read line by line as it comes."""
-
-    def __init__(self, config: Path, *args: str) -> None:
-        command = [sys.executable, "-m", "newsletter", "--config", str(config), *args]
-        self.process = subprocess.Popen(
-            command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-        self.ended = False
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            with self.changed:
-                self.lines.append(line)
-                self.changed.notify_all()
-        with self.changed:
-            self.ended = True
-            self.changed.notify_all()
-
-    def wait_for_line(self, text: str) -> bool:
-        """Until a stderr line contains `text` (True) or stderr ends (False)."""
-        with self.changed:
-            self.changed.wait_for(
-                lambda: self.ended or any(text in line for line in self.lines), timeout=120
-            )
-            return any(text in line for line in self.lines)
-
-    def finish(self) -> tuple[int, str, str]:
-        stdout = self.process.stdout.read() if self.process.stdout else ""
-        code = self.process.wait(120)
-        self.reader.join(120)
-        return code, stdout, "".join(self.lines)
+SECRET = {"NEWSLETTER_SECRET": "sigterm-test-secret"}
 
 
 def ledger_sent(folder: Path) -> set[str]:
@@ -81,7 +36,7 @@ def test_sigterm_during_publish_records_the_messages_in_flight(tmp_path):
     with start_server(handler) as server:
         config = smtp_project(tmp_path, server, 60)
         try:
-            first = Watched(config, "publish", "--date", DATE.isoformat(), "--force")
+            first = Watched(config, "publish", "--date", DATE.isoformat(), "--force", env=SECRET)
             assert handler.held.wait(120), "the 20th message never reached the server"
             first.process.send_signal(signal.SIGTERM)
             first.wait_for_line("stopping")
@@ -95,7 +50,7 @@ def test_sigterm_during_publish_records_the_messages_in_flight(tmp_path):
         # Every message the server accepted is in the ledger: nothing to send twice.
         assert ledger_sent(tmp_path) == accepted
 
-        second = Watched(config, "publish", "--date", DATE.isoformat(), "--force")
+        second = Watched(config, "publish", "--date", DATE.isoformat(), "--force", env=SECRET)
         code, _, stderr = second.finish()
         assert code == 0, stderr
     counts = handler.count_by_recipient()
@@ -108,7 +63,13 @@ def test_sigterm_during_send_test_is_a_clean_stop(tmp_path):
         config = smtp_project(tmp_path, server, 0)
         try:
             proof = Watched(
-                config, "send-test", "--date", DATE.isoformat(), "--to", "editor@example.org"
+                config,
+                "send-test",
+                "--date",
+                DATE.isoformat(),
+                "--to",
+                "editor@example.org",
+                env=SECRET,
             )
             assert handler.held.wait(120), "the test message never reached the server"
             proof.process.send_signal(signal.SIGTERM)
@@ -141,7 +102,7 @@ def test_sigterm_during_the_daemons_send_records_the_messages_in_flight(tmp_path
             schedule={"send_time": "00:00", "poll_seconds": 0.2, "settle_seconds": 0},
         )
         try:
-            daemon = Watched(config, "run")
+            daemon = Watched(config, "run", env=SECRET)
             assert handler.held.wait(120), "the 20th message never reached the server"
             daemon.process.send_signal(signal.SIGTERM)
             assert daemon.wait_for_line("stopping on SIGTERM")

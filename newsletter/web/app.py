@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from newsletter import tokens
+from newsletter.logs import printable
 from newsletter.model import Edition
 from newsletter.store.database import Database
 from newsletter.store.subscribers import Subscribers
@@ -167,7 +168,7 @@ class _Handlers:
             return self._form_error(request, email, edition, address is None)
         ip = _client_ip(request)
         if self.per_ip.full(ip) or self.per_address.full(address.lower()):
-            log.warning("sign-up rate limit reached (ip %s)", ip)
+            log.warning("sign-up rate limit reached (ip %s)", printable(ip))
             wait = max(self.per_ip.retry_after(ip), self.per_address.retry_after(address.lower()))
             response = self.pages.message("rate")
             response.headers["Retry-After"] = str(wait)
@@ -297,7 +298,12 @@ class _Handlers:
     async def server_error(self, request: Request, exc: Exception) -> Response:
         # The traceback goes to the server log (uvicorn logs the re-raised error);
         # the client sees a friendly page and nothing of the internals.
-        log.error("500 on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        log.error(
+            "500 on %s %s: %s",
+            printable(request.method),
+            printable(request.url.path),
+            type(exc).__name__,
+        )
         return self.pages.message("error")
 
 

@@ -111,8 +111,22 @@ def test_a_recipient_refused_after_data_is_that_recipients_failure(tmp_path):
     assert store.subscribers.hard_bounces("reader0003@example.org") == 1
 
 
-def test_a_relay_allowing_100_recipients_per_session_gets_everyone_once(tmp_path):
-    handler = Handler(session_recipients=100)
+def _refused_rcpts(handler):
+    return sum(handler.rcpt_calls.values()) - 1000
+
+
+@pytest.mark.parametrize(
+    ("limit", "refusals"),
+    [
+        # 452 4.5.3 for the 101st RCPT of a session; the refused RCPTs are counted.
+        ({"session_recipients": 100}, _refused_rcpts),
+        # 421 and a hang-up at the 101st MAIL of a session; the 421s are counted.
+        ({"session_messages": 100}, lambda handler: handler.closed_sessions),
+    ],
+    ids=["452 4.5.3 after 100 recipients", "421 after 100 messages"],
+)
+def test_a_relay_with_a_per_session_limit_gets_everyone_once(tmp_path, limit, refusals):
+    handler = Handler(**limit)
     with start_server(handler) as server:
         config = smtp_config(tmp_path, server, connections=2)
         store = make_store(tmp_path, 1000)
@@ -122,22 +136,8 @@ def test_a_relay_allowing_100_recipients_per_session_gets_everyone_once(tmp_path
         # Each refused message went again at once on a new session: one attempt each.
         assert {d.attempts for d in store.ledger.deliveries_for(NOW.date())} == {1}
     assert handler.count_by_recipient() == everyone(1000)
-    # The limit was learned: one refused RCPT per connection, then it stays under it.
-    refused = sum(handler.rcpt_calls.values()) - 1000
-    assert refused <= 2, refused
-
-
-def test_a_relay_closing_after_100_messages_per_session_gets_everyone_once(tmp_path):
-    handler = Handler(session_messages=100)
-    with start_server(handler) as server:
-        config = smtp_config(tmp_path, server, connections=2)
-        store = make_store(tmp_path, 1000)
-        report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=FAST)
-        assert (report.sent, report.failed, report.pending_left) == (1000, 0, 0)
-        assert {d.attempts for d in store.ledger.deliveries_for(NOW.date())} == {1}
-    assert handler.count_by_recipient() == everyone(1000)
-    # Learned: one 421 per connection, then each session stays at 100 messages.
-    assert handler.closed_sessions <= 2, handler.closed_sessions
+    # The limit was learned: one refusal per connection, then it stays under it.
+    assert refusals(handler) <= 2, refusals(handler)
 
 
 def test_a_session_answering_4xx_to_everything_is_replaced(tmp_path):

@@ -46,20 +46,20 @@ _TOO_MANY = re.compile(r"too many recipients", re.IGNORECASE)
 class Stage(enum.Enum):
     """The command a reply answers."""
 
-    MAIL = "MAIL"
-    RCPT = "RCPT"
-    DATA = "DATA"  # the DATA command itself (354 wanted)
-    END = "end of data"  # the message and its final "."
+    MAIL = enum.auto()
+    RCPT = enum.auto()
+    DATA = enum.auto()  # the DATA command itself (354 wanted)
+    END = enum.auto()  # the message and its final "."
 
 
 class Scope(enum.Enum):
     """What a reply accepts or refuses."""
 
-    ACCEPTED = "accepted"
-    RECIPIENT = "recipient"  # this recipient only: the others go on
-    MESSAGE = "message"  # this message, for every recipient: stop its edition
-    SENDER = "sender"  # the envelope sender or the account: stop the run
-    SESSION = "session"  # this connection: QUIT and reconnect
+    ACCEPTED = enum.auto()
+    RECIPIENT = enum.auto()  # this recipient only: the others go on
+    MESSAGE = enum.auto()  # this message, for every recipient: stop its edition
+    SENDER = enum.auto()  # the envelope sender or the account: stop the run
+    SESSION = enum.auto()  # this connection: QUIT and reconnect
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def enhanced_code(text: str) -> tuple[int, int, int] | None:
     return klass, subject, detail
 
 
-def classify(stage: Stage, code: int, text: str = "") -> Verdict:
+def classify(stage: Stage, code: int, text: str) -> Verdict:
     """The verdict on reply `code` `text` to the command of `stage` (see the module doc)."""
     if 200 <= code < 300 or (stage is Stage.DATA and code == 354):
         return ACCEPTED

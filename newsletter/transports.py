@@ -463,7 +463,7 @@ class _Refused(Exception):
     """A reply other than the one wanted, at `stage` (`closed`: the server hung up)."""
 
     def __init__(self, stage: Stage, code: int, text: bytes | str) -> None:
-        super().__init__(f"{stage.value}: {code}")
+        super().__init__(f"{stage.name}: {code}")
         self.stage = stage
         self.code = code
         self.text = " ".join(_text(text).split())

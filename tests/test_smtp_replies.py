@@ -6,6 +6,8 @@ the mutation run of the module (bench/mutation.sh) is measured against.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from newsletter.smtp_replies import (
@@ -20,8 +22,16 @@ from newsletter.smtp_replies import (
 )
 
 MAIL, RCPT, DATA, END = Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.END
-ACCEPTED = Verdict(Scope.ACCEPTED)
-SESSION_LIMIT = Verdict(Scope.SESSION, session_limit=True)
+
+
+def V(scope, permanent=False, bounce=False, session_limit=False):
+    """An expected verdict as a plain tuple, with defaults of this test's own
+    (not Verdict's: a changed default there must show here)."""
+    return (scope, permanent, bounce, session_limit)
+
+
+ACCEPTED = V(Scope.ACCEPTED)
+SESSION_LIMIT = V(Scope.SESSION, session_limit=True)
 
 
 @pytest.mark.parametrize(
@@ -59,12 +69,16 @@ def test_enhanced_code(text, code):
         (END, 200, "", ACCEPTED),
         (END, 299, "", ACCEPTED),
         # 354 answers DATA only; anywhere else the session is confused.
-        (END, 354, "", Verdict(Scope.SESSION)),
-        (RCPT, 354, "", Verdict(Scope.SESSION)),
-        (MAIL, 300, "", Verdict(Scope.SESSION)),
-        (END, 199, "", Verdict(Scope.SESSION)),
-        (END, 600, "", Verdict(Scope.SESSION)),
-        (END, 399, "", Verdict(Scope.SESSION)),
+        (END, 354, "", V(Scope.SESSION)),
+        (RCPT, 354, "", V(Scope.SESSION)),
+        (MAIL, 300, "", V(Scope.SESSION)),
+        (END, 199, "", V(Scope.SESSION)),
+        (END, 600, "", V(Scope.SESSION)),
+        (END, 399, "", V(Scope.SESSION)),
+        (RCPT, 400, "", V(Scope.RECIPIENT)),  # the lowest 4yz
+        (END, 400, "", V(Scope.MESSAGE)),
+        (END, 499, "", V(Scope.MESSAGE)),
+        (END, 599, "", V(Scope.MESSAGE, True)),  # the highest 5yz
         # 421: the server closes the channel, whatever the command (RFC 5321 §3.8).
         (MAIL, 421, "4.7.0 Too many messages", SESSION_LIMIT),
         (RCPT, 421, "4.7.0 closing", SESSION_LIMIT),
@@ -79,53 +93,57 @@ def test_enhanced_code(text, code):
         (RCPT, 552, "TOO MANY RECIPIENTS", SESSION_LIMIT),
         (RCPT, 451, "4.5.3 too many", SESSION_LIMIT),
         # ... but 452 with a recipient's status is the recipient's (Gmail's over-quota).
-        (RCPT, 452, "4.2.2 The email account is over quota", Verdict(Scope.RECIPIENT)),
-        (RCPT, 452, "4.1.1 try later", Verdict(Scope.RECIPIENT)),
+        (RCPT, 452, "4.2.2 The email account is over quota", V(Scope.RECIPIENT)),
+        (RCPT, 452, "4.1.1 try later", V(Scope.RECIPIENT)),
         # The recipient's, at RCPT.
-        (RCPT, 450, "4.7.1 greylisted, try again", Verdict(Scope.RECIPIENT)),
-        (RCPT, 451, "", Verdict(Scope.RECIPIENT)),
-        (RCPT, 550, "5.1.1 No such user", Verdict(Scope.RECIPIENT, True, bounce=True)),
-        (RCPT, 550, "No such user", Verdict(Scope.RECIPIENT, True, bounce=True)),
-        (RCPT, 552, "5.2.2 Mailbox full", Verdict(Scope.RECIPIENT, True, bounce=True)),
-        (RCPT, 553, "5.1.3 bad address syntax", Verdict(Scope.RECIPIENT, True, bounce=True)),
-        (RCPT, 599, "", Verdict(Scope.RECIPIENT, True, bounce=True)),
-        (RCPT, 500, "", Verdict(Scope.RECIPIENT, True, bounce=True)),
+        (RCPT, 450, "4.7.1 greylisted, try again", V(Scope.RECIPIENT)),
+        (RCPT, 451, "", V(Scope.RECIPIENT)),
+        (RCPT, 550, "5.1.1 No such user", V(Scope.RECIPIENT, True, bounce=True)),
+        (RCPT, 550, "No such user", V(Scope.RECIPIENT, True, bounce=True)),
+        (RCPT, 552, "5.2.2 Mailbox full", V(Scope.RECIPIENT, True, bounce=True)),
+        (RCPT, 553, "5.1.3 bad address syntax", V(Scope.RECIPIENT, True, bounce=True)),
+        (RCPT, 599, "", V(Scope.RECIPIENT, True, bounce=True)),
+        (RCPT, 500, "", V(Scope.RECIPIENT, True, bounce=True)),
         # A policy refusal is permanent but not a bounce of the mailbox.
-        (RCPT, 554, "5.7.1 Relay access denied", Verdict(Scope.RECIPIENT, True)),
-        (RCPT, 550, "5.4.1 Recipient address rejected", Verdict(Scope.RECIPIENT, True)),
+        (RCPT, 554, "5.7.1 Relay access denied", V(Scope.RECIPIENT, True)),
+        (RCPT, 550, "5.4.1 Recipient address rejected", V(Scope.RECIPIENT, True)),
         # MAIL: the sender's, unless the message's size or content is named.
-        (MAIL, 553, "5.7.1 Sender address rejected", Verdict(Scope.SENDER, True)),
-        (MAIL, 550, "", Verdict(Scope.SENDER, True)),
-        (MAIL, 451, "4.3.0 try later", Verdict(Scope.SENDER)),
-        (MAIL, 552, "Error: message size exceeds fixed maximum", Verdict(Scope.MESSAGE, True)),
-        (MAIL, 552, "5.3.4 Message too big", Verdict(Scope.MESSAGE, True)),
-        (MAIL, 554, "5.3.4 Message too big", Verdict(Scope.MESSAGE, True)),
-        (MAIL, 554, "5.6.0 content refused", Verdict(Scope.MESSAGE, True)),
-        (MAIL, 452, "4.3.4 too big for now", Verdict(Scope.MESSAGE)),
-        (MAIL, 554, "5.3.0 other", Verdict(Scope.SENDER, True)),
-        (MAIL, 554, "5.2.4 other", Verdict(Scope.SENDER, True)),
+        (MAIL, 553, "5.7.1 Sender address rejected", V(Scope.SENDER, True)),
+        (MAIL, 550, "", V(Scope.SENDER, True)),
+        (MAIL, 451, "4.3.0 try later", V(Scope.SENDER)),
+        (MAIL, 552, "Error: message size exceeds fixed maximum", V(Scope.MESSAGE, True)),
+        (MAIL, 552, "5.3.4 Message too big", V(Scope.MESSAGE, True)),
+        (MAIL, 554, "5.3.4 Message too big", V(Scope.MESSAGE, True)),
+        (MAIL, 554, "5.6.0 content refused", V(Scope.MESSAGE, True)),
+        (MAIL, 452, "4.3.4 too big for now", V(Scope.MESSAGE)),
+        (MAIL, 554, "5.3.0 other", V(Scope.SENDER, True)),
+        (MAIL, 554, "5.2.4 other", V(Scope.SENDER, True)),
         # After DATA: the message, for everyone...
-        (END, 552, "5.3.4 Message too big for system", Verdict(Scope.MESSAGE, True)),
-        (END, 554, "Transaction failed", Verdict(Scope.MESSAGE, True)),
-        (END, 550, "5.7.1 Message rejected as spam", Verdict(Scope.MESSAGE, True)),
-        (END, 500, "", Verdict(Scope.MESSAGE, True)),
-        (END, 451, "4.3.0 try again later", Verdict(Scope.MESSAGE)),
-        (END, 450, "4.1.1 later", Verdict(Scope.MESSAGE)),
-        (DATA, 554, "5.5.1 no valid recipients", Verdict(Scope.MESSAGE, True)),
-        (DATA, 451, "", Verdict(Scope.MESSAGE)),
+        (END, 552, "5.3.4 Message too big for system", V(Scope.MESSAGE, True)),
+        (END, 554, "Transaction failed", V(Scope.MESSAGE, True)),
+        (END, 550, "5.7.1 Message rejected as spam", V(Scope.MESSAGE, True)),
+        (END, 500, "", V(Scope.MESSAGE, True)),
+        (END, 451, "4.3.0 try again later", V(Scope.MESSAGE)),
+        (END, 450, "4.1.1 later", V(Scope.MESSAGE)),
+        (DATA, 554, "5.5.1 no valid recipients", V(Scope.MESSAGE, True)),
+        (DATA, 451, "", V(Scope.MESSAGE)),
         # ... unless the status names the recipient (RFC 3463 X.1.x, X.2.x).
-        (END, 550, "5.1.1 No such user", Verdict(Scope.RECIPIENT, True, bounce=True)),
-        (END, 552, "5.2.2 Mailbox full", Verdict(Scope.RECIPIENT, True, bounce=True)),
-        (DATA, 550, "5.1.1 No such user", Verdict(Scope.RECIPIENT, True, bounce=True)),
+        (END, 550, "5.1.1 No such user", V(Scope.RECIPIENT, True, bounce=True)),
+        (END, 552, "5.2.2 Mailbox full", V(Scope.RECIPIENT, True, bounce=True)),
+        (DATA, 550, "5.1.1 No such user", V(Scope.RECIPIENT, True, bounce=True)),
     ],
 )
 def test_classify(stage, code, text, verdict):
-    assert classify(stage, code, text) == verdict
+    result = classify(stage, code, text)
+    assert (result.scope, result.permanent, result.bounce, result.session_limit) == verdict
+    assert isinstance(result, Verdict)
 
 
-def test_classify_text_is_optional():
-    assert classify(Stage.END, 554) == Verdict(Scope.MESSAGE, True)
-    assert classify(Stage.RCPT, 550) == Verdict(Scope.RECIPIENT, True, bounce=True)
+def test_a_verdict_is_a_frozen_value():
+    verdict = classify(Stage.END, 250, "ok")
+    assert verdict == Verdict(Scope.ACCEPTED) and hash(verdict) == hash(Verdict(Scope.ACCEPTED))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        verdict.scope = Scope.SESSION  # type: ignore[misc]
 
 
 def test_a_session_wears_out_after_a_streak_of_temporary_refusals():

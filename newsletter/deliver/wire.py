@@ -26,7 +26,7 @@ from newsletter.transports import PermanentFailure, SendFailure, TemporaryFailur
 # A job: (number within the run, address, display name, edition value).
 Job = tuple[int, str, str, str]
 # A SendFailure on the wire: (permanent, recipient, code, text, hard_bounce, fatal,
-# scope value).
+# scope name).
 Failure = tuple[bool, str, int | None, str, bool, bool, str]
 
 # To a worker.
@@ -54,7 +54,7 @@ def failure_to_wire(failure: SendFailure) -> Failure:
         failure.text,
         getattr(failure, "hard_bounce", False),
         failure.fatal,
-        failure.scope.value,
+        failure.scope.name,
     )
 
 
@@ -64,5 +64,5 @@ def failure_from_wire(wire: tuple[Any, ...] | None) -> SendFailure | None:
         return None
     permanent, recipient, code, text, hard_bounce, fatal, scope = wire
     if permanent:
-        return PermanentFailure(recipient, code, text, hard_bounce, scope=Scope(scope), fatal=fatal)
-    return TemporaryFailure(recipient, code, text, scope=Scope(scope), fatal=fatal)
+        return PermanentFailure(recipient, code, text, hard_bounce, scope=Scope[scope], fatal=fatal)
+    return TemporaryFailure(recipient, code, text, scope=Scope[scope], fatal=fatal)

@@ -1,6 +1,7 @@
 """Benchmark: `newsletter publish` to N subscribers through SMTP, against Postfix's ceiling.
 
     python bench/send.py [--subscribers N] [--connections C] [--skip-ceiling]
+                         [--bounce-address bounces@example.org]
 
 Needs Postfix's test tools (`smtp-sink`, `smtp-source` in /usr/sbin), run as root:
 
@@ -119,13 +120,20 @@ def certificates(folder: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-def write_config(folder: Path, port: int, connections: int, security: str = "none") -> Path:
+def write_config(
+    folder: Path,
+    port: int,
+    connections: int,
+    bounce_address: str | None = None,
+    security: str = "none",
+) -> Path:
     path = folder / "config.yaml"
     path.write_text(
         "site:\n  base_url: https://papers.example.org/\n  timezone: Asia/Seoul\n"
         f"paths:\n  digests: {DIGESTS}\n  public: public\n  state: state\n  outbox: outbox\n"
         "email:\n  transport: smtp\n  from: ML Papers <papers@example.org>\n"
-        "  smtp:\n    host: 127.0.0.1\n"
+        + (f"  bounce_address: {bounce_address}\n" if bounce_address else "")
+        + "  smtp:\n    host: 127.0.0.1\n"
         f"    port: {port}\n    security: {security}\n    connections: {connections}\n"
         "    rate_limit: 0\n    timeout: 30\n",
         encoding="utf-8",
@@ -290,7 +298,7 @@ def tls_comparison(folder: Path, count: int, connections: int) -> None:
         run = folder / f"tls-{security}"
         run.mkdir()
         port = free_port()
-        config_path = write_config(run, port, connections, security)
+        config_path = write_config(run, port, connections, security=security)
         create_subscribers(config_path, count)
         with aiosmtpd_sink(port, (cert, key) if security == "starttls" else None):
             seconds, _, _, _ = run_publish(config_path, {"SSL_CERT_FILE": str(ca)})
@@ -338,10 +346,12 @@ def _timed(args: list[str]) -> float:
     return time.monotonic() - started
 
 
-def smtp_sink_run(folder: Path, n: int, c: int, skip_ceiling: bool) -> None:
+def smtp_sink_run(
+    folder: Path, n: int, c: int, skip_ceiling: bool, bounce_address: str | None
+) -> None:
     """Publish to n subscribers into Postfix's smtp-sink; smtp-source -d as the ceiling."""
     port = free_port()
-    config_path = write_config(folder, port, c)
+    config_path = write_config(folder, port, c, bounce_address)
     setup = create_subscribers(config_path, n)
     size = message_size(config_path)
     print(f"setup: {n:,} subscribers in {setup:.1f} s; one message is {size:,} bytes")
@@ -379,13 +389,18 @@ def main() -> None:
         "--skip-postfix", action="store_true", help="only the plain/STARTTLS comparison"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--bounce-address",
+        metavar="ADDRESS",
+        help="set email.bounce_address: a signed VERP return path per message",
+    )
     args = parser.parse_args()
     n, c = args.subscribers, args.connections
 
     folder = Path(tempfile.mkdtemp(prefix="nl-bench-"))
     try:
         if not args.skip_postfix:
-            smtp_sink_run(folder, n, c, args.skip_ceiling)
+            smtp_sink_run(folder, n, c, args.skip_ceiling, args.bounce_address)
         if args.tls_subscribers:
             tls_comparison(folder, args.tls_subscribers, c)
         print(f"--help startup:  {help_startup()}")

@@ -6,14 +6,11 @@ Only click and the standard library are imported at module level, so that
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,11 +18,13 @@ import click
 
 from newsletter import __version__
 from newsletter.errors import NewsletterError, file_error
+from newsletter.signals import Terminated, sigterm_is_ctrl_c
 
 if TYPE_CHECKING:
     from newsletter.config import Config
 
 EDITION_CHOICE = click.Choice(["ko", "en", "both"])
+STATES = ["pending", "active", "unsubscribed", "bounced", "complained"]
 
 
 class State:
@@ -44,42 +43,48 @@ class State:
 
 
 def _fail(error: NewsletterError, debug: bool, code: int) -> NoReturn:
+    from newsletter.logs import json_enabled
+
     if debug:
         raise error
+    if json_enabled():  # --log-format json: this line is JSON too
+        import logging
+
+        extra = {"event": "error", "hint": error.hint} if error.hint else {"event": "error"}
+        logging.getLogger("newsletter").error("%s", error.message, extra=extra)
+        sys.exit(code)
     click.secho(f"error: {error.message}", fg="red", err=True)
     if error.hint:
         click.echo(f"  hint: {error.hint}", err=True)
     sys.exit(code)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (systemd stop, docker stop, timeout), raised where Ctrl-C would raise
-    KeyboardInterrupt, so that a stop runs the same clean-up as Ctrl-C: a
-    delivery records the messages in flight before the process exits."""
+def log_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--log-format text|json`: with json, every line on stderr is one JSON object."""
+    return click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="One line per event on stderr; json: every line one JSON object.",
+        callback=_set_log_format,
+        expose_value=False,
+        is_eager=True,
+    )(command)
 
 
-@contextlib.contextmanager
-def _sigterm_is_ctrl_c() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Terminated` in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def _set_log_format(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from newsletter.logs import setup_logging
 
-    def terminate(_signum: int, _frame: Any) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    setup_logging(value)
+    return value
 
 
 def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Turn the one user-error type into a message and an exit code.
 
-    SIGTERM is handled like Ctrl-C (see `Terminated`); exit status 130 after
-    Ctrl-C, 143 after SIGTERM.
+    SIGTERM is handled like Ctrl-C (`signals.sigterm_is_ctrl_c`); exit status
+    130 after Ctrl-C, 143 after SIGTERM.
     """
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -87,7 +92,7 @@ def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[...
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             state = click.get_current_context().find_object(State)
             try:
-                with _sigterm_is_ctrl_c():
+                with sigterm_is_ctrl_c():
                     return command(*args, **kwargs)
             except NewsletterError as error:
                 _fail(error, bool(state and state.debug), code)
@@ -158,15 +163,17 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+@click.option("-v", "--verbose", is_flag=True, help="List the files skipped as not digests.")
 @click.pass_context
 @handles_errors()
-def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
+def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, verbose: bool) -> None:
     """Validate digest files and folders (default: paths.digests).
 
     Exit status: 0 when every file is good (warnings allowed), 1 when any is
     bad, 2 for usage or config errors.
     """
-    from newsletter.digest import check_paths
+    from newsletter.digest import check_paths, find_digest_files
+    from newsletter.plurals import nouns
 
     config = _config(ctx)  # a bad config is exit 2 even when paths are given
     if not paths:
@@ -174,7 +181,8 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
     for path in paths:
         if not path.exists():
             raise click.BadParameter(f"{path} does not exist", param_hint="PATH")
-    reports = check_paths(paths, config.limits.digest)
+    found = find_digest_files(paths)
+    reports = check_paths(found.files, config.limits.digest)
     if as_json:
         click.echo(
             json.dumps([_report_json(report) for report in reports], ensure_ascii=False, indent=2)
@@ -182,9 +190,10 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
     else:
         for report in reports:
             _print_report(report)
+        if verbose:
+            _print_skipped(found.skipped)
         bad = sum(not report.ok for report in reports)
-        summary = f"{len(reports)} file{'s' if len(reports) != 1 else ''} checked, {bad} bad"
-        click.echo(summary, err=True)
+        click.echo(f"{nouns(len(reports), 'file', 'files')} checked, {bad} bad", err=True)
     if not reports:
         click.echo("no digest files found", err=True)
     sys.exit(1 if any(not report.ok for report in reports) else 0)
@@ -213,15 +222,15 @@ def _report_json(report: Any) -> dict[str, Any]:
 
 def _print_report(report: Any) -> None:
     from newsletter.logs import printable  # file names and digest text: no terminal escapes
+    from newsletter.plurals import plural
 
     if report.ok:
         digest = report.digest
         assert digest is not None
-        count = len(digest.entries)
-        click.echo(
-            f"{digest.date.isoformat()}  {count:>3} entr{'y' if count == 1 else 'ies'}  "
-            f"{printable(report.file)}"
+        entries = plural(
+            len(digest.entries), "en", one="{count:>3} entry", other="{count:>3} entries"
         )
+        click.echo(f"{digest.date.isoformat()}  {entries}  {printable(report.file)}")
     for problem in report.errors:
         click.secho(printable(str(problem)), fg="red")
     for problem in report.warnings:
@@ -235,16 +244,25 @@ def _today(config: Config) -> dt.date:
     return dt.datetime.now(config.site.tz).date()
 
 
+def _print_skipped(skipped: Any) -> None:
+    for item in skipped:
+        click.echo(f"skipped {item}")
+
+
 def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
+    from newsletter.plurals import nouns
+
     site = result.site
     verb, gone = ("would write", "would delete") if dry_run else ("wrote", "deleted")
+    if verbose:
+        _print_skipped(result.skipped)
     if verbose or dry_run:
         for path in site.written:
             click.echo(f"  {verb} {path}")
         for path in site.deleted:
             click.echo(f"  {gone} {path}")
     click.echo(
-        f"site: {verb} {len(site.written)} file{'s' if len(site.written) != 1 else ''}, "
+        f"site: {verb} {nouns(len(site.written), 'file', 'files')}, "
         f"{site.unchanged} unchanged, {gone} {len(site.deleted)}"
     )
     for report in result.bad:
@@ -256,7 +274,7 @@ def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
 @date_option("Issue date (default: today in site.timezone).")
 @click.option("--no-email", is_flag=True, help="Publish only the site and feeds.")
 @click.option("--dry-run", is_flag=True, help="Write and send nothing; say what would change.")
-@click.option("-v", "--verbose", is_flag=True, help="List every file written or deleted.")
+@click.option("-v", "--verbose", is_flag=True, help="List every file written, deleted or skipped.")
 @click.option(
     "--force", is_flag=True, help="Email even an issue older than email.max_lateness_days."
 )
@@ -291,7 +309,7 @@ def publish(
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Write nothing; say what would change.")
-@click.option("-v", "--verbose", is_flag=True, help="List every file written or deleted.")
+@click.option("-v", "--verbose", is_flag=True, help="List every file written, deleted or skipped.")
 @click.pass_context
 @handles_errors()
 def build(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
@@ -308,7 +326,9 @@ def build(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
 @cli.command()
 @date_option("Issue to open (default: the newest).")
 @click.option("--edition", type=EDITION_CHOICE, default=None, help="Edition to open.")
-@click.option("--port", default=8001, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--port", default=8001, show_default=True, help="Port on 127.0.0.1 (0: any free port)."
+)
 @click.option("--open/--no-open", "open_browser", default=True, help="Open a browser.")
 @click.pass_context
 @handles_errors()
@@ -364,15 +384,19 @@ class _ProgressBar:
 
 
 def _print_delivery(report: Any, dry_run: bool) -> None:
-    if dry_run:
-        for edition, addresses in sorted(report.recipients.items()):
-            click.echo(f"  would send {len(addresses)} × {edition}: {', '.join(addresses)}")
-        click.echo(
-            f"email: {report.pending_left} message(s) would be sent, {report.skipped} already done"
-        )
+    """The delivery's counts; a dry run prints the counts a real run would."""
+    from newsletter.plurals import nouns
+
+    if report.too_late:  # said once, naming the flag to type
+        click.secho(f"email: {report.note}; add --force to send it anyway", fg="yellow")
         return
-    if report.too_late:
-        click.secho(f"email: {report.note}", fg="yellow")
+    if dry_run:
+        for edition, addresses in report.recipients.items():
+            click.echo(f"  would send {len(addresses)} × {edition}: {', '.join(addresses)}")
+        messages = nouns(report.pending_left, "message", "messages")
+        click.echo(
+            f"email: {messages} would be sent, {report.skipped} skipped (already sent or failed)"
+        )
         return
     click.echo(
         f"email: {report.sent} sent, {report.failed} failed, {report.skipped} skipped, "
@@ -408,20 +432,63 @@ def subscribers() -> None:
     """Manage the subscriber list (the list owner's own commands)."""
 
 
+def _edition_of_config(ctx: click.Context, edition: str | None) -> Any:
+    """The chosen edition, or the default (the first of `editions`); exit 2 for an
+    edition the config does not publish (its subscribers would get nothing)."""
+    from newsletter.model import Edition
+
+    config = _config(ctx)
+    if edition is None:
+        return config.editions[0]
+    if Edition(edition) not in config.editions:
+        published = ", ".join(e.value for e in config.editions)
+        raise click.BadParameter(
+            f"edition {edition!r} is not published (editions: {published})",
+            param_hint="--edition",
+        )
+    return Edition(edition)
+
+
 @subscribers.command("add")
 @click.argument("email")
-@click.option("--edition", type=EDITION_CHOICE, default="ko", show_default=True)
+@click.option(
+    "--edition",
+    type=EDITION_CHOICE,
+    default=None,
+    help="Edition to receive [default: the first of `editions` in the config, ko unless "
+    "changed; an existing subscriber keeps theirs].",
+)
 @click.option("--name", default="", help="Display name.")
 @click.option("--reactivate", is_flag=True, help="Re-subscribe an address that left or bounced.")
 @click.pass_context
 @handles_errors()
 def subscribers_add(
-    ctx: click.Context, email: str, edition: str, name: str, reactivate: bool
+    ctx: click.Context, email: str, edition: str | None, name: str, reactivate: bool
 ) -> None:
     """Add (or update) an active subscriber."""
+    from newsletter.model import SubscriberState
+
+    chosen = _edition_of_config(ctx, edition)
     with _store(ctx) as store:
-        subscriber = store.subscribers.add(email, edition, name, reactivate=reactivate)
-    click.echo(f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}")
+        current = store.subscribers.get(email)
+        if current is not None and current.state is SubscriberState.COMPLAINED:
+            raise NewsletterError(
+                f"{current.email} reported our mail as spam (a complaint)",
+                hint="if its owner asked, use 'newsletter subscribers reactivate --force'",
+            )
+        if current is not None and edition is None:
+            chosen = current.edition
+        subscriber = store.subscribers.add(email, chosen, name, reactivate=reactivate)
+    why = ""
+    if edition is None:
+        why = (
+            " (unchanged; choose another with --edition)"
+            if current is not None
+            else " (the default: the first of `editions`; choose another with --edition)"
+        )
+    click.echo(
+        f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}{why}"
+    )
 
 
 @subscribers.command("remove")
@@ -436,7 +503,7 @@ def subscribers_remove(ctx: click.Context, email: str) -> None:
 
 
 @subscribers.command("list")
-@click.option("--state", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@click.option("--state", type=click.Choice(STATES))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 @handles_errors()
@@ -451,9 +518,11 @@ def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> No
         ]
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    from newsletter.plurals import nouns
+
     for s in rows:
         click.echo(f"{s.email}\t{s.edition.value}\t{s.state.value}\t{s.name}")
-    click.echo(f"{len(rows)} subscriber{'s' if len(rows) != 1 else ''}", err=True)
+    click.echo(nouns(len(rows), "subscriber", "subscribers"), err=True)
 
 
 @subscribers.command("import")
@@ -461,47 +530,108 @@ def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> No
 @click.pass_context
 @handles_errors()
 def subscribers_import(ctx: click.Context, file: Path) -> None:
-    """Import a CSV file with columns email,edition[,name]; bad rows are reported."""
+    """Import a CSV file: an export as it is, or email,edition[,name] rows.
+
+    Bad rows are reported by line; the good ones are imported. States are kept
+    (active when there is none); an address that unsubscribed, bounced or
+    complained is never re-subscribed. A row without an edition gets the first of `editions`.
+    """
     from newsletter.store.subscriber_csv import import_csv
 
+    default = _edition_of_config(ctx, None)
     with _store(ctx) as store:
-        report = import_csv(store.subscribers, file)
+        report = import_csv(store.subscribers, file, default_edition=default)
     for problem in report.problems:
         click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
+    from newsletter.plurals import nouns
+
     click.echo(
         f"imported {file}: {report.added} added, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {len(report.problems)} bad rows"
+        f"{report.unchanged} unchanged, {nouns(len(report.problems), 'bad row', 'bad rows')}"
     )
     if report.problems:
         sys.exit(1)
 
 
 @subscribers.command("export")
-@click.option("--state", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@click.option("--state", type=click.Choice(STATES))
 @click.pass_context
 @handles_errors()
 def subscribers_export(ctx: click.Context, state: str | None) -> None:
-    """Write every subscriber as CSV (email,edition,name,state) to standard output."""
+    """Write every subscriber as CSV to standard output; `subscribers import` reads it back.
+
+    Columns: email, edition, name, state, hard_bounces, created_at, updated_at,
+    state_changed_at (times in ISO 8601 UTC).
+    """
     from newsletter.store.subscriber_csv import export_csv
 
     with _store(ctx) as store:
         export_csv(store.subscribers, click.get_text_stream("stdout"), state=state)
 
 
+@cli.group()
+def ledger() -> None:
+    """Move the delivery ledger (who got which issue) to another database."""
+
+
+@ledger.command("export")
+@click.pass_context
+@handles_errors()
+def ledger_export(ctx: click.Context) -> None:
+    """Write every ledger row and send-once mark as CSV to standard output."""
+    from newsletter.store.ledger_csv import export_ledger
+
+    with _store(ctx) as store:
+        export_ledger(store.db, click.get_text_stream("stdout"))
+
+
+@ledger.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+@handles_errors()
+def ledger_import(ctx: click.Context, file: Path) -> None:
+    """Import a `ledger export`: nothing already sent becomes sendable again."""
+    from newsletter.store.ledger_csv import import_ledger
+
+    with _store(ctx) as store:
+        added, problems = import_ledger(store.db, file)
+    for problem in problems:
+        click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
+    click.echo(f"imported {file}: {added} ledger rows added, {len(problems)} bad rows")
+    if problems:
+        sys.exit(1)
+
+
 @cli.command("send-test")
 @date_option("Issue date.", required=True)
 @click.option("--to", "to", required=True, metavar="ADDRESS")
-@click.option("--edition", type=EDITION_CHOICE, default="both", show_default=True)
+@click.option(
+    "--edition",
+    "editions",
+    type=EDITION_CHOICE,
+    multiple=True,
+    default=["both"],
+    show_default=True,
+    help="Edition to send; repeat it for several (one message each).",
+)
 @click.pass_context
 @handles_errors()
-def send_test(ctx: click.Context, date: dt.date, to: str, edition: str) -> None:
-    """Send one copy with [TEST] in the subject; not recorded in the ledger."""
-    from newsletter.deliver.proof import send_test as send_one
+def send_test(ctx: click.Context, date: dt.date, to: str, editions: tuple[str, ...]) -> None:
+    """Send one copy per edition with [TEST] in the subject; not recorded in the ledger.
+
+    With the file transport each copy is a new file (an earlier test is never
+    overwritten); its path is printed.
+    """
+    from newsletter.deliver.proof import send_test as send_copies
     from newsletter.publish import scan
 
     config = _config(ctx)
-    send_one(config, scan(config).digest_for(date), to, edition)
-    click.echo(f"test message for {date.isoformat()} ({edition}) sent to {to}")
+    for proof in send_copies(config, scan(config).digest_for(date), to, editions):
+        where = f"written to {proof.path}" if proof.path else f"sent to {to}"
+        click.echo(
+            f"test message for {date.isoformat()} ({proof.edition.value}) {where} "
+            f"(Message-ID {proof.message_id})"
+        )
 
 
 @cli.command()
@@ -509,7 +639,7 @@ def send_test(ctx: click.Context, date: dt.date, to: str, edition: str) -> None:
 @click.pass_context
 @handles_errors()
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Last published issue, next send, recent deliveries, subscribers by state."""
+    """Last published issue, next send, recent deliveries and bounces, subscribers by state."""
     from newsletter.status import collect_status
 
     data = collect_status(_config(ctx))
@@ -524,35 +654,33 @@ def status(ctx: click.Context, as_json: bool) -> None:
     subscribers_text = ", ".join(f"{n} {state}" for state, n in data["subscribers"].items())
     click.echo(f"subscribers: {subscribers_text or 'none'}")
     for date, counts in data["deliveries"].items():
+        r = data["bounces"][date]
         click.echo(
             f"  {date}: {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
-            f"{counts.get('failed', 0)} failed"
+            f"{counts.get('failed', 0)} failed; {r['hard_bounces']} hard bounces "
+            f"({r['hard_bounce_rate']:.2f} %), {r['soft_bounces']} soft, "
+            f"{r['complaints']} complaints ({r['complaint_rate']:.2f} %)"
         )
+    for warning in data["warnings"]:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 # --- the daemon ------------------------------------------------------------------
 
 
 @cli.command()
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="One line per event; json for log collectors.",
-)
+@log_format_option
+@click.option("-v", "--verbose", is_flag=True, help="Log the files skipped as not digests.")
 @click.pass_context
 @handles_errors()
-def run(ctx: click.Context, log_format: str) -> None:
+def run(ctx: click.Context, verbose: bool) -> None:
     """Watch paths.digests, publish new digests at once, email them at the send time.
 
     Stops cleanly on SIGTERM or SIGINT. One daemon per state folder.
     """
-    from newsletter.logs import setup_logging
     from newsletter.scheduler import run_daemon
 
-    setup_logging(log_format)
-    run_daemon(_config(ctx))
+    run_daemon(_config(ctx), verbose=verbose)
 
 
 @cli.command("serve")
@@ -560,18 +688,30 @@ def run(ctx: click.Context, log_format: str) -> None:
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on (server.port)."
 )
+@log_format_option
 @click.pass_context
 @handles_errors()
 def serve_command(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the subscription web service; it also serves paths.public.
 
-    Needs $NEWSLETTER_SECRET. Put it behind a reverse proxy for TLS (see
-    the README). Stops cleanly on SIGTERM or SIGINT.
+    Needs $NEWSLETTER_SECRET (exit status 2 without it: a configuration
+    error). Put it behind a reverse proxy for TLS (see the README). Stops
+    cleanly on SIGTERM or SIGINT.
     """
     from newsletter.web.server import serve
 
-    serve(_config(ctx), host=host, port=port)
+    config = _config(ctx)
+    try:
+        config.secret(required=True)
+    except NewsletterError as error:  # configuration, like a bad key: exit 2
+        state = ctx.find_object(State)
+        _fail(error, bool(state and state.debug), 2)
+    serve(config, host=host, port=port)
 
 
 def main() -> None:
     cli(prog_name="newsletter")
+
+
+# `bounces process|list` and `subscribers reactivate` (they use the helpers above).
+from newsletter import cli_bounces  # noqa: E402, F401

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from newsletter.errors import NewsletterError
+from newsletter.links import ARXIV_API_URL
 from newsletter.model import ALL_EDITIONS, DigestLimits, Edition
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -76,10 +77,30 @@ class PathsConfig(_Section):
     state: Path = Path("state")
     outbox: Path = Path("outbox")
     templates: Path | None = None
+    # Manual paper links (newsletter/overrides.py); a missing file means none.
+    links: Path = Path("links.yaml")
 
 
 class FeedsConfig(_Section):
     max_items: int = Field(30, ge=1)
+
+
+def _check_api_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", url):
+        raise ValueError(
+            f"{url!r} is not an http(s) URL without query or fragment, "
+            "like 'https://export.arxiv.org/api/query'"
+        )
+    return url
+
+
+class PapersConfig(_Section):
+    """Paper links: where and how papers are looked up (newsletter/linking.py)."""
+
+    lookup: Literal["arxiv", "off"] = "arxiv"
+    arxiv_api_url: Annotated[str, AfterValidator(_check_api_url)] = ARXIV_API_URL
+    timeout: float = Field(10.0, gt=0)  # seconds, per request
+    budget_seconds: float = Field(60.0, gt=0)  # all of one digest's lookups
 
 
 class SmtpConfig(_Section):
@@ -95,15 +116,7 @@ class SmtpConfig(_Section):
 
     def password(self) -> str | None:
         """The SMTP password from the environment variable the config names."""
-        if not self.password_env:
-            return None
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise NewsletterError(
-                f"email.smtp.password_env names ${self.password_env}, which is not set",
-                hint=f"export {self.password_env}=... before running, or remove the key",
-            )
-        return value
+        return _env_secret("email.smtp.password_env", self.password_env)
 
 
 def _check_mailbox(value: str) -> str:
@@ -115,9 +128,37 @@ def _check_mailbox(value: str) -> str:
 
 Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
 
+# {papers} is the count with its noun in the edition's language ("1 paper", "논문 3편").
+SUBJECT_FIELDS = ("date", "count", "papers")
+
+# The longest VERP token `newsletter.bounces.verp` adds to the bounce address's
+# local part ('+' and the token); RFC 5321 allows 64 octets in a local part.
+VERP_TOKEN_MAX = 45
+
+
+def _check_bounce_address(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    if (
+        not at
+        or not local
+        or not domain
+        or not value.isascii()
+        or re.search(r"[\s<>()+,;:\"]", value)
+    ):
+        raise ValueError(
+            f"{value!r} is not a plain ASCII address without '+', like 'bounces@example.org'"
+        )
+    if len(local) + VERP_TOKEN_MAX > 64:
+        raise ValueError(
+            f"the local part {local!r} is too long: with the VERP token it must fit in "
+            f"64 characters; use at most {64 - VERP_TOKEN_MAX}"
+        )
+    return value
+
+
 DEFAULT_SUBJECTS = {
     "ko": "[ML 논문] {date} · {count}편",
-    "en": "[ML Papers] {date} · {count} papers",
+    "en": "[ML Papers] {date} · {papers}",
     "both": "[ML 논문 · Papers] {date} · {count}편",
 }
 
@@ -127,6 +168,9 @@ class EmailConfig(_Section):
     from_: Mailbox = Field("ML Papers <papers@example.org>", alias="from")
     reply_to: Mailbox | None = None
     unsubscribe_mailto: str | None = None
+    # The envelope sender (Return-Path) of every delivery, with a signed VERP
+    # token: bounces+TOKEN@example.org (newsletter/bounces/verp.py).
+    bounce_address: Annotated[str, AfterValidator(_check_bounce_address)] | None = None
     subject: dict[Edition, str] = Field(default_factory=lambda: dict(DEFAULT_SUBJECTS))
     max_bytes: int = Field(100_000, ge=10_000)
     max_lateness_days: int = Field(2, ge=0)
@@ -149,14 +193,14 @@ class EmailConfig(_Section):
                     for _, name, spec, conversion in string.Formatter().parse(template)
                     if name is not None
                 ]
-                bad = [name for name, spec, conv in fields if name not in ("date", "count") or conv]
+                bad = [name for name, spec, conv in fields if name not in SUBJECT_FIELDS or conv]
                 bad += [f"{name}:{spec}" for name, spec, _ in fields if spec]
                 if bad:
                     raise ValueError(f"{{{bad[0]}}} is not allowed")
             except ValueError as exc:
                 raise ValueError(
                     f"subject for {edition.value!r} is not a valid template ({exc}); "
-                    "only {date} and {count} may be used"
+                    "only {date}, {count} and {papers} may be used"
                 ) from None
         return merged
 
@@ -167,6 +211,81 @@ class EmailConfig(_Section):
     @property
     def sender_domain(self) -> str:
         return self.sender_address.rpartition("@")[2]
+
+
+_MAILBOX_SCHEMES = ("imap://", "imaps://", "maildir:", "mbox:")
+
+
+def _check_bounce_mailbox(value: str) -> str:
+    if not value.startswith(_MAILBOX_SCHEMES):
+        raise ValueError(
+            f"{value!r} is not a mailbox: use imap://USER@HOST[:PORT]/FOLDER, "
+            "imaps://USER@HOST[:PORT]/FOLDER, maildir:PATH or mbox:PATH"
+        )
+    if value.startswith(("imap://", "imaps://")):
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(value)
+            url.port  # noqa: B018 (raises ValueError for a bad port)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IMAP URL: {exc}") from None
+        if not url.hostname or not url.username:
+            raise ValueError(
+                f"{value!r} needs a user and a host: imaps://USER@HOST[:PORT]/FOLDER "
+                "(write an '@' in the user name as %40)"
+            )
+    elif not value.partition(":")[2]:
+        raise ValueError(f"{value!r} has no path after the colon")
+    return value
+
+
+class BouncesConfig(_Section):
+    """Bounces, complaints and mailto unsubscribes (newsletter/bounces/)."""
+
+    mailbox: Annotated[str, AfterValidator(_check_bounce_mailbox)] | None = None
+    password_env: str | None = None
+    poll_minutes: float = Field(10, gt=0)
+    # Webhooks on `serve`: each is on when its secret (or topic list) is set.
+    webhook_secret_env: str | None = None
+    mailgun_signing_key_env: str | None = None
+    ses_topic_arns: tuple[str, ...] = ()
+
+    def password(self) -> str | None:
+        """The IMAP password from the environment variable the config names."""
+        return _env_secret("bounces.password_env", self.password_env)
+
+    def webhook_secret(self) -> str | None:
+        """The generic webhook's shared secret (None: that endpoint is off)."""
+        return _env_secret("bounces.webhook_secret_env", self.webhook_secret_env)
+
+    def mailgun_signing_key(self) -> str | None:
+        """Mailgun's webhook signing key (None: the Mailgun endpoint is off)."""
+        return _env_secret("bounces.mailgun_signing_key_env", self.mailgun_signing_key_env)
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _topic_arns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in value:
+            if not re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}", arn):
+                raise ValueError(
+                    f"{arn!r} is not an SNS topic ARN like "
+                    "'arn:aws:sns:eu-west-1:123456789012:newsletter-bounces'"
+                )
+        return value
+
+
+def _env_secret(key: str, name: str | None) -> str | None:
+    """The value of the environment variable `name` (named by config `key`)."""
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        raise NewsletterError(
+            f"{key} names ${name}, which is not set",
+            hint=f"export {name}=... before running, or remove the key",
+        )
+    return value
 
 
 class LimitsConfig(_Section):
@@ -208,9 +327,11 @@ class Config(_Section):
     paths: PathsConfig = PathsConfig()
     editions: tuple[Edition, ...] = ALL_EDITIONS
     feeds: FeedsConfig = FeedsConfig()
+    papers: PapersConfig = PapersConfig()
     email: EmailConfig = EmailConfig()
     server: ServerConfig = ServerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    bounces: BouncesConfig = BouncesConfig()
     limits: LimitsConfig = LimitsConfig()
     database_url: str | None = None
     # Where the config came from; relative paths were resolved against its folder.
@@ -313,9 +434,10 @@ def _format_errors(exc: ValidationError, source: str) -> NewsletterError:
                 f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
             )
         lines.append(f"  {path}: {message}" + (f" ({hint})" if hint else ""))
-    count = len(lines)
+    from newsletter.plurals import nouns
+
     return NewsletterError(
-        f"{source}: {count} problem{'s' if count > 1 else ''} in the config:\n" + "\n".join(lines),
+        f"{source}: {nouns(len(lines), 'problem', 'problems')} in the config:\n" + "\n".join(lines),
         hint="see 'Configuration' in the README for every key and its default",
     )
 
@@ -328,6 +450,18 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         if isinstance(value, str) and value:
             path = Path(value).expanduser()
             paths[key] = path if path.is_absolute() else base / path
+
+
+def _resolve_mailbox(raw: dict[str, Any], base: Path) -> None:
+    """A relative maildir:/mbox: path in bounces.mailbox is relative to the config's folder."""
+    section = raw.get("bounces")
+    value = section.get("mailbox") if isinstance(section, dict) else None
+    if not isinstance(value, str) or not value.startswith(("maildir:", "mbox:")):
+        return
+    scheme, _, path = value.partition(":")
+    if path:
+        resolved = Path(path).expanduser()
+        section["mailbox"] = f"{scheme}:{resolved if resolved.is_absolute() else base / resolved}"
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -388,9 +522,10 @@ def _validate(raw: dict[str, Any], base: Path, label: str, source: Path | None) 
     raw.setdefault("paths", {})
     if isinstance(raw["paths"], dict):
         defaults = PathsConfig()
-        for key in ("digests", "public", "state", "outbox"):
+        for key in ("digests", "public", "state", "outbox", "links"):
             raw["paths"].setdefault(key, str(getattr(defaults, key)))
     _resolve_paths(raw, base)
+    _resolve_mailbox(raw, base)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from newsletter.errors import DigestError
 from newsletter.model import HANGUL, Digest, DigestLimits, Entry, Problem
+from newsletter.text import shorten
 
 _KOREAN_DATE = re.compile(r"^(\d{4})\s*년\s*(\d{1,2})\s*월\s*(\d{1,2})\s*일$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
@@ -25,8 +26,24 @@ _TAG = r"#[\w.\-]+"
 _TAG_LINE = re.compile(rf"^{_TAG}(?:\s+{_TAG})*$")
 # Lines a web page paste leaves on their own: a URL, or only punctuation.
 _FRAGMENT = re.compile(r"^(?:\(?https?://\S+|[^\w\s]+)$")
-# C0/C1 control characters other than tab: they break XML (lxml refuses them).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Only LF, CRLF and CR end a line: the lines an editor shows and numbers.
+_LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
+# What str.splitlines() (but no editor) also breaks at: inside a line, whitespace.
+_INLINE_BREAKS = {
+    "\x0b": "vertical tab (U+000B)",
+    "\x0c": "form feed (U+000C)",
+    "\x1c": "file separator (U+001C)",
+    "\x1d": "group separator (U+001D)",
+    "\x1e": "record separator (U+001E)",
+    "\x85": "next line (U+0085)",
+    "\u2028": "line separator (U+2028)",
+    "\u2029": "paragraph separator (U+2029)",
+}
+_INLINE_BREAK = re.compile("[" + "".join(_INLINE_BREAKS) + "]")
+# Other C0/C1 control characters but tab: they break XML (lxml refuses them).
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+# Either of the two (one search per line: most lines have neither).
+_ODD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 _JOIN_WITHOUT_SPACE = tuple(".,;:!?)]}")
 DEFAULT_LIMITS = DigestLimits()
 
@@ -136,7 +153,7 @@ def check_paths(
     """Check files and the files in folders; two files with one date are both bad.
 
     Files over `limits` are bad (DigestLimits: bytes and entries)."""
-    reports = [_check_file(file, limits) for file in _expand(paths)]
+    reports = [_check_file(file, limits) for file in find_digest_files(paths).files]
     by_date: dict[dt.date, list[int]] = defaultdict(list)
     for index, report in enumerate(reports):
         if report.digest is not None:
@@ -157,13 +174,91 @@ def check_paths(
     return reports
 
 
-def digest_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The candidate digest files in a folder: visible regular files, by name."""
-    return sorted(
-        path
-        for path in Path(folder).iterdir()
-        if path.is_file() and not path.name.startswith(".") and not path.name.endswith("~")
-    )
+# Files that editors, sync tools, browsers and operating systems leave beside the
+# digests, by (lower-case) name and by ending; any hidden file is skipped too.
+_IGNORED_NAMES = {
+    "thumbs.db": "Windows thumbnail cache",
+    "desktop.ini": "Windows folder settings",
+}
+_IGNORED_ENDINGS = {
+    "~": "backup file",
+    ".bak": "backup file",
+    ".swp": "Vim swap file",
+    ".swo": "Vim swap file",
+    ".part": "partial download",
+    ".crdownload": "partial download",
+    ".download": "partial download",
+    ".tmp": "temporary file",
+}
+
+
+def ignored_reason(name: str) -> str | None:
+    """Why a file of this name in the digests folder is not a digest, or None.
+
+    Hidden files (`.DS_Store`, macOS `._name`, Emacs `.#name`, Vim
+    `.name.swp`), Emacs auto-saves `#name#`, backups (`name~`, `name.bak`),
+    Vim swap files, partial downloads (`.part`, `.crdownload`, `.download`),
+    `.tmp`, `Thumbs.db` and `desktop.ini`; names compare case-insensitively.
+    """
+    lower = name.lower()
+    if name.startswith("."):
+        if name.startswith("._") or lower == ".ds_store":
+            return "macOS metadata"
+        if name.startswith(".#"):
+            return "Emacs lock file"
+        if lower.endswith((".swp", ".swo")):
+            return "Vim swap file"
+        return "hidden file"
+    if len(name) > 1 and name.startswith("#") and name.endswith("#"):
+        return "Emacs auto-save file"
+    if lower in _IGNORED_NAMES:
+        return _IGNORED_NAMES[lower]
+    for ending, reason in _IGNORED_ENDINGS.items():
+        if lower.endswith(ending):
+            return reason
+    return None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file in a digests folder that is not read, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class DigestFiles:
+    """What a folder (or a list of paths) holds: digest files, and skipped files."""
+
+    files: tuple[Path, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+
+def find_digest_files(paths: Iterable[str | os.PathLike[str]]) -> DigestFiles:
+    """The digest files of each path, by name: a folder's regular files except the
+    ones `ignored_reason` names (sub-folders are not read); a file named on its
+    own is always a candidate. This is the one place that decides what is a
+    digest file: check, publish, build and the daemon all list folders here.
+    """
+    files: list[Path] = []
+    skipped: list[Skipped] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for child in sorted(path.iterdir()):
+            if not child.is_file():
+                continue
+            reason = ignored_reason(child.name)
+            if reason is None:
+                files.append(child)
+            else:
+                skipped.append(Skipped(child, reason))
+    return DigestFiles(tuple(files), tuple(skipped))
 
 
 def format_digest(digest: Digest) -> str:
@@ -182,7 +277,7 @@ def format_digest(digest: Digest) -> str:
 
 def _decode(data: bytes, source: str) -> str:
     if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        line = _line_of(data, data.index(b"\x00"))
         raise DigestError(
             source,
             line,
@@ -192,7 +287,7 @@ def _decode(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        line = _line_of(data, exc.start)
         raise DigestError(
             source,
             line,
@@ -201,13 +296,34 @@ def _decode(data: bytes, source: str) -> str:
         ) from None
 
 
+def _line_of(data: bytes, offset: int) -> int:
+    """The editor's line number (LF, CRLF or CR end a line) of a byte offset."""
+    return len(_LINE_END_BYTES.findall(data, 0, offset)) + 1
+
+
 def _clean_lines(text: str, source: str, warnings: list[Problem]) -> list[_Line]:
+    """Split at LF, CRLF and CR only; other breaks inside a line become spaces and
+    control characters go, with one warning per line that had either."""
     text = unicodedata.normalize("NFC", text.removeprefix("\ufeff"))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not _ODD.search(raw):
+            lines.append(_Line(number, raw.strip()))
+            continue
+        notes = []
+        breaks = dict.fromkeys(_INLINE_BREAKS[char] for char in _INLINE_BREAK.findall(raw))
+        if breaks:
+            what = " and ".join(breaks)
+            notes.append(
+                f"{what} inside the line read as {'a space' if len(breaks) == 1 else 'spaces'}"
+            )
+            raw = _INLINE_BREAK.sub(" ", raw)
         if _CONTROL.search(raw):
-            warnings.append(Problem(source, number, "control characters removed"))
+            notes.append("control characters removed")
             raw = _CONTROL.sub("", raw)
+        if notes:
+            warnings.append(Problem(source, number, "; ".join(notes)))
         lines.append(_Line(number, raw.strip()))
     return lines
 
@@ -314,14 +430,7 @@ def _join(parts: list[str]) -> str:
 
 
 def _shorten(text: str, width: int = 60) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _expand(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    files: list[Path] = []
-    for path in map(Path, paths):
-        files.extend(digest_files(path) if path.is_dir() else [path])
-    return files
+    return str(shorten(text, width))
 
 
 def _check_file(path: Path, limits: DigestLimits) -> DigestReport:

@@ -44,3 +44,13 @@ def write_if_changed(path: Path, data: bytes) -> bool:
         pass
     write_atomic(path, data)
     return True
+
+
+def is_hidden(url_path: str) -> bool:
+    """Whether a (percent-decoded) URL path names a dotfile or goes through a dot-folder.
+
+    Such files are never served from paths.public: the build manifest
+    (`.newsletter-manifest.json`), the temp files of `write_atomic`
+    (`.NAME.XXXX.tmp`), and anyone's `.git` or `.env`.
+    """
+    return any(part.startswith(".") for part in url_path.replace("\\", "/").split("/"))

@@ -1,5 +1,11 @@
 """One line per event, as text for people or JSON for log collectors.
 
+`setup_logging` owns stderr: the program's own lines ('newsletter' logger, INFO
+and up), the warnings of every library (APScheduler, uvicorn, SQLAlchemy ...,
+through the root logger), Python warnings (`warnings.warn`, via
+`logging.captureWarnings`) and uncaught exceptions in threads all go through
+one handler, so with `json` every line on stderr is one JSON object.
+
 A log line carries text from outside: request paths, relay replies, digest
 lines and file names. `printable` escapes what could forge a line or drive a
 terminal in it, and `EscapeControls` applies it to every record the CLI logs.
@@ -11,19 +17,33 @@ import json
 import logging
 import re
 import sys
+import threading
 from typing import Any
 
-# Attributes every LogRecord has; anything else was passed in `extra=`.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has; anything else was passed in `extra=` (uvicorn's
+# color_message is its message with terminal colours: left out).
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
+
+log = logging.getLogger("newsletter")
 
 
 class JsonFormatter(logging.Formatter):
+    """A LogRecord as one JSON object: time, level, logger, message, the `extra=`
+    fields, and `traceback` when there is one."""
+
     def format(self, record: logging.LogRecord) -> str:
-        data = {
+        data: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname.lower(),
             "message": record.getMessage(),
         }
+        if record.name != "newsletter" and not record.name.startswith("newsletter."):
+            data["logger"] = record.name  # a library's line: say whose
         data.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             data["traceback"] = self.formatException(record.exc_info)
@@ -76,18 +96,44 @@ class EscapeControls(logging.Filter):
         return True
 
 
+class _OneHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler setup_logging installs (so a second call replaces, not adds)."""
+
+
 def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
-    """Send the 'newsletter' logger to stderr in the chosen format (escaped:
-    `EscapeControls`)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(EscapeControls())
+    """Send every log line to stderr in the chosen format ("text" or "json").
+
+    The 'newsletter' loggers log from `level`; libraries from WARNING (their
+    INFO lines are chatter, e.g. APScheduler's at every poll). Python warnings
+    and exceptions escaping a thread become log records. Calling it again
+    switches the format. Every line is escaped (`EscapeControls`).
+    """
+    handler = _OneHandler(sys.stderr)
+    handler.addFilter(EscapeControls())  # client and digest text: no forged lines
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
         )
-    logger = logging.getLogger("newsletter")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _OneHandler)] + [handler]
+    root.setLevel(logging.WARNING)
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    logging.captureWarnings(True)
+    threading.excepthook = _thread_exception
+
+
+def json_enabled() -> bool:
+    """Whether setup_logging chose JSON (the CLI's own error lines follow suit)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in log.handlers)
+
+
+def _thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    log.error("uncaught exception in thread %s", name, exc_info=exc_info)  # type: ignore[arg-type]

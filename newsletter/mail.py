@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import NewsletterError
 from newsletter.model import Digest, Edition
-from newsletter.render import environment, format_date, issue_url, paper_anchors, urls
+from newsletter.plurals import plural
+from newsletter.render import environment, format_date, issue_url, paper_anchors, paper_count
+from newsletter.text import shorten, urls
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -50,13 +52,13 @@ ABSTRACT_LIMITS = (1200, 600, 300, 120, 0)
 _CRLF = b"\r\n"
 _QP_LINE = 76
 
-LABELS: dict[str, dict[str, str]] = {
+LABELS: dict[str, dict[str, Any]] = {
     "ko": {
         "view_in_browser": "웹에서 보기",
         "read_more": "전문 보기",
         "unsubscribe": "수신 거부",
         "links": "링크",
-        "count": "{count}편",
+        "count": {"other": "{count}편"},
         "footer": "{title} 구독 신청으로 받는 메일입니다. 더 받지 않으려면 수신 거부를 누르세요.",
         "ko": "한국어",
         "en": "English",
@@ -66,7 +68,7 @@ LABELS: dict[str, dict[str, str]] = {
         "read_more": "Read more",
         "unsubscribe": "Unsubscribe",
         "links": "Links",
-        "count": "{count} papers",
+        "count": {"one": "{count} paper", "other": "{count} papers"},
         "footer": "You get this email because you subscribed to {title}. "
         "To stop, use the unsubscribe link.",
         "ko": "한국어",
@@ -111,10 +113,15 @@ def unsubscribe_url(config: Config, token: str) -> str:
     return f"{config.server.public_url}unsubscribe?token={token}"
 
 
-def unsubscribe_mailto(config: Config) -> str:
-    address = config.email.unsubscribe_mailto or config.email.sender_address
+def unsubscribe_mailto(config: Config, token: str) -> str:
+    """The List-Unsubscribe mailto: its Subject carries the signed unsubscribe token,
+    so `newsletter bounces process` can act on it and nobody can forge one for
+    someone else. It goes to email.unsubscribe_mailto, else the bounce mailbox
+    (email.bounce_address), else the sender."""
+    email = config.email
+    address = email.unsubscribe_mailto or email.bounce_address or email.sender_address
     address = address.removeprefix("mailto:").partition("?")[0]
-    return f"mailto:{address}?subject=unsubscribe"
+    return f"mailto:{address}?subject=unsubscribe%20{token}"
 
 
 def resolve_secret(config: Config, *, smtp: bool) -> bytes:
@@ -208,7 +215,9 @@ def encode_mailbox(name: str, address: Address) -> bytes:
 
 
 def message_id(date: dt.date, edition: str, address: str, domain: str) -> str:
-    """Deterministic per (date, edition, recipient): a resend has the same id.
+    """Deterministic per (date, edition, recipient): a retry or a resend after a
+    crash is recognisably the same message (RFC 5322 3.6.4). Only for deliveries
+    of the ledger: every other message gets a fresh id.
 
     Built by hand: make_msgid() without a domain does a slow hostname lookup.
     """
@@ -263,18 +272,6 @@ def qp_fold_ascii(value: str) -> bytes:
 # --- rendering ---------------------------------------------------------------
 
 
-def _cut(text: str, limit: int) -> tuple[str, bool]:
-    if len(text) <= limit:
-        return text, False
-    if limit <= 0:
-        return "", bool(text)
-    head = text[:limit]
-    space = head.rfind(" ")
-    if space > limit * 0.6:
-        head = head[:space]
-    return head.rstrip(" ,;:") + "…", True
-
-
 def _entries(
     digest: Digest, edition: Edition, abstract_limit: int | None, page: str
 ) -> list[dict[str, Any]]:
@@ -282,11 +279,10 @@ def _entries(
     anchors = paper_anchors([entry.title for entry in digest.entries])
     rows = []
     for number, (entry, anchor) in enumerate(zip(digest.entries, anchors, strict=True), 1):
-        abstract, cut = (
-            _cut(entry.abstract, abstract_limit)
-            if abstract_limit is not None
-            else (entry.abstract, False)
-        )
+        # Cut between words and never inside a URL (newsletter.text.shorten); the
+        # templates put the ellipsis and "read more" after it, outside its links.
+        limit = len(entry.abstract) if abstract_limit is None else abstract_limit
+        abstract = shorten(entry.abstract, limit)
         comments = []
         if edition in (Edition.KO, Edition.BOTH) and entry.comment_ko:
             label = labels["ko"] if edition is Edition.BOTH else ""
@@ -300,8 +296,9 @@ def _entries(
                 "url": f"{page}#{anchor}",  # the paper on the web page ("read more")
                 "title": one_line(entry.title),
                 "authors": ", ".join(entry.authors),
-                "abstract": abstract,
-                "cut": cut,
+                "abstract": abstract.head,
+                "ellipsis": abstract.ellipsis,
+                "cut": abstract.cut,
                 "comments": comments,
                 "tags": entry.tags,
             }
@@ -309,9 +306,33 @@ def _entries(
     return rows
 
 
+def _number_links(page: str, entries: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """The text part's link list: [1] is the web version, then every URL of the
+    abstracts and comments in reading order (the same URLs the HTML links);
+    each entry and comment gets the numbers of its own URLs as `refs`."""
+    links: list[tuple[int, str]] = [(1, page)]
+
+    def number(text: str) -> list[int]:
+        refs = []
+        for url in urls(text):
+            links.append((len(links) + 1, url))
+            refs.append(len(links))
+        return refs
+
+    for entry in entries:
+        entry["refs"] = number(entry["abstract"])
+        for comment in entry["comments"]:
+            comment["refs"] = number(comment["text"])
+    return links
+
+
+PREHEADER_LENGTH = 140
+
+
 def _preheader(digest: Digest) -> str:
+    """The inbox preview line: the first titles, cut between words."""
     titles = " · ".join(one_line(entry.title) for entry in digest.entries[:3])
-    return titles if len(titles) <= 140 else titles[:139] + "…"
+    return str(shorten(titles, PREHEADER_LENGTH))
 
 
 def _css(config: Config) -> str:
@@ -357,19 +378,11 @@ def render_bodies(
     env = environment(config)
     lang = edition.language
     labels = dict(LABELS[lang])
-    labels["count"] = labels["count"].format(count=len(digest.entries))
+    labels["count"] = plural(len(digest.entries), lang, **LABELS[lang]["count"])
     labels["footer"] = labels["footer"].format(title=config.site.title)
     page = issue_url(config, digest.date, edition.value)
     entries = _entries(digest, edition, abstract_limit, page)
-    # Text part: every URL gets a number; [1] is the web version.
-    links: list[tuple[int, str]] = [(1, page)]
-    for entry in entries:
-        for comment in entry["comments"]:
-            refs = []
-            for url in urls(comment["text"]):
-                links.append((len(links) + 1, url))
-                refs.append(len(links))
-            comment["refs"] = refs
+    links = _number_links(page, entries)
     context = {
         "lang": lang,
         "subject": subject,
@@ -390,9 +403,14 @@ def render_bodies(
 
 
 def subject_for(config: Config, digest: Digest, edition: Edition, *, test: bool = False) -> str:
+    """The edition's subject: email.subject with {date}, {count} and {papers}
+    (the count with its noun, plural by CLDR rules: '1 paper', '논문 3편')."""
     template = config.email.subject[edition]
+    count = len(digest.entries)
     subject = template.format(
-        date=format_date(digest.date, edition.language), count=len(digest.entries)
+        date=format_date(digest.date, edition.language),
+        count=count,
+        papers=paper_count(count, edition.language),
     )
     return one_line(("[TEST] " if test else "") + subject)
 
@@ -435,13 +453,19 @@ class EditionEmail:
         )
         return dataclasses.replace(self, parts=parts, dot_stuffed=True)
 
-    def personalise(self, address: str, name: str, token: str) -> bytes:
-        """The complete message for one recipient (ValueError for an unsafe address)."""
+    def personalise(self, address: str, name: str, token: str, msgid: str | None = None) -> bytes:
+        """The complete message for one recipient (ValueError for an unsafe address).
+
+        `msgid` (e.g. from `email.utils.make_msgid`) replaces the delivery's
+        deterministic `message_id`: a message that is not that delivery (a test
+        copy) must not share its id (RFC 5322 3.6.4: unique per message).
+        """
         checked = check_address(address)
         values = {
             "to": encode_mailbox(name, checked),
-            "msgid": message_id(
-                self.date, self.edition.value, checked.display, self.sender_domain
+            "msgid": (
+                msgid
+                or message_id(self.date, self.edition.value, checked.display, self.sender_domain)
             ).encode("ascii"),
             "token": _check_token(token).encode("ascii"),
             "qptoken": qp_fold_ascii(token),
@@ -540,7 +564,7 @@ def _assemble(
         b"Message-ID: " + marks["msgid"].encode(),
         list_id_header(config.site.title, f"{edition.value}.{config.email.sender_domain}"),
         f"List-Unsubscribe: <{unsubscribe_url(config, marks['token'])}>,\n"
-        f" <{unsubscribe_mailto(config)}>".encode(),
+        f" <{unsubscribe_mailto(config, marks['token'])}>".encode(),
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
     ]
     if config.email.reply_to:

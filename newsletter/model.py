@@ -94,12 +94,25 @@ class SubscriberState(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+    # Reported as spam (an ARF complaint): never mailed again unless an
+    # operator reactivates it with --force, or its owner signs up again.
+    COMPLAINED = "complained"
+
+
+# States of someone who left: not mailed, and not re-subscribed by an import.
+LEFT_STATES = frozenset(
+    {SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED, SubscriberState.COMPLAINED}
+)
 
 
 @dataclass(frozen=True)
 class Subscriber:
+    """One row of the subscriber list. `state_changed_at` (UTC, whole seconds)
+    is when `state` last changed; None when unknown."""
+
     email: str
     edition: Edition
     state: SubscriberState = SubscriberState.ACTIVE
     name: str = ""
     id: int | None = None
+    state_changed_at: dt.datetime | None = field(default=None, compare=False)

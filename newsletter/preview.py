@@ -1,7 +1,8 @@
 """`newsletter preview`: the site as it would be published, served on localhost.
 
 It is built into a temporary folder with localhost URLs, so an author can look
-at a digest before it goes anywhere; paths.public is never touched.
+at a digest before it goes anywhere; paths.public is never touched. The folder
+is removed when the preview stops: Ctrl-C (SIGINT) or SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,15 +11,20 @@ import datetime as dt
 import functools
 import http.server
 import tempfile
+import urllib.parse
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
+from newsletter.files import is_hidden
+from newsletter.signals import sigterm_is_ctrl_c
 
 
 def preview_config(config: Config, public: Path, port: int) -> Config:
+    """The config with paths.public in `public` and site URLs on 127.0.0.1:port."""
     base_url = f"http://127.0.0.1:{port}/"
     return config.model_copy(
         update={
@@ -26,6 +32,16 @@ def preview_config(config: Config, public: Path, port: int) -> Config:
             "paths": config.paths.model_copy(update={"public": public}),
         }
     )
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    """The built site; dotfiles (the build manifest) are 404, as `serve` does."""
+
+    def send_head(self) -> Any:
+        if is_hidden(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)):
+            self.send_error(404, "File not found")
+            return None
+        return super().send_head()
 
 
 def serve_preview(
@@ -37,25 +53,19 @@ def serve_preview(
     open_browser: bool,
     echo: Callable[[str], None] = print,
 ) -> None:
+    """Build every digest into a temporary folder and serve it until SIGINT/SIGTERM.
+
+    `port` 0 takes a free one (the printed URL says which). NewsletterError if
+    there is no valid digest, or the port cannot be used.
+    """
     from newsletter.publish import scan
     from newsletter.site import write_site
 
-    with tempfile.TemporaryDirectory(prefix="newsletter-preview-") as folder:
-        local = preview_config(config, Path(folder), port)
-        found = scan(local)
-        digests = found.digests
-        for report in found.bad:
-            for problem in report.errors:
-                echo(f"skipped: {problem}")
-        if not digests:
-            raise NewsletterError(
-                f"no valid digest in {config.paths.digests}", hint="run 'newsletter check'"
-            )
-        chosen = found.digest_for(date) if date else digests[-1]
-        write_site(local, digests, date=None)
-        page_edition = edition or local.editions[0].value
-        url = f"{local.site.base_url}{page_edition}/{chosen.date.isoformat()}/"
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
+    with (
+        tempfile.TemporaryDirectory(prefix="newsletter-preview-") as folder,
+        sigterm_is_ctrl_c(),
+    ):
+        handler = functools.partial(_Files, directory=folder)
         try:
             server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
         except OSError as exc:
@@ -63,10 +73,24 @@ def serve_preview(
                 f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
                 hint="choose another port with --port",
             ) from None
-        echo(f"previewing {chosen.date.isoformat()} at {url} (Ctrl-C to stop)")
-        if open_browser:
-            webbrowser.open(url)
         with server:
+            local = preview_config(config, Path(folder), server.server_address[1])
+            found = scan(local)
+            digests = found.digests
+            for report in found.bad:
+                for problem in report.errors:
+                    echo(f"skipped: {problem}")
+            if not digests:
+                raise NewsletterError(
+                    f"no valid digest in {config.paths.digests}", hint="run 'newsletter check'"
+                )
+            chosen = found.digest_for(date) if date else digests[-1]
+            write_site(local, digests, date=None)
+            page_edition = edition or local.editions[0].value
+            url = f"{local.site.base_url}{page_edition}/{chosen.date.isoformat()}/"
+            echo(f"previewing {chosen.date.isoformat()} at {url} (Ctrl-C to stop)")
+            if open_browser:
+                webbrowser.open(url)
             try:
                 server.serve_forever()
             except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from newsletter.digest import DigestReport, check_paths
+from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
 from newsletter.errors import NewsletterError
 from newsletter.model import Digest
 
@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Scan:
-    """Every digest file in the folder: the good digests and the bad reports."""
+    """Every digest file in the folder (the good digests and the bad reports),
+    and the files skipped as not digests (editor, OS and download leftovers)."""
 
     reports: tuple[DigestReport, ...]
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def digests(self) -> list[Digest]:
@@ -67,6 +69,7 @@ class PublishResult:
     site: SiteResult
     delivery: DeliveryReport | None
     bad: tuple[DigestReport, ...]
+    skipped: tuple[Skipped, ...] = ()
 
 
 def scan(config: Config) -> Scan:
@@ -76,7 +79,8 @@ def scan(config: Config) -> Scan:
             f"the digests folder {folder} does not exist",
             hint="create it, or set paths.digests in the config",
         )
-    return Scan(tuple(check_paths([folder], config.limits.digest)))
+    found = find_digest_files([folder])
+    return Scan(tuple(check_paths(found.files, config.limits.digest)), found.skipped)
 
 
 def publish(
@@ -87,17 +91,21 @@ def publish(
     dry_run: bool = False,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    now: dt.datetime | None = None,
 ) -> PublishResult:
-    """Publish one date: its pages, then indexes and feeds, then its email."""
+    """Publish one date: its pages, then indexes and feeds, then its email.
+
+    now: the clock for feed items whose text changed (see site.write_site).
+    """
     from newsletter.site import write_site
 
     found = scan(config)
     digest = found.digest_for(date)
-    site = write_site(config, found.digests, date=date, dry_run=dry_run)
+    site = write_site(config, found.digests, date=date, dry_run=dry_run, now=now)
     delivery = None
     if email:
         delivery = deliver(config, digest, dry_run=dry_run, force=force, progress=progress)
-    return PublishResult(date, site, delivery, tuple(found.bad))
+    return PublishResult(date, site, delivery, tuple(found.bad), found.skipped)
 
 
 def deliver(
@@ -115,10 +123,12 @@ def deliver(
         return deliver_issue(config, store, digest, force=force, dry_run=dry_run, progress=progress)
 
 
-def build(config: Config, *, dry_run: bool = False) -> PublishResult:
+def build(
+    config: Config, *, dry_run: bool = False, now: dt.datetime | None = None
+) -> PublishResult:
     """Rebuild the whole site and every feed; bad files are reported and skipped."""
     from newsletter.site import write_site
 
     found = scan(config)
-    site = write_site(config, found.digests, date=None, dry_run=dry_run)
-    return PublishResult(None, site, None, tuple(found.bad))
+    site = write_site(config, found.digests, date=None, dry_run=dry_run, now=now)
+    return PublishResult(None, site, None, tuple(found.bad), found.skipped)

@@ -2,7 +2,7 @@
 
 Digest text is data: autoescape is on for every template, and text reaches
 templates only through values (never as template source). URLs in text become
-links via `linkify`, which escapes everything else.
+links via `linkify` (newsletter.text), which escapes everything else.
 """
 
 from __future__ import annotations
@@ -14,20 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from markupsafe import Markup, escape
-
 from newsletter.model import HANGUL
+from newsletter.plurals import plural
+from newsletter.text import linkify
 
 if TYPE_CHECKING:
     import jinja2
 
     from newsletter.config import Config
     from newsletter.model import Digest, Entry
-
-# A URL runs until whitespace or a character that cannot end it in prose;
-# trailing punctuation and an unbalanced ')' are given back to the sentence.
-_URL = re.compile(r"https?://[^\s<>\"'`]+")
-_TRAILING = ".,;:!?'\""
 
 
 def builtin_templates() -> Path:
@@ -36,34 +31,14 @@ def builtin_templates() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
 
 
-def split_url(candidate: str) -> tuple[str, str]:
-    """Split a URL match into (url, trailing text that belongs to the sentence)."""
-    url = candidate
-    while url:
-        if url[-1] in _TRAILING or (url[-1] == ")" and url.count("(") < url.count(")")):
-            url = url[:-1]
-        else:
-            break
-    return url, candidate[len(url) :]
+def counted(count: int | str, language: str, one: str = "", other: str = "") -> str:
+    """Jinja filter: `{{ days|counted("en", "{count} day", "{count} days") }}`.
 
-
-def urls(text: str) -> list[str]:
-    """The URLs in a text, in order, as linkify would link them."""
-    return [split_url(match.group())[0] for match in _URL.finditer(text)]
-
-
-def linkify(text: str) -> Markup:
-    """Escape text and turn http(s) URLs into links."""
-    out: list[str] = []
-    last = 0
-    for match in _URL.finditer(text):
-        url, rest = split_url(match.group())
-        out.append(escape(text[last : match.start()]))
-        out.append(Markup('<a href="{0}">{0}</a>').format(url))
-        out.append(escape(rest))
-        last = match.end()
-    out.append(escape(text[last:]))
-    return Markup("").join(out)
+    The plural form by CLDR rules (newsletter.plurals); `one` may be left out
+    for languages without it (Korean).
+    """
+    forms = {"other": other} | ({"one": one} if one else {})
+    return plural(int(count), language, **forms)
 
 
 def format_date(date: dt.date, language: str) -> str:
@@ -86,6 +61,7 @@ def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["linkify"] = linkify
+    env.filters["counted"] = counted
     env.filters["date_long"] = format_date
     return env
 
@@ -196,8 +172,6 @@ LABELS: dict[str, dict[str, str]] = {
         "other_editions": "다른 판",
         "all_tags": "모든 태그",
         "tagged": "태그 #{tag}",
-        "paper_count": "논문 {count}편",
-        "issue_count": "{count}호",
     },
     "en": {
         "subscribe": "Get it by email (subscribe)",
@@ -212,8 +186,6 @@ LABELS: dict[str, dict[str, str]] = {
         "other_editions": "Other editions",
         "all_tags": "All tags",
         "tagged": "Tagged #{tag}",
-        "paper_count": "{count} papers",
-        "issue_count": "{count} issues",
     },
 }
 
@@ -230,11 +202,17 @@ def text_language(text: str) -> str | None:
     return "ko" if HANGUL.search(text) else None
 
 
+# How pages and feeds count papers, by CLDR plural category (newsletter.plurals).
+PAPER_COUNT: dict[str, dict[str, str]] = {
+    "ko": {"other": "논문 {count}편"},
+    "en": {"one": "{count} paper", "other": "{count} papers"},
+}
+
+
 def paper_count(count: int, language: str) -> str:
-    """'논문 3편' / '3 papers' ('1 paper')."""
-    if language == "en" and count == 1:
-        return "1 paper"
-    return LABELS["ko" if language == "ko" else "en"]["paper_count"].format(count=count)
+    """'논문 3편' / '3 papers' / '1 paper', by the language's plural rules."""
+    language = "ko" if language == "ko" else "en"
+    return plural(count, language, **PAPER_COUNT[language])
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,14 @@
 One tick does everything, so there is a single code path to reason about:
 settled files are parsed, changed dates are published at once, and every issue
 whose send time has passed (within `email.max_lateness_days`) and whose email
-is not done yet is delivered through the ledger. APScheduler runs the tick every
-`schedule.poll_seconds` and at each upcoming send time, on one worker thread.
+is not done yet is delivered through the ledger. APScheduler runs the tick
+`schedule.poll_seconds` after the previous one ended and at each upcoming send
+time, on one worker thread; with `bounces.mailbox` set, `bounces process` runs
+`bounces.poll_minutes` after the previous one ended, on a thread of its own.
+Both polls are one-shot jobs that schedule their next run when they end
+(`repeat`): a send or a mailbox read that outlasts its interval is not "missed"
+or "skipped" (APScheduler's max-instances warning at every poll), it is simply
+still running.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from newsletter.digest import DigestReport, check_paths, digest_files
+from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
 from newsletter.errors import NewsletterError
 from newsletter.model import Digest
+from newsletter.plurals import nouns
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -64,11 +71,15 @@ class Watcher:
     settle_seconds: float
     clock: Callable[[], float] = time.monotonic
     _seen: dict[Path, tuple[Signature, float]] = field(default_factory=dict)
+    # Files of the last look that are not digests (digest.find_digest_files).
+    skipped: tuple[Skipped, ...] = ()
 
     def settled(self) -> dict[Path, Signature]:
         now = self.clock()
         current: dict[Path, Signature] = {}
-        for path in digest_files(self.folder) if self.folder.is_dir() else []:
+        found = find_digest_files([self.folder]) if self.folder.is_dir() else None
+        self.skipped = found.skipped if found else ()
+        for path in found.files if found else ():
             try:
                 stat = path.stat()
             except FileNotFoundError:
@@ -140,8 +151,11 @@ class Daemon:
         *,
         now: Callable[[], dt.datetime] | None = None,
         stop: threading.Event | None = None,
+        verbose: bool = False,
     ) -> None:
         self.config = config
+        self.verbose = verbose
+        self._reported_skipped: set[Path] = set()
         self.zone = config.site.tz
         self.now = now or (lambda: dt.datetime.now(self.zone))
         self.stop = stop or threading.Event()
@@ -172,6 +186,7 @@ class Daemon:
 
     def _refresh(self) -> None:
         settled = self.watcher.settled()
+        self._log_skipped()
         if settled == self._processed:
             return
         first_run = self._processed is None
@@ -206,6 +221,18 @@ class Daemon:
         for digest in digests:
             self.on_schedule(digest.date, self.send_at(digest.date))
 
+    def _log_skipped(self) -> None:
+        """With -v: each file that is not a digest, once while it stays there."""
+        skipped = {item.path: item for item in self.watcher.skipped}
+        if self.verbose:
+            for path in sorted(set(skipped) - self._reported_skipped):
+                log.info(
+                    "skipped %s",
+                    skipped[path],
+                    extra={"event": "skipped", "file": str(path), "reason": skipped[path].reason},
+                )
+        self._reported_skipped = set(skipped)
+
     def _log_changed_after_email(self, changed: list[Digest]) -> None:
         from newsletter.store import Store
 
@@ -223,12 +250,14 @@ class Daemon:
     def _write_site(self, digests: list[Digest], digest: Digest | None) -> None:
         from newsletter.site import write_site
 
-        result = write_site(self.config, digests, date=digest.date if digest else None)
+        result = write_site(
+            self.config, digests, date=digest.date if digest else None, now=self.now()
+        )
         what = digest.date.isoformat() if digest else "all issues"
         log.info(
-            "published %s: %d files written, %d deleted",
+            "published %s: %s written, %d deleted",
             what,
-            len(result.written),
+            nouns(len(result.written), "file", "files"),
             len(result.deleted),
             extra={
                 "event": "published",
@@ -327,9 +356,9 @@ class Daemon:
             wait = RETRY_FIRST if previous is None else min(previous[1] * 2, RETRY_LONGEST)
             self._retry[digest.date] = (self.now() + dt.timedelta(seconds=wait), wait)
             log.info(
-                "%s: %d temporary failures, next try in %d s",
+                "%s: %s, next try in %d s",
                 date,
-                report.pending_left,
+                nouns(report.pending_left, "temporary failure", "temporary failures"),
                 wait,
                 extra={"event": "retry", "date": date, "pending": report.pending_left},
             )
@@ -341,17 +370,58 @@ class Daemon:
         return (future[0][1], future[0][0]) if future else None
 
 
-def run_daemon(config: Config) -> None:
-    """Run until SIGTERM or SIGINT; then finish the message in flight and exit."""
+def repeat(
+    scheduler: Any,
+    job_id: str,
+    work: Callable[[], None],
+    seconds: float,
+    stop: threading.Event,
+    zone: dt.tzinfo,
+    *,
+    executor: str = "default",
+) -> None:
+    """Run `work` now on `executor`, then `seconds` after each run ended, until `stop`.
+
+    `scheduler` is an APScheduler 3 scheduler. Each run is a one-shot "date"
+    job (id `job_id`) that adds the next one when it ends, so a run that
+    outlasts the interval is never a second instance: no "maximum number of
+    running instances reached" warning, no missed run, however slow the work.
+    """
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            if not stop.is_set():
+                schedule(seconds)
+
+    def schedule(delay: float) -> None:
+        when = dt.datetime.now(zone) + dt.timedelta(seconds=delay)
+        scheduler.add_job(
+            run, "date", run_date=when, id=job_id, executor=executor, replace_existing=True
+        )
+
+    schedule(0)
+
+
+def run_daemon(config: Config, *, verbose: bool = False) -> None:
+    """Run until SIGTERM or SIGINT; then finish the message in flight and exit.
+
+    verbose: log the files of the digests folder that are skipped as not digests.
+    """
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
 
     stop = threading.Event()
     with single_instance(config.paths.state):
-        daemon = Daemon(config, stop=stop)
+        daemon = Daemon(config, stop=stop, verbose=verbose)
         scheduler = BackgroundScheduler(
             timezone=daemon.zone,
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # Bounce polls have a thread of their own: a slow mailbox never delays a send.
+            executors={
+                "default": ThreadPoolExecutor(max_workers=1),
+                "bounces": ThreadPoolExecutor(max_workers=1),
+            },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
@@ -362,13 +432,20 @@ def run_daemon(config: Config) -> None:
                 )
 
         daemon.on_schedule = schedule_send
-        scheduler.add_job(
-            daemon.tick,
-            "interval",
-            seconds=config.schedule.poll_seconds,
-            id="poll",
-            next_run_time=dt.datetime.now(daemon.zone),
-        )
+
+        repeat(scheduler, "poll", daemon.tick, config.schedule.poll_seconds, stop, daemon.zone)
+        if config.bounces.mailbox:
+            from newsletter.bounces.process import poll
+
+            repeat(
+                scheduler,
+                "bounces",
+                lambda: poll(config, stop),
+                config.bounces.poll_minutes * 60,
+                stop,
+                daemon.zone,
+                executor="bounces",
+            )
 
         def request_stop(signum: int, _frame: Any) -> None:
             log.info("stopping on %s", signal.Signals(signum).name, extra={"event": "stopping"})

@@ -8,7 +8,9 @@ Layout under paths.public (E is an edition: ko, en, both):
     E/tags/TAG/index.html            one tag's papers across issues, newest first
     feeds/...                        see newsletter.feeds
     .newsletter-manifest.json        what we generated, so a full build can
-                                     delete what is stale and nothing else
+                                     delete what is stale and nothing else; and
+                                     when each feed item's text last changed
+                                     (newsletter.revisions)
 
 An issue page depends only on its own digest (and the config), so publishing a
 new day never needs to rewrite older issues' pages. Links between pages are
@@ -32,6 +34,7 @@ from newsletter import render
 from newsletter.errors import NewsletterError
 from newsletter.files import write_if_changed
 from newsletter.model import Digest, Edition
+from newsletter.revisions import Revision, Revisions, issue_key
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -108,6 +111,7 @@ def write_site(
     *,
     date: dt.date | None = None,
     dry_run: bool = False,
+    now: dt.datetime | None = None,
 ) -> SiteResult:
     """Write the site and feeds under paths.public; only changed files are touched.
 
@@ -115,12 +119,17 @@ def write_site(
     generated but this one does not are deleted. With a date, only that issue's
     pages are (re)written, plus the indexes, tag pages and feeds, which list the
     issues already published and this one.
+
+    now: the build's clock (aware; default: the wall clock), the `updated` time
+    of feed items whose text changed since the last build (a correction).
     """
     from newsletter.feeds import feed_files
 
     issues = newest_first(digests)
     public = config.paths.public
-    old = read_manifest(public)
+    manifest = read_build_manifest(public)
+    old = manifest.files
+    revisions = Revisions(manifest.revisions, now or dt.datetime.now(config.site.tz))
     writer = _Writer(public, dry_run)
     if date is not None:
         # Indexes and feeds list what is published: the issues whose pages an
@@ -130,17 +139,19 @@ def write_site(
     for digest in issues if date is None else [this]:
         writer.write_all(issue_files(config, digest))
     writer.write_all(index_files(config, issues))
-    writer.write_all(feed_files(config, issues))
+    writer.write_all(feed_files(config, issues, revisions))
 
     if date is None:
         deleted = _delete_stale(public, sorted(old - writer.paths), dry_run)
         keep = writer.paths
+        current = {issue_key(e, d.date) for d in issues for e in config.editions}
     else:
         # Other issues' pages were not rendered: keep tracking them for the next
         # full build, which is the one that decides what is stale.
         deleted, keep = [], old | writer.paths
+        current = {key.partition("#")[0] for key in manifest.revisions}
     if not dry_run:
-        write_manifest(public, keep)
+        write_manifest(public, keep, revisions.record(current))
     return SiteResult(tuple(sorted(writer.written)), writer.unchanged, tuple(deleted))
 
 
@@ -357,23 +368,54 @@ def _differs(path: Path, data: bytes) -> bool:
         return True
 
 
+@dataclass(frozen=True)
+class BuildManifest:
+    """What the last build generated, and when each feed item's text changed."""
+
+    files: set[str]
+    revisions: dict[str, Revision]
+
+
 def read_manifest(public: Path) -> set[str]:
     """The files an earlier build generated; empty if none (or unreadable)."""
+    return read_build_manifest(public).files
+
+
+def read_build_manifest(public: Path) -> BuildManifest:
+    """The last build's manifest; empty if there is none or it cannot be trusted
+    (a bad entry is dropped: deleting nothing and marking an item changed are
+    the safe answers)."""
     try:
         raw = json.loads((public / MANIFEST).read_text(encoding="utf-8"))
         files = raw["files"]
+        items = raw.get("revisions", {})
+        if not isinstance(files, list) or not isinstance(items, dict):
+            raise TypeError("'files' must be a list and 'revisions' an object")
     except FileNotFoundError:
-        return set()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        # Deleting nothing is the safe answer to a manifest we cannot trust.
+        return BuildManifest(set(), {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("ignoring unreadable %s: %s", public / MANIFEST, exc)
-        return set()
-    return {path for path in files if isinstance(path, str) and _is_safe_relative(path)}
+        return BuildManifest(set(), {})
+    paths = {path for path in files if isinstance(path, str) and _is_safe_relative(path)}
+    revisions = {}
+    for key, value in items.items():
+        try:
+            content, changed = value.split(" ")
+            when = dt.datetime.fromisoformat(changed)
+        except (AttributeError, ValueError):
+            continue
+        if when.tzinfo is not None:
+            revisions[key] = Revision(content, when)
+    return BuildManifest(paths, revisions)
 
 
-def write_manifest(public: Path, paths: Iterable[str]) -> None:
-    data = {"version": 1, "files": sorted(paths)}
-    text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+def write_manifest(
+    public: Path, paths: Iterable[str], revisions: dict[str, Revision] | None = None
+) -> None:
+    """Version 2: {"files": [path...], "revisions": {key: "HASH ISO-TIME"}}."""
+    items = {key: f"{r.hash} {r.changed.isoformat()}" for key, r in (revisions or {}).items()}
+    data = {"version": 2, "files": sorted(paths), "revisions": items}
+    text = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
     write_if_changed(public / MANIFEST, text.encode("utf-8"))
 
 

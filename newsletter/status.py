@@ -1,4 +1,4 @@
-"""`newsletter status`: what is published, what is due, what was sent."""
+"""`newsletter status`: what is published, what is due, what was sent, what bounced."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
+from newsletter.bounces.policy import issue_rates, rate_warnings
 from newsletter.scheduler import is_late, send_datetime
 
 if TYPE_CHECKING:
@@ -37,9 +38,13 @@ def collect_status(config: Config, now: dt.datetime | None = None) -> dict[str, 
                 continue
             next_send = {"date": digest.date.isoformat(), "at": when.isoformat()}
             break
+        deliveries = store.ledger.recent_delivery_counts()
+        rates = issue_rates(deliveries, store.bounces.counts_by_issue(deliveries))
         return {
             "last_published": published[-1] if published else None,
             "next_send": next_send,
-            "deliveries": store.ledger.recent_delivery_counts(),
+            "deliveries": deliveries,
             "subscribers": dict(sorted(store.subscribers.count().items())),
+            "bounces": rates,
+            "warnings": rate_warnings(rates),
         }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,30 @@ def run_cli(
         encoding="utf-8",
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, port: int, **options: Any) -> Iterator[Any]:
+    """An ASGI app under uvicorn on 127.0.0.1:port, in a thread, until the block ends."""
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:  # uvicorn sets it once the socket listens
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def assert_golden(path: Path, actual: bytes | str) -> None:
@@ -75,3 +101,52 @@ def start_chromium(profile: Path, **capabilities: Any) -> Any:
         options.set_capability(name, value)
     driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
     return webdriver.Chrome(options=options, service=Service(driver_path))
+
+
+# --- what readers get: every output of one digest --------------------------------
+
+
+def autolinks(html: str) -> list[str]:
+    """The hrefs of the links made from bare URLs (link text == href), in order."""
+    import lxml.html
+
+    tree = lxml.html.fromstring(html)
+    return [a.get("href") for a in tree.iter("a") if a.text_content() == a.get("href")]
+
+
+def html_text(html: str) -> str:
+    """The text a reader sees of an HTML fragment (or document)."""
+    import lxml.html
+
+    return lxml.html.fromstring(f"<div>{html}</div>").text_content()
+
+
+def email_bodies(data: bytes) -> tuple[str, str]:
+    """(text/plain, text/html) of a multipart/alternative message."""
+    import email
+    import email.policy
+
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    text, html = (part.get_content() for part in message.iter_parts())
+    return text, html
+
+
+def numbered_links(text: str) -> dict[int, str]:
+    """The email text part's numbered link list: {number: url}."""
+    import re
+
+    text = text.replace("\r\n", "\n")
+    block = re.split(r"^(?:Links|링크):$", text, flags=re.M)[1]
+    return {int(n): url for n, url in re.findall(r"^\[(\d+)\] (\S+)$", block, re.M)}
+
+
+def edition_email(config: Any, digest: Any, edition: Any, **kwargs: Any) -> bytes:
+    """One edition's email, personalised for reader@example.com, at a fixed time."""
+    import datetime as dt
+
+    from newsletter.mail import DEV_SECRET, build_edition_email, sign_token
+
+    now = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.UTC)
+    message = build_edition_email(config, digest, edition, now=now, **kwargs)
+    token = sign_token(DEV_SECRET, "unsubscribe", "reader@example.com")
+    return message.personalise("reader@example.com", "Reader", token)

@@ -60,6 +60,7 @@ class Handler:
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     messages: list[Received] = field(default_factory=list)
+    refused: list[Received] = field(default_factory=list)  # answered 451 at DATA
     data_calls: int = 0
     closed_sessions: int = 0  # 421s given for session_messages
     rcpt_calls: Counter[str] = field(default_factory=Counter)
@@ -100,6 +101,10 @@ class Handler:
             server.transport.close()
             return "421 closing"
         if number <= self.temp_fail_first:
+            with self.lock:
+                self.refused.append(
+                    Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                )
             return "451 4.3.0 try again later"
         if self.sick_after and _count(session, "messages") >= self.sick_after:
             return "451 4.3.0 Temporary lookup failure"

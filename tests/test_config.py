@@ -63,7 +63,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         "  smtp:\n"
         "    port: many\n"
         "    hots: x\n"
-        "bogus: 1\n",
+        "xyzzy: 1\n",
     )
     with pytest.raises(NewsletterError) as caught:
         load_config(path)
@@ -77,7 +77,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         "email.transport: ",
         "email.smtp.port: ",
         "email.smtp.hots: unknown key (did you mean 'host'?)",
-        "bogus: unknown key (known keys here: site, paths,",
+        "xyzzy: unknown key (known keys here: site, paths,",
     ):
         assert expected in text
     assert "README" in caught.value.hint
@@ -97,7 +97,9 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_subject_template_is_checked(tmp_path):
     path = write(tmp_path / "c.yaml", "email:\n  subject:\n    ko: '[논문] {when}'\n")
-    with pytest.raises(NewsletterError, match=r"email.subject: .*only \{date\} and \{count\}"):
+    with pytest.raises(
+        NewsletterError, match=r"email.subject: .*only \{date\}, \{count\} and \{papers\}"
+    ):
         load_config(path)
 
 
@@ -120,9 +122,10 @@ def test_shipped_example_config_is_valid():
 
 
 @pytest.mark.parametrize(
-    "template", ["{date.__class__}", "{count!r}", "{count:>{date}}", "{0}", "{when}"]
+    "template",
+    ["{date.__class__}", "{count!r}", "{count:>{date}}", "{0}", "{when}", "{papers!s}"],
 )
-def test_subject_template_allows_only_bare_date_and_count(tmp_path, template):
+def test_subject_template_allows_only_bare_date_count_and_papers(tmp_path, template):
     path = write(tmp_path / "c.yaml", f"email:\n  subject:\n    en: '{template}'\n")
     with pytest.raises(NewsletterError, match=r"email.subject: subject for 'en'"):
         load_config(path)

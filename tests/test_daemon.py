@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -42,8 +43,29 @@ def write_config(folder: Path, extra: str = "") -> Path:
     return path
 
 
+def sending_today(folder: Path, server: Any, connections: int, editions: list[Any]) -> Path:
+    """A daemon config that mails through the SMTP `server` with `connections`
+    connections, one subscriber per item of `editions` (reader0@example.org, ...),
+    and today's digest (Seoul) in the digests folder; the config's path."""
+    from newsletter.store import Store
+    from newsletter.store.database import Database
+
+    config = write_config(
+        folder,
+        "email:\n  transport: smtp\n  smtp:\n"
+        f"    host: {server.host}\n    port: {server.port}\n    security: none\n"
+        f"    connections: {connections}\n    timeout: 5\n",
+    )
+    (folder / "state").mkdir()
+    with Store(Database(f"sqlite:///{folder / 'state' / 'newsletter.db'}")) as store:
+        for i, edition in enumerate(editions):
+            store.subscribers.add(f"reader{i}@example.org", edition)
+    (folder / "digests" / "today.txt").write_text(digest_text(today_seoul()), encoding="utf-8")
+    return config
+
+
 class Daemon:
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, *options: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
         env["NEWSLETTER_SECRET"] = "test-secret"
         self.log_path = log
@@ -58,6 +80,7 @@ class Daemon:
                 "run",
                 "--log-format",
                 "json",
+                *options,
             ],
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
@@ -101,8 +124,8 @@ class Daemon:
 def daemon_factory():
     started: list[Daemon] = []
 
-    def start(config: Path, log: Path) -> Daemon:
-        daemon = Daemon(config, log)
+    def start(config: Path, log: Path, *options: str) -> Daemon:
+        daemon = Daemon(config, log, *options)
         started.append(daemon)
         return daemon
 
@@ -175,24 +198,12 @@ def test_sigterm_during_sending_then_restart_sends_each_exactly_once(tmp_path, d
     from smtp_servers import Handler, start_server
 
     from newsletter.model import Edition
-    from newsletter.store import Store
-    from newsletter.store.database import Database
 
     handler = Handler(delay=0.01)
     subscribers = 150
     with start_server(handler) as server:
-        config = write_config(
-            tmp_path,
-            "email:\n  transport: smtp\n  smtp:\n"
-            f"    host: {server.host}\n    port: {server.port}\n    security: none\n"
-            "    connections: 2\n    timeout: 5\n",
-        )
-        (tmp_path / "state").mkdir()
-        with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
-            for i in range(subscribers):
-                store.subscribers.add(f"reader{i}@example.org", list(Edition)[i % 3])
-        date = today_seoul()
-        (tmp_path / "digests" / "today.txt").write_text(digest_text(date), encoding="utf-8")
+        editions = [list(Edition)[i % 3] for i in range(subscribers)]
+        config = sending_today(tmp_path, server, 2, editions)
 
         first = daemon_factory(config, tmp_path / "run1.log")
         first.wait_for(lambda: len(handler.messages) >= 20, what="sending to start")
@@ -215,3 +226,30 @@ def test_sigterm_during_sending_then_restart_sends_each_exactly_once(tmp_path, d
     assert set(counts) == {f"reader{i}@example.org" for i in range(subscribers)}
     # A clean stop finishes and records the messages in flight: no duplicates at all.
     assert max(counts.values()) == 1, sent_before
+
+
+def test_run_ignores_editor_leftovers_and_lists_them_with_v(tmp_path, daemon_factory):
+    """An Emacs auto-save of the day's digest must not make both files 'duplicate date'."""
+    config = write_config(tmp_path)
+    folder = tmp_path / "digests"
+    text = digest_text(dt.date(2025, 4, 4))
+    (folder / "issue.txt").write_text(text, encoding="utf-8")
+    (folder / "#issue.txt#").write_text(text + " edited", encoding="utf-8")
+    (folder / ".issue.txt.swp").write_bytes(b"b0VIM 9.0\x00\x00")
+    (folder / "issue.txt~").write_text(text, encoding="utf-8")
+    daemon = daemon_factory(config, tmp_path / "run.log", "-v")
+    page = tmp_path / "public" / "ko" / "2025-04-04" / "index.html"
+    daemon.wait_for(page.exists, what="the issue page")
+    daemon.wait_for(
+        lambda: len([e for e in daemon.events() if e.get("event") == "skipped"]) == 3,
+        what="the skipped files",
+    )
+    assert daemon.stop() == 0
+    events = daemon.events()
+    skipped = {Path(e["file"]).name: e["reason"] for e in events if e.get("event") == "skipped"}
+    assert skipped == {
+        "#issue.txt#": "Emacs auto-save file",
+        ".issue.txt.swp": "Vim swap file",
+        "issue.txt~": "backup file",
+    }
+    assert not [e for e in events if e.get("event") in ("bad_digest", "error")]

@@ -277,8 +277,9 @@ def test_send_test_is_marked_and_not_recorded(tmp_path, mail_secret):
 
 def test_send_test_file_transport(tmp_path, mail_secret):
     config = mail_config(tmp_path)
-    send_test(config, sample_digest(), "me@example.org", Edition.BOTH, now=NOW)
-    assert (tmp_path / "outbox" / "2025-04-04" / "test" / "me@example.org.eml").exists()
+    (proof,) = send_test(config, sample_digest(), "me@example.org", Edition.BOTH, now=NOW)
+    assert proof.path == tmp_path / "outbox" / "2025-04-04" / "test" / "me@example.org.both.1.eml"
+    assert proof.path.exists()
 
 
 # --- worker processes -----------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from helpers import assert_golden
+from helpers import assert_golden, html_text
 from lxml import etree
 from test_site import hostile_digest
 
@@ -41,6 +41,17 @@ def test_edition_atom_matches_golden(feeds, edition):
     path = GOLDEN / f"{edition}-atom.xml"
     data = feeds[f"feeds/{edition}/atom.xml"]
     assert_golden(path, data)
+
+
+@pytest.mark.parametrize(
+    ("path", "golden"),
+    [
+        ("feeds/both/rss.xml", "both-rss.xml"),
+        ("feeds/en/tags/reasoning/atom.xml", "en-tag-reasoning-atom.xml"),
+    ],
+)
+def test_rss_and_tag_feeds_match_golden(feeds, path, golden):
+    assert_golden(GOLDEN / golden, feeds[path])
 
 
 def test_every_feed_parses_cleanly(feeds):
@@ -162,7 +173,9 @@ def test_hostile_text_is_escaped_in_feeds(site_config):
     assert "&lt;script&gt;alert(1)&lt;/script&gt; {{ 7*7 }}" in ko
     assert '<a href="https://example.org/x?a=1&amp;b=2">' in ko
     paper = parse(files["feeds/en/tags/gpt-4.5/atom.xml"]).entries[0]
-    assert paper.title == '<script>alert(1)</script> {{ 7*7 }} Q&A "quotes"'
+    # Text with '<' or '&' goes out as escaped HTML: its text is the title.
+    assert paper.title_detail.type == "text/html"
+    assert html_text(paper.title) == '<script>alert(1)</script> {{ 7*7 }} Q&A "quotes"'
     assert "{% if true %}x{% endif %}" in paper.content[0].value
     assert "feeds/ko/tags/추론/atom.xml" in files
 

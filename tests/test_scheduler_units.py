@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -151,3 +152,146 @@ def test_daemon_backs_off_between_polls_then_gives_up(tmp_path, monkeypatch):
         with Store.open(config) as store:
             assert store.ledger.delivery_counts(clock[0].date()) == {"failed": 1}
             assert store.ledger.issue_emailed(clock[0].date())
+
+
+# --- files that are not digests, and corrections, through the daemon's tick --------
+
+
+def daemon_project(tmp_path):
+    from newsletter.config import config_from_dict
+
+    (tmp_path / "digests").mkdir()
+    return config_from_dict(
+        {
+            "site": {"base_url": "https://example.org/papers/", "timezone": "Asia/Seoul"},
+            "paths": {"digests": "digests", "public": "public", "state": "state"},
+            "schedule": {"settle_seconds": 0},
+        },
+        tmp_path,
+    )
+
+
+def test_watcher_skips_editor_and_system_files(tmp_path):
+    from newsletter.digest import ignored_reason
+
+    names = ["2025-04-04.txt", "#2025-04-04.txt#", ".#2025-04-04.txt", "2025-04-04.txt~"]
+    names += ["2025-04-04.txt.bak", ".2025-04-04.txt.swp", "x.swo", ".DS_Store", "._x.txt"]
+    names += ["Thumbs.db", "desktop.ini", "x.part", "x.crdownload", "x.download", "x.tmp"]
+    for name in names:
+        (tmp_path / name).write_text("2025-04-04\n", encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    watcher = Watcher(tmp_path, settle_seconds=0)
+    assert list(watcher.settled()) == [tmp_path / "2025-04-04.txt"]
+    assert sorted(item.path.name for item in watcher.skipped) == sorted(names[1:])
+    assert {ignored_reason(name) for name in names[1:]} >= {
+        "Emacs auto-save file",
+        "Emacs lock file",
+        "backup file",
+        "Vim swap file",
+        "macOS metadata",
+        "partial download",
+        "temporary file",
+    }
+
+
+def test_daemon_publishes_beside_an_emacs_autosave_and_says_so_with_v(tmp_path, caplog):
+    import logging
+
+    from helpers import SAMPLE_DIGESTS
+
+    from newsletter.scheduler import Daemon
+
+    config = daemon_project(tmp_path)
+    text = (SAMPLE_DIGESTS / "2025-04-04.txt").read_text(encoding="utf-8")
+    (tmp_path / "digests" / "2025-04-04.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "digests" / "#2025-04-04.txt#").write_text(text + "\n#more", encoding="utf-8")
+    now = dt.datetime(2025, 6, 1, 9, 0, tzinfo=SEOUL)
+    daemon = Daemon(config, now=lambda: now, verbose=True)
+    with caplog.at_level(logging.INFO, logger="newsletter"):
+        daemon.tick()
+        daemon.tick()
+    messages = [r.getMessage() for r in caplog.records]
+    assert (tmp_path / "public/ko/2025-04-04/index.html").is_file()
+    assert not [m for m in messages if "not published" in m or "same date" in m]
+    skipped = [m for m in messages if m.startswith("skipped")]
+    assert skipped == [
+        f"skipped {tmp_path / 'digests' / '#2025-04-04.txt#'} (Emacs auto-save file)"
+    ]
+
+
+def test_daemon_correction_moves_feed_times_to_its_clock(tmp_path):
+    from helpers import SAMPLE_DIGESTS
+    from lxml import etree
+
+    from newsletter.digest import format_digest, read_digest
+    from newsletter.scheduler import Daemon
+
+    config = daemon_project(tmp_path)
+    digest = read_digest(SAMPLE_DIGESTS / "2025-04-04.txt").digest
+    path = tmp_path / "digests" / "issue.txt"
+    path.write_text(format_digest(digest), encoding="utf-8")
+    clock = [dt.datetime(2025, 6, 1, 9, 0, tzinfo=SEOUL)]
+    daemon = Daemon(config, now=lambda: clock[0])
+    daemon.tick()
+    feed = tmp_path / "public/feeds/en/atom.xml"
+    updated = "{http://www.w3.org/2005/Atom}updated"
+    assert etree.fromstring(feed.read_bytes()).findtext(updated) == "2025-04-04T00:00:00+09:00"
+
+    clock[0] = dt.datetime(2025, 6, 2, 18, 45, 30, tzinfo=SEOUL)
+    fixed = dataclasses.replace(digest.entries[0], title="Fixed title")
+    path.write_text(
+        format_digest(dataclasses.replace(digest, entries=(fixed, *digest.entries[1:])))
+    )
+    daemon.tick()
+    assert etree.fromstring(feed.read_bytes()).findtext(updated) == "2025-06-02T18:45:30+09:00"
+
+
+def test_repeat_never_stacks_a_second_instance_of_slow_work():
+    """The daemon's polls (digests and the bounce mailbox) as APScheduler really runs
+    them: work that outlasts its interval many times over is still one run, with no
+    "maximum number of running instances" warning and no missed run."""
+    import queue
+    import threading
+
+    from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from newsletter.scheduler import repeat
+
+    scheduler = BackgroundScheduler(
+        timezone=dt.UTC,
+        executors={"default": ThreadPoolExecutor(1), "slow": ThreadPoolExecutor(1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    noise: list[int] = []
+    scheduler.add_listener(lambda event: noise.append(event.code), EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)  # fmt: skip
+    started: queue.Queue[int] = queue.Queue()
+    release, stop = threading.Event(), threading.Event()
+    log: list[str] = []
+
+    def slow() -> None:
+        log.append("start")
+        started.put(log.count("start"))
+        release.wait(60)
+        log.append("end")
+
+    repeat(scheduler, "slow", slow, 0.01, stop, dt.UTC, executor="slow")
+    scheduler.start()
+    try:
+        assert started.get(timeout=60) == 1
+        # A probe 50 intervals on, on the other thread: the scheduler reaches it
+        # only after handling every due time of "slow" before it (in order), so
+        # by then an interval job would have hit its instance limit.
+        probe = threading.Event()
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.5)
+        scheduler.add_job(probe.set, "date", run_date=later)
+        assert probe.wait(60)
+        release.set()
+        assert started.get(timeout=60) == 2  # the next run comes after this one ended
+        stop.set()
+    finally:
+        release.set()
+        scheduler.shutdown(wait=True)
+    assert noise == []
+    assert log[:3] == ["start", "end", "start"]

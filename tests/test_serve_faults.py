@@ -1,19 +1,19 @@
 """`newsletter serve` against hostile clients: forged log lines and slow clients.
 
 The real CLI in a subprocess (its log lines as an operator sees them), or
-create_app under `server.uvicorn_config` in a thread where a limit must be
+create_app under `server.uvicorn_settings` in a thread where a limit must be
 small. Readiness and progress are read from the server's own log lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import re
 import resource
 import signal
 import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -94,12 +94,12 @@ def test_the_access_log_cannot_be_forged(tmp_path):
 def test_the_access_log_is_escaped_without_the_cli_too(tmp_path, monkeypatch, caplog):
     # A library user runs create_app under their own logging: the values are
     # escaped where the line is made, not only by the CLI's handler.
-    port, stop_server = _app_in_thread(tmp_path, monkeypatch)
-    with caplog.at_level(logging.INFO, logger="newsletter.web"):
-        try:
-            assert raw_get(port, "/%0d%0aforged%1b%5b2J") == 404
-        finally:
-            stop_server()  # after the request's log line: the server waits for it
+    with (
+        caplog.at_level(logging.INFO, logger="newsletter.web"),
+        _app_in_thread(tmp_path, monkeypatch) as port,
+    ):
+        # The block ends with the server's shutdown, after the request's log line.
+        assert raw_get(port, "/%0d%0aforged%1b%5b2J") == 404
     messages = [r.getMessage() for r in caplog.records if r.name == "newsletter.web"]
     assert any("/\\x0d\\x0aforged\\x1b[2J" in m for m in messages), messages
     assert not any(re.search(r"[\x00-\x1f]", m) for m in messages)
@@ -141,40 +141,23 @@ def test_check_prints_digest_file_names_escaped(cli, tmp_path):
 # --- slow clients ----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
 def _app_in_thread(folder: Path, monkeypatch, **limits):
-    """create_app under the service's own uvicorn settings, in a thread."""
-    import uvicorn
+    """create_app under the service's own uvicorn settings, in a thread; yields the port."""
+    from helpers import serve_in_thread
     from test_web import SECRET as WEB_SECRET
     from test_web import make_config
 
     from newsletter.config import SECRET_ENV
     from newsletter.web.app import create_app
     from newsletter.web.safety import Limits
-    from newsletter.web.server import uvicorn_config
+    from newsletter.web.server import uvicorn_settings
 
     monkeypatch.setenv(SECRET_ENV, WEB_SECRET)
     port = free_port()
     app = create_app(make_config(folder, port))
-    server = uvicorn.Server(
-        uvicorn_config(app, Limits(**limits), host="127.0.0.1", port=port, log_level="warning")
-    )
-    started = threading.Event()
-    original_startup = server.startup
-
-    async def startup(*args, **kwargs):
-        await original_startup(*args, **kwargs)
-        started.set()
-
-    server.startup = startup
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert started.wait(60), "the server did not start"
-
-    def stop_server():
-        server.should_exit = True
-        thread.join(30)
-
-    return port, stop_server
+    with serve_in_thread(app, port, **uvicorn_settings(Limits(**limits))):
+        yield port
 
 
 @pytest.mark.parametrize(
@@ -186,16 +169,13 @@ def _app_in_thread(folder: Path, monkeypatch, **limits):
     ],
 )
 def test_a_request_that_does_not_arrive_in_time_is_closed(tmp_path, monkeypatch, half):
-    port, stop_server = _app_in_thread(tmp_path, monkeypatch, request_timeout=0.5)
-    try:
+    with _app_in_thread(tmp_path, monkeypatch, request_timeout=0.5) as port:
         slow = socket.create_connection(("127.0.0.1", port), timeout=60)
         slow.sendall(half)
         # Synchronised on the server closing the connection (60 s is only a safety bound).
         assert slow.recv(1024) == b""
         slow.close()
         assert raw_get(port, "/subscribe") == 200  # a whole request is served as before
-    finally:
-        stop_server()
 
 
 def test_300_slow_clients_then_a_normal_request_is_answered(tmp_path):

@@ -13,11 +13,11 @@ import email
 import email.policy
 import http.client
 import http.cookiejar
+import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -26,9 +26,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import SAMPLE_DIGESTS, run_cli
+from helpers import SAMPLE_DIGESTS, run_cli, serve_in_thread
 from smtp_servers import free_port
 
 from newsletter import tokens
@@ -99,6 +100,19 @@ class Client:
         fields = {"csrf": csrf_of(form.text), "email": address, "edition": edition}
         return self.post("subscribe", fields, headers=headers)
 
+    def confirm(self, link: str) -> Reply:
+        """Open a confirmation link and press its page's one button, as a person does."""
+        page = self.get(link)
+        assert page.status == 200, page.text
+        assert page.text.count("<button") == 1 and 'id="confirm"' in page.text
+        return self.post(form_action(page.text), b"", headers={"Content-Type": ""})
+
+
+def form_action(html: str) -> str:
+    match = re.search(r'<form[^>]* method="post" action="([^"]+)"', html)
+    assert match, "no POST form in the page"
+    return match.group(1).replace("&amp;", "&")
+
 
 def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', html)
@@ -148,6 +162,7 @@ class Running:
     config: Config
     client: Client
     clock: list[dt.datetime]
+    app: Any = None  # the Starlette app being served
 
     def confirmation(self, address: str) -> EmailMessage:
         return read_eml(self.config.paths.outbox / "confirmations" / outbox_name(address))
@@ -164,37 +179,28 @@ class Running:
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Iterator[Running]:
     """create_app under uvicorn in a thread; other Limits by indirect parametrization."""
-    import uvicorn
-
     from newsletter.web.app import create_app
 
     limits = getattr(request, "param", None) or Limits(per_ip=1000)
     monkeypatch.setenv(SECRET_ENV, SECRET)
+    # Every bounce webhook on, as a fully configured service has them (their
+    # routes are among those the tests walk).
+    monkeypatch.setenv("NL_TEST_WEBHOOK_SECRET", "generic-webhook-secret-0123456789")
+    monkeypatch.setenv("NL_TEST_MAILGUN_KEY", "key-mailgun-signing-0123456789abcdef")
     port = free_port()
-    config = make_config(tmp_path, port)
+    config = make_config(
+        tmp_path,
+        port,
+        bounces={
+            "webhook_secret_env": "NL_TEST_WEBHOOK_SECRET",
+            "mailgun_signing_key_env": "NL_TEST_MAILGUN_KEY",
+            "ses_topic_arns": ["arn:aws:sns:eu-west-1:123456789012:newsletter-bounces"],
+        },
+    )
     clock = [dt.datetime.now(dt.UTC)]
     app = create_app(config, limits=limits, clock=lambda: clock[0])
-    uv = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            proxy_headers=True,
-            forwarded_allow_ips="127.0.0.1",
-        )
-    )
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
-        yield Running(config, Client(f"http://127.0.0.1:{port}/"), clock)
-    finally:
-        uv.should_exit = True
-        thread.join(10)
+    with serve_in_thread(app, port, proxy_headers=True, forwarded_allow_ips="127.0.0.1"):
+        yield Running(config, Client(f"http://127.0.0.1:{port}/"), clock, app)
 
 
 # --- the whole journey through the real CLI ----------------------------------------------
@@ -243,7 +249,7 @@ def test_whole_journey_through_the_cli(tmp_path: Path) -> None:
         assert reply.status == 200 and "메일함을 확인하세요" in reply.text
         confirmation = read_eml(tmp_path / "outbox" / "confirmations" / outbox_name(address))
         assert confirmation["To"] == address
-        assert client.get(link_in(confirmation, "confirm")).status == 200
+        assert client.confirm(link_in(confirmation, "confirm")).status == 200
         # Publish an issue: the newsletter email goes to the new subscriber.
         published = run_cli(
             "--config", config_file, "publish", "--date", "2025-04-04", "--force",
@@ -280,9 +286,18 @@ def test_whole_journey_through_the_cli(tmp_path: Path) -> None:
 
 def test_serve_refuses_to_start_without_the_secret(tmp_path: Path) -> None:
     result = run_cli("serve", "--port", str(free_port()), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error, as the README says
     assert "NEWSLETTER_SECRET is not set" in result.stderr and "hint:" in result.stderr
+    assert "secrets.token_hex(32)" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "state").exists()  # refused before anything was created
+    # With --log-format json the refusal is one JSON line too.
+    result = run_cli("serve", "--log-format", "json", cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    error = json.loads(line)
+    assert error["level"] == "error" and "NEWSLETTER_SECRET is not set" in error["message"]
+    assert "token_hex" in error["hint"]
 
 
 def test_serve_names_a_port_in_use(tmp_path: Path) -> None:
@@ -332,17 +347,19 @@ def test_sign_up_and_confirm(server: Running) -> None:
     assert message["Date"] and message["Auto-Submitted"] == "auto-generated"
     assert "구독 확인" in message["Subject"] and "Confirm" in message["Subject"]
     text = plain_body(message)
-    assert HANGUL.search(text) and "open this link within 3 days" in text
+    assert HANGUL.search(text) and "open this link within 3 days and press Confirm" in text
     html = message.get_body(("html",)).get_content()
     assert "구독 확인" in html and message.get_body(("plain",)).get_content_charset() == "utf-8"
     confirm = link_in(message, "confirm")
-    page = server.client.get(confirm)
+    page = server.client.confirm(confirm)
     assert page.status == 200 and "구독이 시작되었습니다" in page.text
     with server.store() as store:
         sub = store.subscribers.get("new.reader@example.com")
     assert sub.state is SubscriberState.ACTIVE and sub.edition.value == "en"
-    # A second click is harmless.
-    assert server.client.get(confirm).status == 200
+    # Opening the link again is harmless: it says so, with no button.
+    again = server.client.get(confirm)
+    assert again.status == 200 and "구독이 시작되었습니다" in again.text
+    assert "<button" not in again.text
 
 
 def test_same_answer_for_known_and_unknown_addresses(server: Running) -> None:
@@ -368,7 +385,7 @@ def test_unsubscribed_address_comes_back_through_double_opt_in(server: Running) 
         store.subscribers.remove("left@example.com")
     assert server.client.subscribe("left@example.com", "ko").status == 200
     assert server.state("left@example.com") is SubscriberState.PENDING
-    server.client.get(link_in(server.confirmation("left@example.com"), "confirm"))
+    server.client.confirm(link_in(server.confirmation("left@example.com"), "confirm"))
     assert server.state("left@example.com") is SubscriberState.ACTIVE
 
 
@@ -404,10 +421,12 @@ def test_forged_expired_and_edited_confirmation_links(server: Running) -> None:
         reply = server.client.get(url)
         assert reply.status == 400, url
         assert phrase in reply.text and "Traceback" not in reply.text
+    for url, _ in [(f"confirm?token={forged}&edition=ko", ""), ("confirm", "")]:
+        assert server.client.post(url, b"").status == 400, url
     server.clock[0] += tokens.CONFIRM_MAX_AGE + dt.timedelta(minutes=1)
-    reply = server.client.get(good)
-    assert reply.status == 400 and "링크가 만료되었습니다" in reply.text
-    assert "This link has expired" in reply.text
+    for reply in (server.client.get(good), server.client.post(good, b"")):
+        assert reply.status == 400 and "링크가 만료되었습니다" in reply.text
+        assert "This link has expired" in reply.text
     assert server.state("wait@example.com") is SubscriberState.PENDING
 
 
@@ -464,8 +483,8 @@ def test_get_unsubscribe_changes_nothing_and_the_button_does(server: Running) ->
     assert page.status == 200 and "수신 거부" in page.text and "stay@example.com" in page.text
     assert page.text.count("<button") == 1
     assert server.state("stay@example.com") is SubscriberState.ACTIVE
-    # The button: a form POST with the CSRF token.
-    reply = server.client.post(f"unsubscribe?token={token}", {"csrf": csrf_of(page.text)})
+    # The button: a form POST to the signed link.
+    reply = server.client.post(form_action(page.text), {})
     assert reply.status == 200 and "수신 거부되었습니다" in reply.text
     assert server.state("stay@example.com") is SubscriberState.UNSUBSCRIBED
 
@@ -483,10 +502,11 @@ def test_csrf_failures_are_403(server: Running) -> None:
         "subscribe", {"csrf": foreign, "email": "x@example.com", "edition": "ko"}
     )
     assert reply.status == 403 and "양식이 만료되었습니다" in reply.text
-    # The unsubscribe button without its CSRF token (and not a one-click body).
-    reply = stranger.post(f"unsubscribe?token={token}", {"confirm": "1"})
+    # The preferences form without its CSRF token.
+    reply = stranger.post(f"preferences?token={token}", {"edition": "both"})
     assert reply.status == 403
-    assert server.state("victim@example.com") is SubscriberState.ACTIVE
+    with server.store() as store:
+        assert store.subscribers.get("victim@example.com").edition.value == "ko"
     assert server.state("x@example.com") is None
 
 
@@ -554,7 +574,7 @@ def test_errors_are_friendly_pages_without_internals(
     missing = server.client.get("no/such/page")
     assert missing.status == 404 and "페이지를 찾을 수 없습니다" in missing.text
     assert "default-src 'none'" in missing.headers["content-security-policy"]
-    assert server.client.post("confirm", {}).status == 405
+    assert server.client.post("_web/style.css", {}).status == 405
 
     from newsletter.web import subscriptions
 

@@ -1,4 +1,4 @@
-"""The sign-up journey in headless Chromium: form, confirmation link, unsubscribe button.
+"""The sign-up journey in headless Chromium: form, confirm button, unsubscribe button.
 
 Needs Debian's chromium and chromium-driver and selenium; skipped when
 /usr/bin/chromium is missing. The 375 px screenshot of the sign-up page is
@@ -83,7 +83,12 @@ def test_sign_up_confirm_and_unsubscribe_in_a_browser(
     _wait_for_heading(driver, "메일함을 확인하세요")
     assert server.state(address) is SubscriberState.PENDING
 
+    # The link opens a page with one button; only the button confirms.
     driver.get(link_in(server.confirmation(address), "confirm"))
+    _wait_for_heading(driver, "구독 확인")
+    assert server.state(address) is SubscriberState.PENDING
+    assert len(driver.find_elements(By.TAG_NAME, "button")) == 1
+    driver.find_element(By.ID, "confirm").click()
     _wait_for_heading(driver, "구독이 시작되었습니다")
     assert server.state(address) is SubscriberState.ACTIVE
 

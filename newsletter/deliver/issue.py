@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from newsletter.bounces.verp import Verp
 from newsletter.deliver.run import ProgressCallback, SendRun
 from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
 from newsletter.errors import NewsletterError
@@ -37,6 +38,7 @@ from newsletter.mail import (
     resolve_secret,
 )
 from newsletter.model import Digest, Edition, Subscriber
+from newsletter.plurals import nouns
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -111,33 +113,15 @@ def deliver_issue(
     date = digest.date
     late = (now.astimezone(config.site.tz).date() - date).days
     if late > config.email.max_lateness_days and not force:
+        # Not logged: the caller says it once, in its own terms (the CLI names --force).
         note = (
             f"{date} is {late} days old (email.max_lateness_days = "
-            f"{config.email.max_lateness_days}): not emailed; use force to send anyway"
+            f"{config.email.max_lateness_days}): not emailed"
         )
-        log.warning(note)
-        return DeliveryReport(date=date, too_late=True, note=note)
+        return DeliveryReport(date=date, too_late=True, dry_run=dry_run, note=note)
 
     if dry_run:
-        todo, skipped = store.ledger.delivery_plan(date, config.editions)
-        groups: dict[Edition, list[Subscriber]] = {}
-        for subscriber in todo:
-            groups.setdefault(subscriber.edition, []).append(subscriber)
-        recipients = {e.value: tuple(s.email for s in subs) for e, subs in groups.items()}
-        per = {e: EditionCounts(pending=len(r)) for e, r in recipients.items()}
-        note = f"dry run: {len(todo)} messages would be sent for {date}" + "".join(
-            f", {len(r)} {e}" for e, r in recipients.items()
-        )
-        log.info(note)
-        return DeliveryReport(
-            date=date,
-            skipped=skipped,
-            pending_left=len(todo),
-            per_edition=per,
-            dry_run=True,
-            recipients=recipients,
-            note=note,
-        )
+        return _plan_only(config, store, date)
 
     # One sender per database at a time: two would both see everyone as not
     # done yet and both send. Planning happens under the lock.
@@ -164,6 +148,30 @@ def refuse_oversize(config: Config, email: EditionEmail, size: int | None = None
         "not sent",
         hint="nothing was sent or marked; shorten the digest (fewer or shorter entries) "
         "or raise email.max_bytes",
+    )
+
+
+def _plan_only(config: Config, store: Store, date: dt.date) -> DeliveryReport:
+    """What a real run would do now: the same plan and the same counts, nothing sent."""
+    todo, skipped = store.ledger.delivery_plan(date, config.editions)
+    groups: dict[Edition, list[Subscriber]] = {}
+    for subscriber in todo:
+        groups.setdefault(subscriber.edition, []).append(subscriber)
+    recipients = {
+        e.value: tuple(s.email for s in groups[e]) for e in config.editions if e in groups
+    }
+    per = {e: EditionCounts(pending=len(r)) for e, r in recipients.items()}
+    by_edition = "".join(f", {len(r)} {e}" for e, r in recipients.items())
+    messages = nouns(len(todo), "message", "messages")
+    note = f"dry run: {messages} would be sent for {date}{by_edition}"
+    return DeliveryReport(
+        date=date,
+        skipped=skipped,
+        pending_left=len(todo),
+        per_edition=per,
+        dry_run=True,
+        recipients=recipients,
+        note=note,
     )
 
 
@@ -199,6 +207,7 @@ def _send(
         sender=check_address(config.email.sender_address).envelope,
         date=date,
         max_bytes=config.email.max_bytes,
+        verp=Verp(secret, config.email.bounce_address) if config.email.bounce_address else None,
     )
     stop = stop or threading.Event()
     pool = make_pool(config, context, total, transport_factory)
@@ -219,9 +228,9 @@ def _send(
             if attempt == len(retry_delays) or stop.is_set() or run.halted:
                 break
             log.info(
-                "%s: %d temporary failures; retrying in %.1f s",
+                "%s: %s; retrying in %.1f s",
                 date,
-                len(retry),
+                nouns(len(retry), "temporary failure", "temporary failures"),
                 retry_delays[attempt],
             )
             if stop.wait(retry_delays[attempt]):

@@ -100,7 +100,7 @@ class SendRun:
             self.ledger.start_deliveries(self.date, page)
             for sub in page:
                 self._number += 1
-                yield (self._number, sub.email, sub.name, sub.edition.value)
+                yield (self._number, sub.email, sub.name, sub.edition.value, sub.id or 0)
 
     def round(self, jobs: Iterator[wire.Job]) -> list[wire.Job]:
         """Send jobs once each; return those that failed temporarily.
@@ -268,7 +268,7 @@ class SendRun:
         None for a message-level refusal: nothing is recorded against the
         recipient, the row stays pending and the edition stops (`refused`).
         """
-        _, email, _, edition_value = job
+        email, edition_value = job[1], job[3]
         edition = Edition(edition_value)
         if failure is None:
             self.counts["sent"] += 1

@@ -23,8 +23,8 @@ from typing import Any
 from newsletter.smtp_replies import Scope
 from newsletter.transports import PermanentFailure, SendFailure, TemporaryFailure
 
-# A job: (number within the run, address, display name, edition value).
-Job = tuple[int, str, str, str]
+# A job: (number within the run, address, display name, edition value, subscriber id).
+Job = tuple[int, str, str, str, int]
 # A SendFailure on the wire: (permanent, recipient, code, text, hard_bounce, fatal,
 # scope name).
 Failure = tuple[bool, str, int | None, str, bool, bool, str]

@@ -2,7 +2,8 @@
 
 A worker knows nothing of the ledger or of campaigns: it receives jobs, sends
 each through its transport and reports what happened (`wire`). Per recipient
-it only signs the unsubscribe token, splices the prebuilt bytes and sends.
+it only signs the unsubscribe token (and the VERP return address), splices
+the prebuilt bytes and sends.
 
 With SMTP, each of `email.smtp.connections` connections is a worker PROCESS
 (fork, on Linux): a process holds the GIL alone, so the protocol work of one
@@ -36,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from newsletter.bounces.verp import Verp
 from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
 from newsletter.mail import UNSUBSCRIBE, EditionEmail, check_address, sign_token
@@ -69,7 +71,8 @@ class WorkContext:
     """What every worker needs besides its transport (inherited by fork, not pickled).
 
     `emails`: the prebuilt message of each edition, by edition value; `secret`:
-    the key of the unsubscribe tokens; `sender`: the envelope sender.
+    the key of the unsubscribe tokens; `sender`: the envelope sender, unless
+    `verp` makes one per delivery (email.bounce_address).
     """
 
     emails: dict[str, EditionEmail]
@@ -77,6 +80,7 @@ class WorkContext:
     sender: str
     date: dt.date
     max_bytes: int | None = None  # email.max_bytes: no copy over it is sent
+    verp: Verp | None = None
 
 
 def make_pool(
@@ -134,7 +138,8 @@ def _work(
         else:
             conn.send((wire.READY, None))
         lost = 0
-        secret, sender = context.secret, context.sender
+        secret, sender, verp = context.secret, context.sender, context.verp
+        day = f"{context.date:%Y%m%d}"
         # SMTP gets the editions dot-stuffed once, not every message.
         smtp = isinstance(transport, SmtpTransport)
         emails = {k: e.for_smtp() for k, e in context.emails.items()} if smtp else context.emails
@@ -154,7 +159,7 @@ def _work(
             if parent is not None and os.getppid() != parent:
                 return  # nobody left to record what we send
             job = jobs.popleft()
-            number, email, name, edition = job
+            number, email, name, edition, ident = job
             try:
                 token = sign_token(secret, UNSUBSCRIBE, email)
                 data = emails[edition].personalise(email, name, token)
@@ -164,15 +169,16 @@ def _work(
                         f"the message would be {len(data):,} bytes, over email.max_bytes "
                         f"({context.max_bytes:,}): not sent"
                     )
+                mail_from = verp.address(ident, day, edition) if verp else sender
             except ValueError as exc:
                 failure = PermanentFailure(email, None, str(exc), False)
                 conn.send((wire.DONE, number, wire.failure_to_wire(failure)))
                 continue
             try:
                 if smtp:
-                    transport.send(sender, recipient, data, dot_stuffed=True)  # type: ignore[call-arg]
+                    transport.send(mail_from, recipient, data, dot_stuffed=True)  # type: ignore[call-arg]
                 else:
-                    transport.send(sender, recipient, data)
+                    transport.send(mail_from, recipient, data)
             except SendFailure as failure:
                 conn.send((wire.DONE, number, wire.failure_to_wire(failure)))
                 if failure.fatal:

@@ -5,15 +5,17 @@
     subscribers.py     Subscribers: the subscriber list
     subscriber_csv.py  CSV import and export of that list
     ledger.py          Ledger: the delivery plan, outcomes, counts, send-once marks
+    bounces.py         BounceEvents: bounces, complaints, unsubscribes after the send
 
-Each of `Subscribers` and `Ledger` takes the `Database`. `Store` only holds
-the three for callers that need more than one; it forwards nothing.
+Each of `Subscribers`, `Ledger` and `BounceEvents` takes the `Database`.
+`Store` only holds them for callers that need more than one; it forwards nothing.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from newsletter.store.bounces import BounceEvents
 from newsletter.store.database import Database
 from newsletter.store.ledger import Ledger
 from newsletter.store.subscribers import Subscribers
@@ -23,12 +25,14 @@ if TYPE_CHECKING:
 
 
 class Store:
-    """`db`, `subscribers` and `ledger` over one database; closes it as a context manager."""
+    """`db`, `subscribers`, `ledger` and `bounces` over one database; closes it as a
+    context manager."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.subscribers = Subscribers(db)
         self.ledger = Ledger(db)
+        self.bounces = BounceEvents(db)
 
     @classmethod
     def open(cls, config: Config) -> Store:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from newsletter.model import Edition, Subscriber, SubscriberState
+from newsletter.store.bounces import smtp_bounce_rows
 from newsletter.store.database import now
 from newsletter.store.subscribers import subscriber_from_row
 
@@ -202,7 +203,7 @@ class Ledger:
         daemon polls, not only within one run. Those outcomes are returned.
 
         A hard bounce adds one to the subscriber's count; at `bounce_limit` the
-        subscriber is marked bounced.
+        subscriber is marked bounced; it is also an event in `bounce_events`.
         """
         if not outcomes:
             return []
@@ -248,6 +249,10 @@ class Ledger:
                 conn.execute(_row_update(self.tables, stamp), rows)
             if bounces:
                 conn.execute(_bounce_update(self.tables, stamp, bounce_limit), bounces)
+                # The event log (`newsletter bounces list`) has every bounce.
+                conn.execute(
+                    self.tables.bounce_events.insert(), smtp_bounce_rows(day, outcomes, stamp)
+                )
         return given_up
 
     def _give_up(
@@ -444,15 +449,16 @@ def _bounce_update(tables: Tables, stamp: dt.datetime, bounce_limit: int) -> Any
     import sqlalchemy as sa
 
     s = tables.subscribers
+    bounced = sa.and_(
+        s.c.hard_bounces + 1 >= bounce_limit, s.c.state != SubscriberState.BOUNCED.value
+    )
     return (
         s.update()
         .where(s.c.email_key == sa.bindparam("b_key"))
         .values(
             hard_bounces=s.c.hard_bounces + 1,
-            state=sa.case(
-                (s.c.hard_bounces + 1 >= bounce_limit, SubscriberState.BOUNCED.value),
-                else_=s.c.state,
-            ),
+            state=sa.case((bounced, SubscriberState.BOUNCED.value), else_=s.c.state),
+            state_changed_at=sa.case((bounced, stamp), else_=s.c.state_changed_at),
             updated_at=stamp,
         )
     )

@@ -31,6 +31,7 @@ class Tables:
     subscribers: sa.Table
     deliveries: sa.Table
     issues: sa.Table
+    bounce_events: sa.Table
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,30 @@ def _create(*names: str) -> Callable[[Tables, Any], None]:
     return apply
 
 
+def _add_state_changed_at(tables: Tables, conn: Any) -> None:
+    """subscribers.state_changed_at, filled from updated_at for the rows there are.
+
+    Idempotent: a database created by this program's migration 1 already has
+    the column (migration 1 creates the table as it is defined today).
+    """
+    import sqlalchemy as sa
+
+    s = tables.subscribers
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("subscribers")}
+    if "state_changed_at" not in columns:
+        kind = s.c.state_changed_at.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE subscribers ADD COLUMN state_changed_at {kind}")
+    conn.execute(
+        s.update().where(s.c.state_changed_at.is_(None)).values(state_changed_at=s.c.updated_at)
+    )
+
+
 # Migration N takes a database from version N-1 to N. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("subscribers and the delivery ledger", _create("subscribers", "deliveries")),
     Migration("issues: the daemon's send-once mark", _create("issues")),
+    Migration("bounce_events: bounces, complaints, unsubscribes", _create("bounce_events")),
+    Migration("subscribers.state_changed_at: when the state last changed", _add_state_changed_at),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -82,6 +103,10 @@ def _define(sa: Any) -> Tables:
         sa.Column("hard_bounces", sa.Integer, nullable=False, default=0),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        # When `state` last changed (joined, confirmed, left, bounced): a
+        # confirmation link issued before it is stale. Null only in rows written
+        # by hand; migration 4 fills it from updated_at.
+        sa.Column("state_changed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Index("ix_subscribers_state", "state"),
     )
     deliveries = sa.Table(
@@ -106,7 +131,28 @@ def _define(sa: Any) -> Tables:
         sa.Column("issue_date", sa.String(10), primary_key=True),
         sa.Column("emailed_at", sa.DateTime(timezone=True), nullable=False),
     )
-    return Tables(metadata, version, subscribers, deliveries, issues)
+    # What happened after (or at) the send: hard and soft bounces, complaints,
+    # mailto unsubscribes, reactivations (newsletter/store/bounces.py). `ref`
+    # makes a report count once, however often it arrives.
+    bounce_events = sa.Table(
+        "bounce_events",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("email_key", sa.String(320), nullable=False),
+        sa.Column("issue_date", sa.String(10), nullable=True),
+        sa.Column("edition", sa.String(8), nullable=True),
+        sa.Column("status", sa.String(32), nullable=False, default=""),
+        sa.Column("diagnostic", sa.String(1000), nullable=False, default=""),
+        sa.Column("source", sa.String(16), nullable=False),
+        sa.Column("ref", sa.String(64), nullable=False, unique=True),
+        sa.Index("ix_bounce_events_issue", "issue_date"),
+        sa.Index("ix_bounce_events_email", "email_key"),
+        sa.Index("ix_bounce_events_at", "at"),
+    )
+    return Tables(metadata, version, subscribers, deliveries, issues, bounce_events)
 
 
 def migrate(conn: Any) -> None:

@@ -1,17 +1,19 @@
 """The subscriber list: add, look up, change state or edition, count.
 
-Re-adding an address that unsubscribed or bounced does NOT reactivate it unless
-the caller passes `reactivate=True` (the owner asked again): an import of an old
-list must never re-subscribe people who left.
+Re-adding an address that unsubscribed, bounced or complained (`LEFT_STATES`)
+does NOT reactivate it unless the caller passes `reactivate=True` (the owner
+asked again): an import of an old list must never re-subscribe people who left.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from newsletter.errors import NewsletterError
-from newsletter.model import Edition, Subscriber, SubscriberState
+from newsletter.model import LEFT_STATES, Edition, Subscriber, SubscriberState
 from newsletter.store.database import now
 
 if TYPE_CHECKING:
@@ -21,6 +23,36 @@ if TYPE_CHECKING:
 
 # What add_in did to the row.
 Change = Literal["added", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class History:
+    """What a row keeps besides address, edition, name and state: an import of an
+    export gives it back. Times are aware (any zone); None means "now"."""
+
+    hard_bounces: int = 0
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    state_changed_at: dt.datetime | None = None
+
+
+def stamp(at: dt.datetime | None = None) -> dt.datetime:
+    """`at` (default: now) as the tables record times: UTC, whole seconds.
+
+    ValueError for a naive datetime.
+    """
+    if at is None:
+        return now()
+    if at.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    return at.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A time read back from the database as aware UTC (SQLite returns naive UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 # RFC 5321 §4.5.3.1.1: a local part is at most 64 octets.
@@ -80,14 +112,18 @@ class Subscribers:
         *,
         state: SubscriberState = SubscriberState.ACTIVE,
         reactivate: bool = False,
+        at: dt.datetime | None = None,
     ) -> Subscriber:
-        """Add a subscriber, or update edition/name of an existing active one.
+        """Add a subscriber, or update edition/name of an existing one.
 
-        An unsubscribed or bounced address is reactivated only with reactivate=True
-        (NewsletterError otherwise, and for an invalid address).
+        An address that left (unsubscribed, bounced, complained) is reactivated
+        only with reactivate=True (NewsletterError otherwise, and for an invalid
+        address). `at` is the time recorded (default: now).
         """
         with self.db.engine.begin() as conn:
-            subscriber, _ = self.add_in(conn, email, Edition(edition), name, state, reactivate)
+            subscriber, _ = self.add_in(
+                conn, email, Edition(edition), name, state, reactivate, at=at
+            )
         return subscriber
 
     def add_in(
@@ -98,41 +134,48 @@ class Subscribers:
         name: str,
         state: SubscriberState,
         reactivate: bool,
+        *,
+        at: dt.datetime | None = None,
+        history: History | None = None,
     ) -> tuple[Subscriber, Change]:
-        """`add` inside the caller's transaction `conn`; also says what it changed."""
+        """`add` inside the caller's transaction `conn`; also says what it changed.
+
+        A new address gets `state` and, if given, the counts and times of
+        `history` (an import of an export). An existing one keeps its state,
+        except that a departure (`state` in LEFT_STATES) is recorded,
+        and `reactivate` brings back one that left.
+        """
         import sqlalchemy as sa
 
         address = normalize_email(email)
         name = " ".join(name.split())
         t = self.table
-        stamp = now()
+        when = stamp(at)
+        kept = history or History()
         row = conn.execute(sa.select(t).where(t.c.email_key == address.lower())).first()
         if row is None:
-            conn.execute(
-                t.insert().values(
-                    email=address,
-                    email_key=address.lower(),
-                    edition=edition.value,
-                    name=name,
-                    state=state.value,
-                    hard_bounces=0,
-                    created_at=stamp,
-                    updated_at=stamp,
-                )
-            )
+            conn.execute(t.insert().values(**new_row(address, edition, name, state, when, kept)))
             return self._get(conn, address), "added"
-        left = row.state in (SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED)
-        if left and not reactivate:
+        left = row.state in LEFT_STATES
+        leaving = state in LEFT_STATES
+        if left and not leaving and not reactivate:
             raise NewsletterError(
                 f"{address} is {row.state}; not re-subscribing it",
-                hint="re-add it with reactivate (--reactivate) only if its owner asked",
+                hint="re-add it with --reactivate only if its owner asked",
             )
         values: dict[str, Any] = {"edition": edition.value, "name": name or row.name}
-        if left:
+        if left and not leaving:
             values |= {"state": state.value, "hard_bounces": 0}
+        elif leaving and not left:
+            values |= {
+                "state": state.value,
+                "hard_bounces": max(row.hard_bounces, kept.hard_bounces),
+            }
         if all(row._mapping[key] == value for key, value in values.items()):
             return subscriber_from_row(row), "unchanged"
-        conn.execute(t.update().where(t.c.id == row.id).values(updated_at=stamp, **values))
+        if values.get("state", row.state) != row.state:
+            values["state_changed_at"] = stamp(kept.state_changed_at or when)
+        conn.execute(t.update().where(t.c.id == row.id).values(updated_at=when, **values))
         return self._get(conn, address), "updated"
 
     def _get(self, conn: Any, email: str) -> Subscriber:
@@ -141,7 +184,9 @@ class Subscribers:
         t = self.table
         row = conn.execute(sa.select(t).where(t.c.email_key == email.lower())).first()
         if row is None:
-            raise NewsletterError(f"{email} is not a subscriber", hint="list them with 'list'")
+            raise NewsletterError(
+                f"{email} is not a subscriber", hint="see them with 'newsletter subscribers list'"
+            )
         return subscriber_from_row(row)
 
     def get(self, email: str) -> Subscriber | None:
@@ -168,29 +213,42 @@ class Subscribers:
             ).scalar()
         return int(value or 0)
 
-    def remove(self, email: str) -> Subscriber:
+    def remove(self, email: str, at: dt.datetime | None = None) -> Subscriber:
         """Mark unsubscribed (the row and its delivery history stay)."""
-        return self.set_state(email, SubscriberState.UNSUBSCRIBED)
+        return self.set_state(email, SubscriberState.UNSUBSCRIBED, at)
 
-    def set_state(self, email: str, state: SubscriberState | str) -> Subscriber:
-        """Set the state; NewsletterError if the address is not a subscriber."""
-        return self._update(email, state=SubscriberState(state).value)
+    def set_state(
+        self, email: str, state: SubscriberState | str, at: dt.datetime | None = None
+    ) -> Subscriber:
+        """Set the state (and, if it changes, state_changed_at to `at`, default now).
 
-    def set_edition(self, email: str, edition: Edition | str) -> Subscriber:
+        NewsletterError if the address is not a subscriber.
+        """
+        import sqlalchemy as sa
+
+        value = SubscriberState(state).value
+        when = stamp(at)
+        changed = sa.case((self.table.c.state != value, when), else_=self.table.c.state_changed_at)
+        return self._update(email, when, state=value, state_changed_at=changed)
+
+    def set_edition(
+        self, email: str, edition: Edition | str, at: dt.datetime | None = None
+    ) -> Subscriber:
         """Set the edition; NewsletterError if the address is not a subscriber."""
-        return self._update(email, edition=Edition(edition).value)
+        return self._update(email, stamp(at), edition=Edition(edition).value)
 
-    def _update(self, email: str, **values: Any) -> Subscriber:
+    def _update(self, email: str, when: dt.datetime, **values: Any) -> Subscriber:
         address = normalize_email(email)
         t = self.table
         with self.db.engine.begin() as conn:
             result = conn.execute(
-                t.update()
-                .where(t.c.email_key == address.lower())
-                .values(updated_at=now(), **values)
+                t.update().where(t.c.email_key == address.lower()).values(updated_at=when, **values)
             )
             if result.rowcount == 0:
-                raise NewsletterError(f"{address} is not a subscriber", hint="add it first")
+                raise NewsletterError(
+                    f"{address} is not a subscriber",
+                    hint="add it first with 'newsletter subscribers add'",
+                )
             return self._get(conn, address)
 
     def list(
@@ -224,19 +282,13 @@ class Subscribers:
         in `rows`) are left alone, so it never reactivates anyone. One transaction,
         executemany inserts of `chunk` rows. Returns how many subscribers were added.
         """
-        import sqlalchemy as sa
-
         t = self.table
         added = 0
-        stamp = now()
+        when = now()
         batch: list[dict[str, Any]] = []
 
         def flush(conn: Any) -> int:
-            keys = [row["email_key"] for row in batch]
-            existing = {
-                key
-                for (key,) in conn.execute(sa.select(t.c.email_key).where(t.c.email_key.in_(keys)))
-            }
+            existing = self.existing_keys(conn, [row["email_key"] for row in batch])
             fresh = [row for row in batch if row["email_key"] not in existing]
             if fresh:
                 conn.execute(t.insert(), fresh)
@@ -251,23 +303,50 @@ class Subscribers:
                 if key in seen:
                     continue
                 seen.add(key)
-                batch.append(
-                    {
-                        "email": address,
-                        "email_key": key,
-                        "edition": Edition(edition).value,
-                        "name": " ".join(name.split()),
-                        "state": SubscriberState.ACTIVE.value,
-                        "hard_bounces": 0,
-                        "created_at": stamp,
-                        "updated_at": stamp,
-                    }
-                )
+                batch.append(new_row(address, Edition(edition), name, SubscriberState.ACTIVE, when))
                 if len(batch) >= chunk:
                     added += flush(conn)
             if batch:
                 added += flush(conn)
         return added
+
+    def existing_keys(self, conn: Any, keys: list[str]) -> set[str]:
+        """Which of these email keys (lower-cased addresses) are in the table.
+
+        One query per call inside the caller's transaction: pass at most ~500.
+        """
+        import sqlalchemy as sa
+
+        t = self.table
+        query = sa.select(t.c.email_key).where(t.c.email_key.in_(keys))
+        return {key for (key,) in conn.execute(query)}
+
+
+def new_row(
+    address: str,
+    edition: Edition,
+    name: str,
+    state: SubscriberState,
+    when: dt.datetime,
+    history: History | None = None,
+) -> dict[str, Any]:
+    """The column values of a new subscriber (`address` already normalised).
+
+    Times come from `history` where it has them, else `when` (aware).
+    """
+    kept = history or History()
+    created = stamp(kept.created_at or when)
+    return {
+        "email": address,
+        "email_key": address.lower(),
+        "edition": edition.value,
+        "name": " ".join(name.split()),
+        "state": state.value,
+        "hard_bounces": kept.hard_bounces,
+        "created_at": created,
+        "updated_at": stamp(kept.updated_at or when),
+        "state_changed_at": stamp(kept.state_changed_at or created),
+    }
 
 
 def subscriber_from_row(row: sa.Row[Any]) -> Subscriber:
@@ -278,4 +357,5 @@ def subscriber_from_row(row: sa.Row[Any]) -> Subscriber:
         state=SubscriberState(row.state),
         name=row.name,
         id=row.id,
+        state_changed_at=as_utc(row.state_changed_at),
     )

@@ -2,15 +2,20 @@
 
     GET  /subscribe            bilingual sign-up form (CSRF-protected)
     POST /subscribe            pending subscriber + confirmation email (double opt-in)
-    GET  /confirm?token=&edition=   activates a pending subscriber (token expires)
+    GET  /confirm?token=&edition=   a page with one button: GET never confirms
+    POST /confirm?token=&edition=   the button: activates a pending subscriber
     GET  /unsubscribe?token=   a page with one button: GET never unsubscribes
-    POST /unsubscribe?token=   the button (CSRF) or RFC 8058 one-click (token only)
-    GET|POST /preferences?token=   change edition
+    POST /unsubscribe?token=   unsubscribes, whatever the body (RFC 8058 one-click)
+    GET|POST /preferences?token=   change edition (the POST is CSRF-protected)
+    POST /webhooks/...         provider bounce and complaint webhooks (web/webhooks_routes.py)
     /...                       paths.public (archive, feeds) as static files
 
-The handlers parse the request, apply the rate limits and CSRF check, and call
-`Subscriptions` (the rules) in the thread pool: nothing blocking runs on the
-event loop.
+No GET or HEAD changes anything: mail scanners fetch every link in a message.
+The signed token in a link is the authority for its POST (/confirm,
+/unsubscribe); CSRF protection is for the forms that rely on the browser's
+cookie (/subscribe, /preferences). The handlers parse the request, apply the
+rate limits and CSRF check, and call `Subscriptions` (the rules) in the thread
+pool: nothing blocking runs on the event loop.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from newsletter import tokens
+from newsletter.files import is_hidden
 from newsletter.logs import printable
 from newsletter.model import Edition
 from newsletter.store.database import Database
@@ -50,21 +56,32 @@ from newsletter.web.safety import (
     SlidingWindow,
     security_headers,
 )
-from newsletter.web.subscriptions import DeliveryProblem, Subscriptions, usable_address
+from newsletter.web.subscriptions import (
+    ConfirmLink,
+    DeliveryProblem,
+    Subscriptions,
+    usable_address,
+)
+from newsletter.web.webhooks_routes import webhook_routes
 
 if TYPE_CHECKING:
+    from newsletter.bounces.sns import Certificates
     from newsletter.config import Config
 
 log = logging.getLogger("newsletter.web")
 
 
 class PublicFiles:
-    """paths.public (archive pages, feeds) with the CSP its inline <style> needs."""
+    """paths.public (archive pages, feeds) with the CSP its inline <style> needs;
+    dotfiles and dot-folders are 404, like files that are not there."""
 
     def __init__(self, directory: Path) -> None:
         self.files = StaticFiles(directory=directory, html=True, check_dir=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_hidden(scope["path"]):
+            raise HTTPException(status_code=404)
+
         async def send_with_csp(message: Message) -> None:
             if message["type"] == "http.response.start":
                 MutableHeaders(scope=message)["Content-Security-Policy"] = STATIC_CSP
@@ -90,8 +107,12 @@ def create_app(
     *,
     limits: Limits | None = None,
     clock: Callable[[], dt.datetime] = _utcnow,
+    certificates: Certificates | None = None,
 ) -> Starlette:
-    """The ASGI app; NewsletterError at once without $NEWSLETTER_SECRET or a database."""
+    """The ASGI app; NewsletterError at once without $NEWSLETTER_SECRET or a database.
+
+    `certificates`: where SNS signing certificates may come from (tests only).
+    """
     secret = config.secret(required=True)
     assert secret is not None
     limits = limits or Limits()
@@ -112,12 +133,14 @@ def create_app(
     routes = [
         Route("/subscribe", handlers.subscribe_form, methods=["GET"]),
         Route("/subscribe", handlers.subscribe, methods=["POST"]),
-        Route("/confirm", handlers.confirm, methods=["GET"]),
+        Route("/confirm", handlers.confirm_page, methods=["GET"]),
+        Route("/confirm", handlers.confirm, methods=["POST"]),
         Route("/unsubscribe", handlers.unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe", handlers.unsubscribe, methods=["POST"]),
         Route("/preferences", handlers.preferences_page, methods=["GET"]),
         Route("/preferences", handlers.save_preferences, methods=["POST"]),
         Route("/_web/style.css", handlers.stylesheet, methods=["GET"]),
+        *webhook_routes(config, db, certificates),
         # Last: everything else is the published site.
         Mount("/", app=PublicFiles(config.paths.public)),
     ]
@@ -198,22 +221,48 @@ class _Handlers:
             error={"ko": error[0], "en": error[1], "field": "email" if bad_email else "edition"},
         )
 
-    async def confirm(self, request: Request) -> Response:
+    def _confirm_link(self, request: Request) -> ConfirmLink | Response:
+        """The request's confirmation link, or the page that says what is wrong with it."""
         edition = _edition(request.query_params.get("edition", ""), self.config)
         if edition is None:
             return self.pages.message("bad_link")
         try:
-            address = self.service.address_to_confirm(
-                request.query_params.get("token", ""), edition
-            )
+            return self.service.confirm_link(request.query_params.get("token", ""), edition)
         except tokens.ExpiredToken:
             return self.pages.message("expired")
         except tokens.InvalidToken:
             return self.pages.message("bad_link")
-        outcome = await run_in_threadpool(self.service.confirm, address, edition)
-        if outcome == "stale":
+
+    def _confirm_outcome(self, link: ConfirmLink, state: str) -> Response:
+        if state == "stale":
             return self.pages.message("stale")
-        return self.pages.message("confirmed", address=address, **edition_texts(edition))
+        return self.pages.message("confirmed", address=link.address, **edition_texts(link.edition))
+
+    async def confirm_page(self, request: Request) -> Response:
+        """Only a page with one button: mail scanners fetch links, so GET confirms nothing."""
+        link = self._confirm_link(request)
+        if isinstance(link, Response):
+            return link
+        state = await run_in_threadpool(self.service.link_state, link)
+        if state != "pending":
+            return self._confirm_outcome(link, state)
+        return self.pages.render(
+            "confirm.html",
+            address=link.address,
+            token=request.query_params["token"],
+            edition=link.edition.value,
+            **edition_texts(link.edition),
+        )
+
+    async def confirm(self, request: Request) -> Response:
+        """The page's button; the signed link is the authority (no cookie needed)."""
+        link = self._confirm_link(request)
+        if isinstance(link, Response):
+            return link
+        state = await run_in_threadpool(self.service.confirm, link)
+        if state == "confirmed":
+            log.info("confirmed %s (%s)", link.address, link.edition.value)
+        return self._confirm_outcome(link, state)
 
     # -- unsubscribe --
 
@@ -233,17 +282,18 @@ class _Handlers:
         )
 
     async def unsubscribe(self, request: Request) -> Response:
-        """RFC 8058 one-click (the signed token is the authority) or the page's button."""
+        """Any POST whose token verifies: RFC 8058 one-click or the page's button.
+
+        The signed token is the authority, so the body is not read at all: mail
+        clients send the RFC 8058 form body, an empty one, text/plain, multipart
+        or no Content-Type, and each must work. 200, never a redirect (mail
+        providers do not follow one).
+        """
         address = self._unsubscribe_address(request)
-        form = await _form(request)
         if address is None:
             return self.pages.message("bad_link")
-        one_click = _field(form, "List-Unsubscribe") == "One-Click"
-        if not one_click and not self.csrf.ok(request, form):
-            return self.pages.message("csrf")
         await run_in_threadpool(self.service.unsubscribe, address)
-        log.info("unsubscribed %s (%s)", address, "one-click" if one_click else "web page")
-        # 200 and no redirect: mail providers do not follow one.
+        log.info("unsubscribed %s", address)
         return self.pages.message("unsubscribed", address=address)
 
     # -- preferences --

@@ -27,7 +27,7 @@ log = logging.getLogger("newsletter.web")
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """A bound socket, or a NewsletterError that says what to change."""
+    """A bound, listening socket, or a NewsletterError that says what to change."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -46,8 +46,9 @@ def _listen(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port}: {exc.strerror}",
             hint="choose another port with --port (or server.port), or stop what uses it",
         ) from None
-    # Listening at once: a client that connects before uvicorn's loop runs
-    # waits in the backlog instead of being refused (uvicorn sets its size).
+    # Listening from here on: connections wait in the backlog until uvicorn
+    # accepts them, so the "serving ..." log line below means "ready". (uvicorn
+    # listens again with the backlog of `uvicorn_settings`.)
     sock.listen(16)
     sock.set_inheritable(True)
     return sock
@@ -67,21 +68,20 @@ def _share_log_handlers() -> bool:
     return True
 
 
-def uvicorn_config(app: Any, limits: Limits | None = None, **options: Any) -> Any:
-    """The uvicorn.Config the service runs with: `serve`'s, or a test's with `options`.
+def uvicorn_settings(limits: Limits | None = None) -> dict[str, Any]:
+    """The uvicorn.Config options the service runs with (`serve`'s; tests reuse them).
 
     The h11 protocol is `guard.guarded_protocol` (a deadline per request, a cap
-    on connections below the descriptor limit); uvicorn's own keep-alive
-    timeout (5 s) closes idle connections between requests. No
-    `limit_concurrency`: it would answer 503 to everyone once slow clients hold
-    the connections, which is what the guard prevents.
+    on connections below the descriptor limit, with the listen backlog that
+    goes with it); uvicorn's own keep-alive timeout (5 s) closes idle
+    connections between requests. No `limit_concurrency`: it would answer 503
+    to everyone once slow clients hold the connections, which is what the
+    guard prevents.
     """
-    import uvicorn
-
     limits = limits or Limits()
     max_connections, backlog = descriptor_budget(limits.max_connections)
     guard = ConnectionGuard(limits.request_timeout, max_connections)
-    settings: dict[str, Any] = {
+    return {
         "http": guarded_protocol(guard),
         "backlog": backlog,
         "proxy_headers": True,
@@ -91,9 +91,7 @@ def uvicorn_config(app: Any, limits: Limits | None = None, **options: Any) -> An
         "access_log": False,  # AccessLog logs without query strings (tokens)
         "timeout_keep_alive": 5,
         "timeout_graceful_shutdown": 5,
-        "log_level": "info",
     }
-    return uvicorn.Config(app, **(settings | options))
 
 
 def serve(
@@ -115,7 +113,12 @@ def serve(
         if not any(isinstance(f, RepeatLimiter) for f in logger.filters):
             logger.addFilter(RepeatLimiter())
     server = uvicorn.Server(
-        uvicorn_config(app, log_config=None if shared else uvicorn.config.LOGGING_CONFIG)
+        uvicorn.Config(
+            app,
+            log_level="info",
+            log_config=None if shared else uvicorn.config.LOGGING_CONFIG,
+            **uvicorn_settings(),
+        )
     )
     shown = f"[{host}]" if ":" in host else host
     log.info(

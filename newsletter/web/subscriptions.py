@@ -7,9 +7,12 @@ address is known: a confirmation is mailed to a new, pending or departed
 address, and an "already subscribed" note to an active one.
 
 Links: a confirmation link carries an expiring token (`tokens.sign_expiring`,
-valid `tokens.CONFIRM_MAX_AGE`) that also signs the edition; the unsubscribe
-and preferences links carry the never-expiring unsubscribe token of every
-email (`mail.sign_token(secret, mail.UNSUBSCRIBE, address)`).
+valid `tokens.CONFIRM_MAX_AGE`) that also signs the edition; it opens a page
+with one button, and only that button's POST confirms (mail scanners fetch
+links). A confirmation link is stale once the subscriber's state changed after
+it was issued (they left, or signed up again: only the newest link counts).
+The unsubscribe and preferences links carry the never-expiring unsubscribe
+token of every email (`mail.sign_token(secret, mail.UNSUBSCRIBE, address)`).
 """
 
 from __future__ import annotations
@@ -22,18 +25,19 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from newsletter import tokens
 from newsletter.errors import NewsletterError
 from newsletter.mail import UNSUBSCRIBE, check_address, one_line, sign_token, unsubscribe_url
-from newsletter.model import Edition, SubscriberState
+from newsletter.model import LEFT_STATES, Edition, SubscriberState
 from newsletter.render import environment
 from newsletter.store.subscribers import normalize_email
 from newsletter.transports import FileTransport, SendFailure, Transport, make_transport
 
 if TYPE_CHECKING:
     from newsletter.config import Config
+    from newsletter.model import Subscriber
     from newsletter.store.subscribers import Subscribers
 
 log = logging.getLogger("newsletter.web")
@@ -118,9 +122,11 @@ def build_confirmation(
         message["Reply-To"] = config.email.reply_to
     # RFC 3834: an automatic message; auto-responders must not answer it.
     message["Auto-Submitted"] = "auto-generated"
-    message["Content-Language"] = "ko, en"
     message.set_content(text, charset="utf-8")
     message.add_alternative(html, subtype="html", charset="utf-8")
+    # After the content: set_content() drops every Content-* header set before it.
+    # RFC 3282; Korean first, then English, as the issue mails say their language.
+    message["Content-Language"] = "ko, en"
     chosen = policy.SMTPUTF8 if checked.smtputf8 else policy.SMTP
     return checked.envelope, message.as_bytes(policy=chosen)
 
@@ -132,6 +138,21 @@ def _confirm_purpose(edition: Edition) -> str:
 
 class DeliveryProblem(Exception):
     """The confirmation email could not be handed to the transport."""
+
+
+@dataclass(frozen=True)
+class ConfirmLink:
+    """A genuine, unexpired confirmation link: its address, the edition it signs,
+    and when it was issued (UTC, whole seconds)."""
+
+    address: str
+    edition: Edition
+    issued: dt.datetime
+
+
+# What a confirmation link can still do: "pending" (its button confirms),
+# "confirmed" (done already: nothing to do), "stale" (superseded or left).
+LinkState = Literal["pending", "confirmed", "stale"]
 
 
 @dataclass
@@ -150,13 +171,16 @@ class Subscriptions:
 
     # -- the links --
 
-    def address_to_confirm(self, token: str, edition: Edition) -> str:
-        """The address a confirmation link was sent to, for this edition.
+    def confirm_link(self, token: str, edition: Edition) -> ConfirmLink:
+        """The confirmation link of this token and edition; reads nothing, changes nothing.
 
         tokens.ExpiredToken past `tokens.CONFIRM_MAX_AGE`; tokens.InvalidToken
         for anything forged, malformed or made for another edition.
         """
-        return tokens.verify_expiring(self.secret, _confirm_purpose(edition), token, self.clock())
+        address = tokens.verify_expiring(
+            self.secret, _confirm_purpose(edition), token, self.clock()
+        )
+        return ConfirmLink(address, edition, tokens.issued_at(token))
 
     def address_of(self, token: str | None) -> str | None:
         """The address of an unsubscribe/preferences link's token; None if not genuine."""
@@ -169,26 +193,29 @@ class Subscriptions:
 
         DeliveryProblem if the mail could not be handed to the transport.
         """
+        # One time for the state change and the link's issue time: the new link
+        # is never older than the change it was sent for.
+        at = self.clock()
         with self._lock:
-            kind = self._prepare(address, edition)
-        self._send(address, edition, kind)
+            kind = self._prepare(address, edition, at)
+        self._send(address, edition, kind, at)
 
-    def _prepare(self, address: str, edition: Edition) -> str:
+    def _prepare(self, address: str, edition: Edition, at: dt.datetime) -> str:
         current = self.subscribers.get(address)
+        pending = SubscriberState.PENDING
         if current is None:
-            self.subscribers.add(address, edition, state=SubscriberState.PENDING)
+            self.subscribers.add(address, edition, state=pending, at=at)
             return "confirm"
         if current.state is SubscriberState.ACTIVE:
             return "already"  # no change: only the owner's click may change anything
-        if current.state is not SubscriberState.PENDING:
-            # Unsubscribed or bounced: back through double opt-in.
-            self.subscribers.add(address, edition, state=SubscriberState.PENDING, reactivate=True)
+        if current.state is not pending:
+            # Unsubscribed, bounced or complained: back through double opt-in.
+            # The links sent before are stale from now on.
+            self.subscribers.add(address, edition, state=pending, reactivate=True, at=at)
         return "confirm"
 
-    def _send(self, address: str, edition: Edition, kind: str) -> None:
-        recipient, data = build_confirmation(
-            self.config, self.secret, address, edition, kind, self.clock()
-        )
+    def _send(self, address: str, edition: Edition, kind: str, at: dt.datetime) -> None:
+        recipient, data = build_confirmation(self.config, self.secret, address, edition, kind, at)
         transport = self._transport()
         try:
             transport.open()
@@ -204,26 +231,36 @@ class Subscriptions:
             return FileTransport(self.config.paths.outbox / CONFIRMATIONS_FOLDER)
         return make_transport(self.config, self.clock().date())
 
-    def confirm(self, address: str, edition: Edition) -> str:
-        """'confirmed' (now or before) or 'stale' (left since the link was sent)."""
+    def link_state(self, link: ConfirmLink) -> LinkState:
+        """What the link's button would do now; reads, changes nothing (GET, HEAD)."""
         with self._lock:
-            current = self.subscribers.get(address)
-            if current is None or current.state in (
-                SubscriberState.UNSUBSCRIBED,
-                SubscriberState.BOUNCED,
-            ):
-                return "stale"
-            if current.state is SubscriberState.PENDING:
-                self.subscribers.set_edition(address, edition)
-                self.subscribers.set_state(address, SubscriberState.ACTIVE)
-            return "confirmed"
+            return _link_state(self.subscribers.get(link.address), link)
+
+    def confirm(self, link: ConfirmLink) -> LinkState:
+        """Activate a pending subscriber with the link's edition (the button's POST).
+
+        "confirmed" (now or before) or "stale": the address left, or its state
+        changed after the link was issued (a newer sign-up: only its link counts).
+        """
+        with self._lock:
+            state = _link_state(self.subscribers.get(link.address), link)
+            if state == "pending":
+                at = self.clock()
+                self.subscribers.set_edition(link.address, link.edition, at)
+                self.subscribers.set_state(link.address, SubscriberState.ACTIVE, at)
+                return "confirmed"
+            return state
 
     def unsubscribe(self, address: str) -> None:
         """Unsubscribe the address if it is not already (unknown addresses: nothing)."""
         with self._lock:
             current = self.subscribers.get(address)
-            if current is not None and current.state is not SubscriberState.UNSUBSCRIBED:
-                self.subscribers.remove(address)
+            # A complaint stays a complaint (reactivating it needs --force).
+            if current is not None and current.state not in (
+                SubscriberState.UNSUBSCRIBED,
+                SubscriberState.COMPLAINED,
+            ):
+                self.subscribers.remove(address, self.clock())
 
     def edition_of(self, address: str) -> Edition | None:
         """The edition of an active subscriber; None for anyone else."""
@@ -239,5 +276,16 @@ class Subscriptions:
             current = self.subscribers.get(address)
             if current is None or current.state is not SubscriberState.ACTIVE:
                 return False
-            self.subscribers.set_edition(address, edition)
+            self.subscribers.set_edition(address, edition, self.clock())
             return True
+
+
+def _link_state(current: Subscriber | None, link: ConfirmLink) -> LinkState:
+    if current is None or current.state in LEFT_STATES:
+        return "stale"
+    if current.state is SubscriberState.ACTIVE:
+        return "confirmed"
+    changed = current.state_changed_at
+    if changed is not None and link.issued < changed:
+        return "stale"  # issued before the sign-up now pending (or before a departure)
+    return "pending"

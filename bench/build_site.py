@@ -1,16 +1,34 @@
-"""Benchmark: a full site build from N digests, then an incremental publish of one day.
+"""Benchmark: the archive site against Hugo and Pelican on the same N digests.
 
-    python bench/build_site.py [N]        (N defaults to 1000)
+    python bench/build_site.py [N ...] [--editions ko] [--profile] [--no-peers]
 
-Digests are generated deterministically (fixed seed, Hangul included), written
-with digest.format_digest into a temporary folder and read back with the real
-parser, then published into a temporary public/ folder.
+For each N (default 1000): N digests are generated deterministically (fixed
+seed, Hangul included), written with digest.format_digest and read back with
+the real parser. Then, each in a fresh temporary folder:
+
+- newsletter: a full build (search index timed separately), a rebuild with
+  nothing changed, and publishing one new day (write_site with its date);
+- Hugo (Debian `hugo`): the same digests as content pages (one page per
+  digest, tags as a taxonomy, RSS on, 30 per page), built, rebuilt, and
+  built again with one more page;
+- Pelican (PyPI, installed into a throw-away venv under bench/out/; skipped
+  when it cannot be installed): the same as Markdown articles, tag feeds on.
+
+Figures are seconds of wall time and the ratio of each peer to us, from the
+same run on the same machine (absolute figures on a shared machine are noisy;
+ratios count). Peak memory is the process's maximum resident set size after
+our full build (ru_maxrss) and Pagefind's (a child process). --profile prints
+where our full build spends its time (cProfile, top 25 by cumulative time).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import random
+import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,31 +39,14 @@ from newsletter.digest import check_paths, format_digest
 from newsletter.model import Digest, Entry
 from newsletter.site import write_site
 
+OUT = Path(__file__).parent / "out"
 WORDS = [
-    "model",
-    "language",
-    "training",
-    "data",
-    "scaling",
-    "reasoning",
-    "agent",
-    "sparse",
-    "attention",
-    "token",
+    *("model", "language", "training", "data", "scaling", "reasoning"),
+    *("agent", "sparse", "attention", "token"),
 ]
 HANGUL = [
-    "모델",
-    "학습",
-    "데이터",
-    "추론",
-    "성능",
-    "방법",
-    "결과",
-    "실험",
-    "구조",
-    "효율",
-    "개선",
-    "제안",
+    *("모델", "학습", "데이터", "추론", "성능", "방법", "결과", "실험", "구조", "효율"),
+    *("개선", "제안", "모델을", "데이터가", "성능이"),
 ]
 TAGS = [
     *["moe", "rl", "reasoning", "agent", "efficiency", "long-context", "math", "code", "gpt-4.5"],
@@ -75,53 +76,345 @@ def make_digest(rng: random.Random, date: dt.date) -> Digest:
     return Digest(date, entries, f"{date}.txt")
 
 
-def write_digests(folder: Path, count: int, rng: random.Random) -> dt.date:
-    start = dt.date(2022, 1, 1)
-    for day in range(count):
-        date = start + dt.timedelta(days=day)
-        (folder / f"{date}.txt").write_text(format_digest(make_digest(rng, date)), "utf-8")
-    return start + dt.timedelta(days=count)
-
-
-def timed(label: str, action):
-    began = time.perf_counter()
-    result = action()
-    print(f"{label:<42} {time.perf_counter() - began:8.2f} s")
-    return result
-
-
-def main(count: int) -> None:
+def make_digests(count: int) -> tuple[list[Digest], Digest]:
+    """`count` digests from 2022-01-01 on, and the one for the day after."""
     rng = random.Random(20250404)
-    with tempfile.TemporaryDirectory(prefix="newsletter-bench-") as tmp:
-        root = Path(tmp)
-        digests_dir = root / "digests"
-        digests_dir.mkdir()
-        next_day = write_digests(digests_dir, count, rng)
-        config = config_from_dict(
-            {"site": {"base_url": "https://example.org/papers/"}, "paths": {"public": "public"}},
-            base=root,
-        )
+    start = dt.date(2022, 1, 1)
+    days = [make_digest(rng, start + dt.timedelta(days=day)) for day in range(count + 1)]
+    return days[:-1], days[-1]
 
-        def scan() -> list[Digest]:
-            return [r.digest for r in check_paths([digests_dir]) if r.digest is not None]
 
-        digests = timed(f"parse {count} digests", scan)
-        full = timed(f"full build ({count} digests)", lambda: write_site(config, digests))
-        files = len(full.written) + full.unchanged
-        print(f"{'':<42} {files} files, {len(full.written)} written")
-        again = timed("full rebuild, nothing changed", lambda: write_site(config, digests))
-        assert again.written == (), again.written[:5]
+CPU: dict[str, float] = {}  # "last": CPU seconds of the last timed action
 
-        (digests_dir / f"{next_day}.txt").write_text(
-            format_digest(make_digest(rng, next_day)), "utf-8"
+
+def _cpu(children: bool = True) -> float:
+    """CPU seconds of this process and (children=True) its finished children:
+    render workers, Pagefind, Hugo, Pelican."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total = own.ru_utime + own.ru_stime
+    if children:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += kids.ru_utime + kids.ru_stime
+    return total
+
+
+SEARCH = {"cpu": 0.0}  # own-process CPU seconds spent building search records
+
+
+def _measure_search() -> None:
+    """Count the CPU this process spends in search.build_bundles (records and
+    the service protocol), so publish can be shown without it."""
+    from newsletter.site import search
+
+    original = search.build_bundles
+    if getattr(original, "measured", False):
+        return
+
+    def measured(*args, **kwargs):
+        began = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            SEARCH["cpu"] += time.process_time() - began
+
+    measured.measured = True  # type: ignore[attr-defined]
+    search.build_bundles = measured
+
+
+def timed(action):
+    """(wall seconds, result); the action's CPU seconds go to CPU["last"]."""
+    began, cpu = time.perf_counter(), _cpu()
+    result = action()
+    CPU["last"] = _cpu() - cpu
+    return time.perf_counter() - began, result
+
+
+def line(label: str, seconds: float | None, note: str = "", cpu: float | None = None) -> None:
+    shown = "skipped" if seconds is None else f"{seconds:8.2f} s"
+    cpu_text = "" if cpu is None else f"cpu {cpu:6.2f} s"
+    print(f"  {label:<44} {shown:>10}  {cpu_text:<13} {note}")
+
+
+# --- newsletter ------------------------------------------------------------------------
+
+
+def bench_ours(
+    root: Path, digests: list[Digest], new_day: Digest, editions: list[str], profile: bool
+) -> dict[str, float]:
+    folder = root / "digests"
+    folder.mkdir()
+    for digest in digests:
+        (folder / f"{digest.date}.txt").write_text(format_digest(digest), "utf-8")
+    config = config_from_dict(
+        {
+            "site": {"base_url": "https://example.org/papers/"},
+            "paths": {"public": "public"},
+            "editions": editions,
+        },
+        base=root,
+    )
+
+    def scan() -> list[Digest]:
+        return [r.digest for r in check_paths([folder]) if r.digest is not None]
+
+    _measure_search()
+    parse, parsed = timed(scan)
+    if profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        full, result = timed(lambda: profiler.runcall(write_site, config, parsed))
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    else:
+        full, result = timed(lambda: write_site(config, parsed))
+    full_cpu = CPU["last"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    files = len(result.written) + result.unchanged
+    rebuild, again = timed(lambda: write_site(config, parsed))
+    rebuild_cpu = CPU["last"]
+    assert again.written == (), again.written[:5]
+    (folder / f"{new_day.date}.txt").write_text(format_digest(new_day), "utf-8")
+    parsed = scan()
+    own, SEARCH["cpu"] = _cpu(children=False), 0.0
+    publish, one = timed(lambda: write_site(config, parsed, date=new_day.date))
+    publish_cpu = CPU["last"]
+    publish_own = _cpu(children=False) - own - SEARCH["cpu"]
+    figures: dict[str, float] = {
+        "parse": parse,
+        "full": full - result.search_seconds,
+        "full_search": result.search_seconds,
+        "rebuild": rebuild - again.search_seconds,
+        "publish": publish - one.search_seconds,
+        "publish_search": one.search_seconds,
+        "publish_cpu": publish_own,
+    }
+    print(
+        f"newsletter ({', '.join(editions)}; {files} files, {peak:.0f} MiB peak RSS, "
+        f"Pagefind {peak_children:.0f} MiB)"
+    )
+    line(f"parse {len(digests)} digests", parse)
+    line("full build (without search)", figures["full"], f"{len(result.written)} files written")
+    line("  search index (Pagefind, whole)", figures["full_search"])
+    line("  all of it", full, "", full_cpu)
+    line("rebuild, nothing changed", figures["rebuild"], "search skipped", rebuild_cpu)
+    line(
+        f"publish {new_day.date} (without search)",
+        figures["publish"],
+        f"{len(one.written)} written, {one.unchanged} unchanged",
+        publish_own,
+    )
+    line("  search index (Pagefind, whole again)", figures["publish_search"])
+    line("  all of it", publish, "", publish_cpu)
+    return figures
+
+
+# --- Hugo ------------------------------------------------------------------------------
+
+HUGO_CONFIG = """baseURL = "https://example.org/papers/"
+title = "ML Papers"
+languageCode = "ko"
+disableKinds = ["sitemap", "robotsTXT"]
+[pagination]
+  pagerSize = 30
+paginate = 30
+[taxonomies]
+  tag = "tags"
+[outputs]
+  home = ["HTML", "RSS"]
+  section = ["HTML", "RSS"]
+  taxonomy = ["HTML", "RSS"]
+  term = ["HTML", "RSS"]
+"""
+HUGO_BASE = """<!DOCTYPE html><html lang="ko"><head><meta charset="utf-8"><title>{{ .Title }}</title>
+{{ range .AlternativeOutputFormats }}<link rel="{{ .Rel }}" type="{{ .MediaType.Type }}" href="{{ .Permalink }}">{{ end }}
+</head><body><main>{{ block "main" . }}{{ end }}</main></body></html>
+"""
+HUGO_SINGLE = """{{ define "main" }}<h1>{{ .Title }}</h1>{{ .Content }}
+<ul>{{ range .Params.tags }}<li><a href="{{ "tags/" | relURL }}{{ . | urlize }}/">#{{ . }}</a></li>{{ end }}</ul>{{ end }}
+"""
+HUGO_LIST = """{{ define "main" }}<h1>{{ .Title }}</h1>
+<ol>{{ range .Paginator.Pages }}<li><a href="{{ .RelPermalink }}">{{ .Title }}</a> {{ .Summary }}</li>{{ end }}</ol>
+{{ with .Paginator.Prev }}<a href="{{ .URL }}">newer</a>{{ end }} {{ with .Paginator.Next }}<a href="{{ .URL }}">older</a>{{ end }}{{ end }}
+"""
+
+
+def markdown(digest: Digest) -> str:
+    parts = []
+    for entry in digest.entries:
+        parts.append(
+            f"## {entry.title}\n\n*{', '.join(entry.authors)}*\n\n{entry.abstract}\n\n"
+            f"> {entry.comment_ko}\n\n{' '.join('#' + t for t in entry.tags)}\n"
         )
-        digests = scan()
-        publish = timed(
-            f"incremental publish of {next_day}",
-            lambda: write_site(config, digests, date=next_day),
-        )
-        print(f"{'':<42} {len(publish.written)} written, {publish.unchanged} unchanged")
+    return "\n".join(parts)
+
+
+def hugo_page(digest: Digest) -> str:
+    tags = ", ".join(f'"{t}"' for t in digest.tags)
+    return f'---\ntitle: "{digest.date}"\ndate: {digest.date}\ntags: [{tags}]\n---\n\n{markdown(digest)}'
+
+
+def bench_hugo(root: Path, digests: list[Digest], new_day: Digest) -> dict[str, float | None]:
+    hugo = shutil.which("hugo")
+    if hugo is None:
+        print("Hugo: skipped (apt-get install hugo)")
+        return {"full": None, "rebuild": None, "publish": None}
+    site = root / "hugo"
+    (site / "content" / "posts").mkdir(parents=True)
+    (site / "layouts" / "_default").mkdir(parents=True)
+    (site / "hugo.toml").write_text(HUGO_CONFIG, "utf-8")
+    (site / "layouts" / "_default" / "baseof.html").write_text(HUGO_BASE, "utf-8")
+    (site / "layouts" / "_default" / "single.html").write_text(HUGO_SINGLE, "utf-8")
+    (site / "layouts" / "_default" / "list.html").write_text(HUGO_LIST, "utf-8")
+    for digest in digests:
+        (site / "content" / "posts" / f"{digest.date}.md").write_text(hugo_page(digest), "utf-8")
+    command = [hugo, "--quiet", "--source", str(site), "--destination", str(site / "public")]
+
+    def run() -> None:
+        subprocess.run(command, check=True, capture_output=True)
+
+    full, _ = timed(run)
+    full_cpu = CPU["last"]
+    rebuild, _ = timed(run)
+    rebuild_cpu = CPU["last"]
+    (site / "content" / "posts" / f"{new_day.date}.md").write_text(hugo_page(new_day), "utf-8")
+    publish, _ = timed(run)
+    publish_cpu = CPU["last"]
+    files = sum(1 for path in (site / "public").rglob("*") if path.is_file())
+    print(
+        f"Hugo ({subprocess.run([hugo, 'version'], capture_output=True, text=True).stdout.split()[1]}; {files} files)"
+    )
+    line("full build", full, "", full_cpu)
+    line("rebuild, nothing changed", rebuild, "", rebuild_cpu)
+    line("build with one more page", publish, "", publish_cpu)
+    return {"full": full, "rebuild": rebuild, "publish": publish}
+
+
+# --- Pelican ----------------------------------------------------------------------------
+
+PELICAN_CONFIG = """SITENAME = "ML Papers"
+SITEURL = "https://example.org/papers"
+PATH = "content"
+TIMEZONE = "Asia/Seoul"
+DEFAULT_LANG = "ko"
+DEFAULT_PAGINATION = 30
+FEED_ALL_ATOM = "feeds/all.atom.xml"
+TAG_FEED_ATOM = "feeds/{slug}.atom.xml"
+CATEGORY_FEED_ATOM = None
+AUTHOR_FEED_ATOM = None
+AUTHOR_FEED_RSS = None
+RELATIVE_URLS = False
+PAGINATION_PATTERNS = (  # the default's tag/NAME2.html clashes with a tag NAME2
+    (1, "{url}", "{save_as}"),
+    (2, "{base_name}/page/{number}/", "{base_name}/page/{number}/index.html"),
+)
+SLUGIFY_USE_UNICODE = True  # Hangul tags keep their names (else they clash as "")
+"""
+
+
+def pelican_venv() -> Path | None:
+    """A throw-away venv with Pelican and Markdown (created once under bench/out/)."""
+    venv = OUT / "pelican-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True
+            )
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "pelican[markdown]>=4.9,<5"],
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"Pelican: cannot install ({exc})")
+            shutil.rmtree(venv, ignore_errors=True)
+            return None
+    return venv
+
+
+def pelican_article(digest: Digest) -> str:
+    return (
+        f"Title: {digest.date}\nDate: {digest.date} 00:00\nTags: {', '.join(digest.tags)}\n"
+        f"Category: papers\n\n{markdown(digest)}"
+    )
+
+
+def bench_pelican(root: Path, digests: list[Digest], new_day: Digest) -> dict[str, float | None]:
+    venv = pelican_venv()
+    if venv is None:
+        print("Pelican: skipped")
+        return {"full": None, "rebuild": None, "publish": None}
+    site = root / "pelican"
+    (site / "content").mkdir(parents=True)
+    (site / "pelicanconf.py").write_text(PELICAN_CONFIG, "utf-8")
+    for digest in digests:
+        (site / "content" / f"{digest.date}.md").write_text(pelican_article(digest), "utf-8")
+    command = [
+        str(venv / "bin" / "pelican"),
+        "content",
+        "-o",
+        "output",
+        "-s",
+        "pelicanconf.py",
+        "-q",
+    ]
+
+    def run() -> None:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=site)
+        if done.returncode:
+            raise RuntimeError(f"pelican failed: {done.stdout[-1500:]} {done.stderr[-1500:]}")
+
+    full, _ = timed(run)
+    full_cpu = CPU["last"]
+    rebuild, _ = timed(run)
+    rebuild_cpu = CPU["last"]
+    (site / "content" / f"{new_day.date}.md").write_text(pelican_article(new_day), "utf-8")
+    publish, _ = timed(run)
+    publish_cpu = CPU["last"]
+    files = sum(1 for path in (site / "output").rglob("*") if path.is_file())
+    print(f"Pelican ({files} files)")
+    line("full build", full, "", full_cpu)
+    line("rebuild, nothing changed", rebuild, "", rebuild_cpu)
+    line("build with one more article", publish, "", publish_cpu)
+    return {"full": full, "rebuild": rebuild, "publish": publish}
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def ratio(peer: float | None, ours: float) -> str:
+    return "-" if peer is None else f"{peer / ours:6.1f}x"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("counts", nargs="*", type=int, default=[1000])
+    parser.add_argument("--editions", default="ko", help="comma-separated (default: ko)")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-peers", action="store_true", help="time only newsletter")
+    args = parser.parse_args()
+    for count in args.counts:
+        print(f"=== {count} digests")
+        digests, new_day = make_digests(count)
+        with tempfile.TemporaryDirectory(prefix="newsletter-bench-") as tmp:
+            root = Path(tmp)
+            ours = bench_ours(root, digests, new_day, args.editions.split(","), args.profile)
+            peers = {}
+            if not args.no_peers:
+                peers["Hugo"] = bench_hugo(root, digests, new_day)
+                peers["Pelican"] = bench_pelican(root, digests, new_day)
+        print(f"ratios at {count} (peer time / our time; above 1: we are faster)")
+        for name, figures in peers.items():
+            print(
+                f"  {name:<8} full {ratio(figures['full'], ours['full'])}"
+                f"   rebuild {ratio(figures['rebuild'], ours['rebuild'])}"
+                f"   one more day {ratio(figures['publish'], ours['publish'])}"
+            )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    main()

@@ -1,6 +1,6 @@
 """Benchmark: `newsletter publish` to N subscribers through SMTP, against Postfix's ceiling.
 
-    python bench/send.py [--subscribers N] [--connections C] [--skip-ceiling]
+    python bench/send.py [--subscribers N] [--connections C] [--skip-ceiling] [--7bit]
                          [--bounce-address bounces@example.org]
 
 Needs Postfix's test tools (`smtp-sink`, `smtp-source` in /usr/sbin), run as root:
@@ -10,7 +10,9 @@ Needs Postfix's test tools (`smtp-sink`, `smtp-source` in /usr/sbin), run as roo
 
 What it does, all on localhost:
 
-1. starts `smtp-sink -u nobody 127.0.0.1:PORT 1000` (accepts and discards mail);
+1. starts `smtp-sink -u nobody 127.0.0.1:PORT 1000` (accepts and discards mail;
+   it advertises 8BITMIME, so the 8bit form goes; `--7bit` starts it with -8,
+   without 8BITMIME, and the quoted-printable/base64 form goes);
 2. creates N subscribers (default 100,000; editions ko/en/both in turn) in a
    fresh SQLite state folder with `Subscribers.add_many` (the bulk path);
 3. writes a config: transport smtp, security none, `connections` C (default 2),
@@ -70,8 +72,9 @@ def tool(name: str) -> str:
 
 
 @contextlib.contextmanager
-def smtp_sink(port: int):
-    args = [tool("smtp-sink"), "-u", "nobody", f"127.0.0.1:{port}", "1000"]
+def smtp_sink(port: int, eightbitmime: bool = True):
+    flags = [] if eightbitmime else ["-8"]  # -8: do not announce 8BITMIME
+    args = [tool("smtp-sink"), *flags, "-u", "nobody", f"127.0.0.1:{port}", "1000"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 5
     while True:
@@ -154,8 +157,9 @@ def create_subscribers(config_path: Path, count: int) -> float:
     return time.monotonic() - started
 
 
-def message_size(config_path: Path) -> int:
-    """The mean encoded size of one personalised message over the three editions."""
+def message_size(config_path: Path, eightbit: bool) -> int:
+    """The mean encoded size of one personalised message over the three editions,
+    in the wire form the sink takes."""
     import datetime as dt
 
     from newsletter.config import load_config
@@ -169,7 +173,11 @@ def message_size(config_path: Path) -> int:
     address = "reader12345@example.org"
     token = sign_token(SECRET.encode(), UNSUBSCRIBE, address)
     sizes = [
-        len(build_edition_email(config, digest, e, now=now).personalise(address, "Reader", token))
+        len(
+            build_edition_email(config, digest, e, now=now).personalise(
+                address, "Reader", token, eightbit=eightbit
+            )
+        )
         for e in Edition
     ]
     return sum(sizes) // len(sizes)
@@ -346,16 +354,15 @@ def _timed(args: list[str]) -> float:
     return time.monotonic() - started
 
 
-def smtp_sink_run(
-    folder: Path, n: int, c: int, skip_ceiling: bool, bounce_address: str | None
-) -> None:
+def smtp_sink_run(folder: Path, n: int, c: int, args: argparse.Namespace) -> None:
     """Publish to n subscribers into Postfix's smtp-sink; smtp-source -d as the ceiling."""
     port = free_port()
-    config_path = write_config(folder, port, c, bounce_address)
+    config_path = write_config(folder, port, c, args.bounce_address)
     setup = create_subscribers(config_path, n)
-    size = message_size(config_path)
-    print(f"setup: {n:,} subscribers in {setup:.1f} s; one message is {size:,} bytes")
-    with smtp_sink(port):
+    size = message_size(config_path, not args.sevenbit)
+    form = "7-bit (no 8BITMIME)" if args.sevenbit else "8bit (8BITMIME)"
+    print(f"setup: {n:,} subscribers in {setup:.1f} s; one message is {size:,} bytes, {form}")
+    with smtp_sink(port, not args.sevenbit):
         seconds, stdout, peak_one, peak_tree = run_publish(config_path)
         check_ledger(config_path, n)
         summary = next((line for line in stdout.splitlines() if line.startswith("email:")), "")
@@ -368,7 +375,7 @@ def smtp_sink_run(
             f"peak memory:     {peak_one / 2**20:.0f} MB RSS of the largest process, "
             f"{peak_tree / 2**20:.0f} MB PSS of the whole process tree"
         )
-        if not skip_ceiling:
+        if not args.skip_ceiling:
             top = ceiling(port, c, n, size)
             print(f"ceiling:         {top:,.0f} messages/s (smtp-source -d -s {c} -l {size})")
             print(f"ratio:           {rate / top:.2f}")
@@ -394,13 +401,16 @@ def main() -> None:
         metavar="ADDRESS",
         help="set email.bounce_address: a signed VERP return path per message",
     )
+    parser.add_argument(
+        "--7bit", dest="sevenbit", action="store_true", help="a sink without 8BITMIME"
+    )
     args = parser.parse_args()
     n, c = args.subscribers, args.connections
 
     folder = Path(tempfile.mkdtemp(prefix="nl-bench-"))
     try:
         if not args.skip_postfix:
-            smtp_sink_run(folder, n, c, args.skip_ceiling, args.bounce_address)
+            smtp_sink_run(folder, n, c, args)
         if args.tls_subscribers:
             tls_comparison(folder, args.tls_subscribers, c)
         print(f"--help startup:  {help_startup()}")

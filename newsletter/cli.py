@@ -176,6 +176,10 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, verbose: b
     from newsletter.plurals import nouns
 
     config = _config(ctx)  # a bad config is exit 2 even when paths are given
+    from newsletter.mail_checks import setup_warnings
+
+    for warning in setup_warnings(config):
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     if not paths:
         paths = (config.paths.digests,)
     for path in paths:
@@ -268,6 +272,8 @@ def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
     for report in result.bad:
         for problem in report.errors:
             click.secho(f"skipped: {problem}", fg="yellow", err=True)
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 @cli.command()

@@ -65,6 +65,12 @@ class SiteConfig(_Section):
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Asia/Seoul"
     language_default: Literal["ko", "en"] = "ko"
     author: str = ""
+    # Issues (edition indexes) or papers (tag pages) per page of a list.
+    page_size: int = Field(30, ge=1, le=1000)
+    # Full-text search (Pagefind) on every edition; off, or no binary: no search box.
+    search: bool = True
+    # Links to folders end in index.html, so that pages opened from disk navigate.
+    relative_urls: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -81,8 +87,17 @@ class PathsConfig(_Section):
     links: Path = Path("links.yaml")
 
 
+def _check_hub_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s#]*)?$", url):
+        raise ValueError(f"{url!r} is not an http(s) URL like 'https://pubsubhubbub.appspot.com/'")
+    return url
+
+
 class FeedsConfig(_Section):
     max_items: int = Field(30, ge=1)
+    # A WebSub hub (https://www.w3.org/TR/websub/): declared in every feed and
+    # pinged after publishing; none by default.
+    websub_hub: Annotated[str, AfterValidator(_check_hub_url)] | None = None
 
 
 def _check_api_url(url: str) -> str:
@@ -157,7 +172,9 @@ def _check_bounce_address(value: str) -> str:
 
 
 DEFAULT_SUBJECTS = {
-    "ko": "[ML 논문] {date} · {count}편",
+    # Not "[ML 논문] ...": its only cased letters, "ML", read as an all-caps
+    # subject to spam filters (newsletter.mail.shouting).
+    "ko": "[ML Papers] {date} · {papers}",
     "en": "[ML Papers] {date} · {papers}",
     "both": "[ML 논문 · Papers] {date} · {count}편",
 }
@@ -172,7 +189,12 @@ class EmailConfig(_Section):
     # token: bounces+TOKEN@example.org (newsletter/bounces/verp.py).
     bounce_address: Annotated[str, AfterValidator(_check_bounce_address)] | None = None
     subject: dict[Edition, str] = Field(default_factory=lambda: dict(DEFAULT_SUBJECTS))
+    # Bytes of the HTML part as transmitted (Gmail clips past ~102 KB).
     max_bytes: int = Field(100_000, ge=10_000)
+    # Characters of each abstract in the email (-1: whole, 0: hidden).
+    abstract_chars: int = Field(500, ge=-1)
+    # The sender's postal address for the footer (CAN-SPAM; Gmail's bulk-sender rules).
+    postal_address: str | None = None
     max_lateness_days: int = Field(2, ge=0)
     bounce_limit: int = Field(3, ge=1)
     # Attempts per message over all runs before a temporary failure (4xx, lost

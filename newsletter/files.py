@@ -54,3 +54,70 @@ def is_hidden(url_path: str) -> bool:
     (`.NAME.XXXX.tmp`), and anyone's `.git` or `.env`.
     """
     return any(part.startswith(".") for part in url_path.replace("\\", "/").split("/"))
+
+
+def write_many(files: list[tuple[Path, bytes]]) -> None:
+    """Write many files atomically with one flush to disk for all of them.
+
+    Each file goes to a temp file beside it; then the file system is flushed
+    once (syncfs(2) on Linux, else an fsync per file), then every temp file is
+    renamed into place. A reader never sees half a file, and after a crash
+    each file holds its old bytes or its new ones (like write_atomic, without
+    one disk flush per file: a site build writes thousands). NewsletterError
+    (`errors.file_error`, naming the file) for a full disk, a read-only folder,
+    permissions; the temp files not yet renamed are removed.
+    """
+    temps: list[tuple[str, Path]] = []
+    renamed = 0
+    folders: set[Path] = set()
+    current: Path | None = None  # the file being written or renamed, for the error
+    try:
+        for path, data in files:
+            current = path
+            if path.parent not in folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(path.parent)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps.append((tmp, path))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o644)
+        if temps:
+            _flush([tmp for tmp, _ in temps])
+        for done, (tmp, path) in enumerate(temps, 1):
+            current = path
+            os.replace(tmp, path)
+            renamed = done
+    except BaseException as exc:
+        for tmp, _ in temps[renamed:]:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise file_error(exc, current) from exc
+        raise
+
+
+def _flush(paths: list[str]) -> None:
+    """Make the data of these files durable: one syncfs(2) for their file
+    system where the C library has it, else fsync(2) on each."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    syncfs = getattr(ctypes.CDLL(name, use_errno=True), "syncfs", None) if name else None
+    if syncfs is not None:
+        one_per_device = {os.stat(path).st_dev: path for path in paths}
+        for path in one_per_device.values():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                if syncfs(fd) != 0:
+                    break
+            finally:
+                os.close(fd)
+        else:
+            return
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

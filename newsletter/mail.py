@@ -3,17 +3,16 @@
 An edition's complete MIME message (headers, text/plain, CSS-inlined
 text/html) is built ONCE with ASCII placeholders where per-recipient values go
 (To, Message-ID, unsubscribe token). Per recipient, `EditionEmail.personalise`
-only splices already-encoded values into the prebuilt bytes: a few
+only splices those values into the prebuilt, already-encoded bytes: a few
 microseconds instead of the ~5 ms an `EmailMessage` costs to build and
 serialise.
 
-Why quoted-printable and not base64: the digests are mostly English (abstracts)
-with Korean comments; QP keeps ASCII at ~1 byte per byte (base64: 4/3) and costs
-9 bytes per Hangul syllable (base64: 4), which is smaller overall for this
-content, and a QP body lets a placeholder be substituted in place. Each body
-placeholder sits on an encoded line of its own (a soft line break before and
-after it), so QP line folding can never cut through it, and the substituted
-token is itself folded into <= 76-character soft-broken lines.
+Each edition is built in two wire forms: for a relay that advertises 8BITMIME
+(RFC 6152; the file transport writes this form too) each part goes as 8bit
+when its lines allow, otherwise as the smaller of quoted-printable and base64
+(`newsletter.mime`). In each form the HTML part as transmitted stays within
+`email.max_bytes` (`newsletter.mail_size`): Gmail clips an HTML part past
+about 102 KB, hiding the footer with the unsubscribe link.
 """
 
 from __future__ import annotations
@@ -26,16 +25,18 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from newsletter import mime
 from newsletter.errors import NewsletterError
+from newsletter.mail_layout import Bodies, Cut, render_bodies
+from newsletter.mail_size import DoesNotFit, fit, ladder
 from newsletter.model import Digest, Edition
-from newsletter.plurals import plural
-from newsletter.render import environment, format_date, issue_url, paper_anchors, paper_count
-from newsletter.text import shorten, urls
+from newsletter.render import format_date, paper_count
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -45,36 +46,11 @@ log = logging.getLogger("newsletter")
 UNSUBSCRIBE = "unsubscribe"
 # Used only by the file transport when $NEWSLETTER_SECRET is unset (dev/preview).
 DEV_SECRET = b"newsletter-dev-secret-not-for-production"
-# Room left under email.max_bytes for the per-recipient values (To, tokens, id).
-PERSONAL_RESERVE = 2048
-# Abstract lengths tried, longest first, when an edition is over email.max_bytes.
-ABSTRACT_LIMITS = (1200, 600, 300, 120, 0)
-_CRLF = b"\r\n"
-_QP_LINE = 76
-
-LABELS: dict[str, dict[str, Any]] = {
-    "ko": {
-        "view_in_browser": "웹에서 보기",
-        "read_more": "전문 보기",
-        "unsubscribe": "수신 거부",
-        "links": "링크",
-        "count": {"other": "{count}편"},
-        "footer": "{title} 구독 신청으로 받는 메일입니다. 더 받지 않으려면 수신 거부를 누르세요.",
-        "ko": "한국어",
-        "en": "English",
-    },
-    "en": {
-        "view_in_browser": "View in browser",
-        "read_more": "Read more",
-        "unsubscribe": "Unsubscribe",
-        "links": "Links",
-        "count": {"one": "{count} paper", "other": "{count} papers"},
-        "footer": "You get this email because you subscribed to {title}. "
-        "To stop, use the unsubscribe link.",
-        "ko": "한국어",
-        "en": "English",
-    },
-}
+# The longest address (RFC 5321 4.5.3.1.3: a path is at most 256 octets with
+# its angle brackets) and so the longest unsubscribe token: the size guard
+# measures every edition with it.
+MAX_ADDRESS = 254
+MAX_TOKEN = -(-MAX_ADDRESS * 4 // 3) + 1 + 24
 
 
 # --- tokens -----------------------------------------------------------------
@@ -111,6 +87,11 @@ def verify_token(secret: bytes, purpose: str, token: str) -> str | None:
 
 def unsubscribe_url(config: Config, token: str) -> str:
     return f"{config.server.public_url}unsubscribe?token={token}"
+
+
+def preferences_url(config: Config, token: str) -> str:
+    """The preferences link (token: the unsubscribe token of the address)."""
+    return f"{config.server.public_url}preferences?token={token}"
 
 
 def unsubscribe_mailto(config: Config, token: str) -> str:
@@ -163,6 +144,8 @@ def check_address(address: str) -> Address:
     address with email-validator; this only guarantees it cannot inject a header.
     """
     local, at, domain = address.rpartition("@")
+    if len(address.encode("utf-8", "replace")) > MAX_ADDRESS:
+        raise ValueError(f"address {address[:60]!r}... is longer than {MAX_ADDRESS} octets")
     if not at or not local or not domain or _BAD_ADDRESS.search(address) or "@" in domain:
         raise ValueError(f"unsafe or malformed address {address!r}")
     if _CONTROL.search(address):
@@ -225,216 +208,64 @@ def message_id(date: dt.date, edition: str, address: str, domain: str) -> str:
     return f"<{date:%Y%m%d}.{edition}.{digest}@{domain}>"
 
 
-# --- quoted-printable with placeholders --------------------------------------
-
-
-def _soft_end(encoded: bytes) -> bytes:
-    """Make room for a trailing soft break '=' on the last encoded line."""
-    start = encoded.rfind(b"\n") + 1
-    last = encoded[start:]
-    if len(last) < _QP_LINE:
-        return encoded
-    cut = _QP_LINE - 1
-    # Never split an '=XX' escape.
-    if last[cut - 1 : cut] == b"=":
-        cut -= 1
-    elif last[cut - 2 : cut - 1] == b"=":
-        cut -= 2
-    return encoded[: start + cut] + b"=\n" + last[cut:]
-
-
-def qp_encode_with_slots(text: str, slots: tuple[bytes, ...]) -> bytes:
-    """Quoted-printable text with each slot token alone on a soft-broken line.
-
-    Returns LF line endings (the whole message is converted to CRLF at once).
-    """
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not slots:
-        return binascii.b2a_qp(text.encode("utf-8"), istext=True)
-    pattern = re.compile(b"(" + b"|".join(re.escape(slot) for slot in slots) + b")")
-    out: list[bytes] = []
-    for index, piece in enumerate(pattern.split(text.encode("utf-8"))):
-        if index % 2:  # a slot
-            out.append(b"=\n" + piece + b"=\n")
-        elif piece:
-            encoded = binascii.b2a_qp(piece, istext=True)
-            out.append(_soft_end(encoded))
-    return b"".join(out)
-
-
-def qp_fold_ascii(value: str) -> bytes:
-    """An ASCII token folded into soft-broken QP lines (no '=' may occur in it)."""
-    data = value.encode("ascii")
-    step = _QP_LINE - 1
-    return b"=\r\n".join(data[i : i + step] for i in range(0, len(data), step))
-
-
-# --- rendering ---------------------------------------------------------------
-
-
-def _entries(
-    digest: Digest, edition: Edition, abstract_limit: int | None, page: str
-) -> list[dict[str, Any]]:
-    labels = LABELS[edition.language]
-    anchors = paper_anchors([entry.title for entry in digest.entries])
-    rows = []
-    for number, (entry, anchor) in enumerate(zip(digest.entries, anchors, strict=True), 1):
-        # Cut between words and never inside a URL (newsletter.text.shorten); the
-        # templates put the ellipsis and "read more" after it, outside its links.
-        limit = len(entry.abstract) if abstract_limit is None else abstract_limit
-        abstract = shorten(entry.abstract, limit)
-        comments = []
-        if edition in (Edition.KO, Edition.BOTH) and entry.comment_ko:
-            label = labels["ko"] if edition is Edition.BOTH else ""
-            comments.append({"lang": "ko", "label": label, "text": entry.comment_ko})
-        if edition in (Edition.EN, Edition.BOTH) and entry.comment_en:
-            label = labels["en"] if edition is Edition.BOTH else ""
-            comments.append({"lang": "en", "label": label, "text": entry.comment_en})
-        rows.append(
-            {
-                "number": number,
-                "url": f"{page}#{anchor}",  # the paper on the web page ("read more")
-                "title": one_line(entry.title),
-                "authors": ", ".join(entry.authors),
-                "abstract": abstract.head,
-                "ellipsis": abstract.ellipsis,
-                "cut": abstract.cut,
-                "comments": comments,
-                "tags": entry.tags,
-            }
-        )
-    return rows
-
-
-def _number_links(page: str, entries: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """The text part's link list: [1] is the web version, then every URL of the
-    abstracts and comments in reading order (the same URLs the HTML links);
-    each entry and comment gets the numbers of its own URLs as `refs`."""
-    links: list[tuple[int, str]] = [(1, page)]
-
-    def number(text: str) -> list[int]:
-        refs = []
-        for url in urls(text):
-            links.append((len(links) + 1, url))
-            refs.append(len(links))
-        return refs
-
-    for entry in entries:
-        entry["refs"] = number(entry["abstract"])
-        for comment in entry["comments"]:
-            comment["refs"] = number(comment["text"])
-    return links
-
-
-PREHEADER_LENGTH = 140
-
-
-def _preheader(digest: Digest) -> str:
-    """The inbox preview line: the first titles, cut between words."""
-    titles = " · ".join(one_line(entry.title) for entry in digest.entries[:3])
-    return str(shorten(titles, PREHEADER_LENGTH))
-
-
-def _css(config: Config) -> str:
-    env = environment(config)
-    loader = env.loader
-    assert loader is not None
-    source, _name, _uptodate = loader.get_source(env, "email/email.css")
-    # Comments would go out in every message (keep_style_tags keeps the block).
-    return re.sub(r"/\*.*?\*/\s*", "", source, flags=re.S).strip()
-
-
-def inline_css(html: str) -> str:
-    """Inline the CSS once per edition (premailer is slow to import: lazily)."""
-    import premailer
-
-    return premailer.Premailer(
-        html,
-        allow_network=False,
-        strip_important=False,
-        keep_style_tags=True,
-        remove_classes=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-    ).transform()
-
-
-@dataclass(frozen=True)
-class RenderedBodies:
-    text: str
-    html: str
-
-
-def render_bodies(
-    config: Config,
-    digest: Digest,
-    edition: Edition,
-    *,
-    subject: str,
-    unsubscribe: str,
-    abstract_limit: int | None = None,
-) -> RenderedBodies:
-    """Text and CSS-inlined HTML bodies for one edition (unsubscribe URL as given)."""
-    env = environment(config)
-    lang = edition.language
-    labels = dict(LABELS[lang])
-    labels["count"] = plural(len(digest.entries), lang, **LABELS[lang]["count"])
-    labels["footer"] = labels["footer"].format(title=config.site.title)
-    page = issue_url(config, digest.date, edition.value)
-    entries = _entries(digest, edition, abstract_limit, page)
-    links = _number_links(page, entries)
-    context = {
-        "lang": lang,
-        "subject": subject,
-        "site_title": config.site.title,
-        "date_text": format_date(digest.date, lang),
-        "issue_url": page,
-        "unsubscribe_url": unsubscribe,
-        "preheader": _preheader(digest),
-        "labels": labels,
-        "entries": entries,
-        "links": links,
-        "edition": edition.value,
-    }
-    text = env.get_template("email/email.txt").render(context)
-    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
-    html = env.get_template("email/email.html").render(context | {"css": _css(config)})
-    return RenderedBodies(text=text, html=inline_css(html))
-
-
 def subject_for(config: Config, digest: Digest, edition: Edition, *, test: bool = False) -> str:
     """The edition's subject: email.subject with {date}, {count} and {papers}
     (the count with its noun, plural by CLDR rules: '1 paper', '논문 3편')."""
-    template = config.email.subject[edition]
-    count = len(digest.entries)
-    subject = template.format(
-        date=format_date(digest.date, edition.language),
+    subject = subject_text(config, edition, digest.date, len(digest.entries))
+    return one_line(("[TEST] " if test else "") + subject)
+
+
+def subject_text(config: Config, edition: Edition, date: dt.date, count: int) -> str:
+    """email.subject of an edition filled in for `count` papers on `date`."""
+    return config.email.subject[edition].format(
+        date=format_date(date, edition.language),
         count=count,
         papers=paper_count(count, edition.language),
     )
-    return one_line(("[TEST] " if test else "") + subject)
 
 
 # --- the prebuilt message ----------------------------------------------------
 
 
 @dataclass(frozen=True)
-class EditionEmail:
-    """One edition's encoded message with per-recipient slots.
+class Wire:
+    """One edition encoded for one kind of relay.
 
-    `parts` alternates literal bytes and slot names; `personalise` fills the
-    slots. All literal bytes are final (CRLF, encoded headers, QP bodies).
+    `pieces` are literal bytes (final: CRLF, encoded headers and bodies) and
+    `mime` splices for the per-recipient values; `cut` is what the size
+    guard kept; `html_bytes` the HTML part's body as transmitted with the
+    longest personal values; `encodings` the text and HTML parts'
+    Content-Transfer-Encoding.
+    """
+
+    pieces: tuple[mime.Piece, ...]
+    cut: Cut
+    html_bytes: int
+    encodings: tuple[str, str]
+
+    def fill(self, values: Mapping[str, bytes]) -> bytes:
+        return mime.fill(self.pieces, values)
+
+    def dot_stuffed(self) -> Wire:
+        return Wire(mime.dot_stuffed(self.pieces), self.cut, self.html_bytes, self.encodings)
+
+
+@dataclass(frozen=True)
+class EditionEmail:
+    """One edition's encoded message, in two wire forms, with per-recipient slots.
+
+    `eightbit` is for a relay that advertises 8BITMIME (and the file
+    transport), `sevenbit` for one that does not; `personalise` fills one.
     """
 
     date: dt.date
     edition: Edition
     subject: str
-    parts: tuple[bytes, ...]
-    slots: tuple[tuple[int, str], ...]
-    size: int  # encoded size with empty slots
-    shortened: bool
+    eightbit: Wire
+    sevenbit: Wire
     sender_domain: str
     public_url: str
+    shortened: bool  # the size guard gave up content (in the 8bit form)
     # Lines starting with '.' doubled, as SMTP's DATA wants (see for_smtp).
     dot_stuffed: bool = False
 
@@ -444,21 +275,31 @@ class EditionEmail:
         The CSS in the HTML part has lines starting with '.': stuffing every
         message (smtplib's regex) cost ~200 us per 30 KB message, more than all
         the other per-recipient work. Literal parts are stuffed here; of the
-        slots only the folded token can start a line ('.' is in its alphabet).
+        values only a folded quoted-printable token can start a line.
         Send the result with SmtpTransport.send(..., dot_stuffed=True).
         """
-        parts = tuple(
-            part.replace(b"\n.", b"\n..") if index % 2 == 0 else part
-            for index, part in enumerate(self.parts)
+        return dataclasses.replace(
+            self,
+            eightbit=self.eightbit.dot_stuffed(),
+            sevenbit=self.sevenbit.dot_stuffed(),
+            dot_stuffed=True,
         )
-        return dataclasses.replace(self, parts=parts, dot_stuffed=True)
 
-    def personalise(self, address: str, name: str, token: str, msgid: str | None = None) -> bytes:
+    def personalise(
+        self,
+        address: str,
+        name: str,
+        token: str,
+        msgid: str | None = None,
+        *,
+        eightbit: bool = True,
+    ) -> bytes:
         """The complete message for one recipient (ValueError for an unsafe address).
 
         `msgid` (e.g. from `email.utils.make_msgid`) replaces the delivery's
         deterministic `message_id`: a message that is not that delivery (a test
         copy) must not share its id (RFC 5322 3.6.4: unique per message).
+        `eightbit`: the relay advertises 8BITMIME (RFC 6152; the file transport: True).
         """
         checked = check_address(address)
         values = {
@@ -468,17 +309,11 @@ class EditionEmail:
                 or message_id(self.date, self.edition.value, checked.display, self.sender_domain)
             ).encode("ascii"),
             "token": _check_token(token).encode("ascii"),
-            "qptoken": qp_fold_ascii(token),
         }
-        if self.dot_stuffed:
-            values["qptoken"] = values["qptoken"].replace(b"\n.", b"\n..")
-        parts = list(self.parts)
-        for index, slot in self.slots:
-            parts[index] = values[slot]
-        return b"".join(parts)
+        return (self.eightbit if eightbit else self.sevenbit).fill(values)
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9_.\-]{1,2000}")
+_TOKEN = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_TOKEN}}}")
 
 
 def _check_token(token: str) -> str:
@@ -495,121 +330,215 @@ def build_edition_email(
     now: dt.datetime | None = None,
     test: bool = False,
 ) -> EditionEmail:
-    """Render, inline and encode one edition; shorten it if over email.max_bytes."""
+    """Render, inline and encode one edition, in both wire forms, each within
+    email.max_bytes (`mail_size`: content is given up, cheapest first, with a
+    warning naming the date and edition).
+
+    NewsletterError naming the date and edition if not even one paper fits.
+    """
     now = now or dt.datetime.now(config.site.tz)
-    budget = config.email.max_bytes - PERSONAL_RESERVE
-    message = _assemble(config, digest, edition, now=now, test=test, abstract_limit=None)
-    if message.size <= budget:
-        return message
-    original = message.size
-    for limit in ABSTRACT_LIMITS:
-        message = _assemble(config, digest, edition, now=now, test=test, abstract_limit=limit)
-        if message.size <= budget:
-            break
-    over = "" if message.size <= budget else "; it is STILL over the limit"
-    log.warning(
-        "%s %s edition: the email would be %s bytes, over email.max_bytes %s: "
-        "abstracts shortened to %d characters with a 'read more' link to the web page "
-        "(now %s bytes%s)",
-        digest.date.isoformat(),
-        edition.value,
-        f"{original:,}",
-        f"{config.email.max_bytes:,}",
-        limit,
-        f"{message.size:,}",
-        over,
-    )
-    return message
+    builder = _Builder(config, digest, edition, now=now, test=test)
+    limit = config.email.max_bytes
+    wires = {}
+    for eightbit in (True, False):
 
+        def measure(cut: Cut, eightbit: bool = eightbit) -> int:
+            return builder.html_bytes(cut, eightbit)
 
-def _assemble(
-    config: Config,
-    digest: Digest,
-    edition: Edition,
-    *,
-    now: dt.datetime,
-    test: bool,
-    abstract_limit: int | None,
-) -> EditionEmail:
-    # Derived from the content, so two builds of the same issue are byte-identical;
-    # a digest cannot contain the marker, since it would have to contain its own hash.
-    nonce = (
-        hashlib.sha256(repr((digest, edition.value, abstract_limit, test)).encode())
-        .hexdigest()[:12]
-        .upper()
-    )
-    slot_names = ("to", "msgid", "token", "qptoken")
-    marks = {name: f"NLSLOT{nonce}{name.upper()}X" for name in slot_names}
-    subject = subject_for(config, digest, edition, test=test)
-    bodies = render_bodies(
-        config,
-        digest,
-        edition,
-        subject=subject,
-        unsubscribe=unsubscribe_url(config, marks["qptoken"]),
-        abstract_limit=abstract_limit,
-    )
-    qp_slot = (marks["qptoken"].encode("ascii"),)
-    text_part = qp_encode_with_slots(bodies.text, qp_slot)
-    html_part = qp_encode_with_slots(bodies.html, qp_slot)
-    # QP output never contains '=_', so this boundary cannot occur in a body.
-    boundary = "=_nl_" + hashlib.sha256(text_part + html_part).hexdigest()[:24]
+        def guess(cut: Cut, limit: int, eightbit: bool = eightbit) -> int | None:
+            return builder.papers_that_fit(cut, eightbit, limit)
 
-    sender_name, sender = parseaddr(config.email.from_)
-    headers = [
-        b"From: " + encode_mailbox(sender_name, check_address(sender)),
-        b"To: " + marks["to"].encode(),
-        encode_text_header("Subject", subject),
-        f"Date: {format_datetime(now)}".encode(),
-        b"Message-ID: " + marks["msgid"].encode(),
-        list_id_header(config.site.title, f"{edition.value}.{config.email.sender_domain}"),
-        f"List-Unsubscribe: <{unsubscribe_url(config, marks['token'])}>,\n"
-        f" <{unsubscribe_mailto(config, marks['token'])}>".encode(),
-        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-    ]
-    if config.email.reply_to:
-        reply_name, reply = parseaddr(config.email.reply_to)
-        headers.append(b"Reply-To: " + encode_mailbox(reply_name, check_address(reply)))
-    headers += [
-        b"MIME-Version: 1.0",
-        f'Content-Type: multipart/alternative;\n boundary="{boundary}"'.encode(),
-        f"Content-Language: {edition.language}".encode(),
-    ]
-    part_headers = (
-        b'Content-Type: text/%s; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n'
-    )
-    body = b"".join(
-        [
-            b"\n".join(headers).replace(b"\r\n", b"\n"),
-            b"\n\nThis is a multipart message in MIME format.\n",
-            f"\n--{boundary}\n".encode(),
-            part_headers % b"plain",
-            b"\n",
-            text_part,
-            f"\n--{boundary}\n".encode(),
-            part_headers % b"html",
-            b"\n",
-            html_part,
-            f"\n--{boundary}--\n".encode(),
-        ]
-    )
-    data = body.replace(b"\n", _CRLF)
-    pattern = re.compile(b"(" + b"|".join(m.encode() for m in marks.values()) + b")")
-    pieces = pattern.split(data)
-    by_mark = {mark.encode(): name for name, mark in marks.items()}
-    slots = tuple((i, by_mark[pieces[i]]) for i in range(1, len(pieces), 2))
-    size = sum(len(pieces[i]) for i in range(0, len(pieces), 2))
+        try:
+            cut = fit(
+                measure,
+                papers=len(digest.entries),
+                abstract_chars=config.email.abstract_chars,
+                limit=limit,
+                guess=guess,
+            )
+        except DoesNotFit as exc:
+            relay = "" if eightbit else " (for a relay without 8BITMIME)"
+            raise NewsletterError(
+                f"{digest.date.isoformat()} {edition.value} edition: not even one paper fits "
+                f"in email.max_bytes {limit:,}{relay}: the first paper alone, with its "
+                f"abstract hidden and comments shortened, makes an HTML part of "
+                f"{exc.size:,} bytes",
+                hint="raise email.max_bytes, or shorten that paper's title, authors or tags",
+            ) from None
+        wires[eightbit] = builder.wire(cut, eightbit)
+    first = ladder(config.email.abstract_chars)[0]
+    for eightbit, wire in wires.items():
+        if wire.cut == first or (not eightbit and wire.cut == wires[True].cut):
+            continue
+        log.warning(
+            "%s %s edition%s: %s make an HTML part of %s bytes, over email.max_bytes %s; "
+            "sending %s (%s bytes)",
+            digest.date.isoformat(),
+            edition.value,
+            "" if eightbit else " (for a relay without 8BITMIME)",
+            paper_count(len(digest.entries), "en"),
+            f"{builder.html_bytes(first, eightbit):,}",
+            f"{limit:,}",
+            wire.cut.describe(first.abstract),
+            f"{wire.html_bytes:,}",
+        )
     return EditionEmail(
         date=digest.date,
         edition=edition,
-        subject=subject,
-        parts=tuple(pieces),
-        slots=slots,
-        size=size + 40 * len(slots),
-        shortened=abstract_limit is not None,
+        subject=builder.subject,
+        eightbit=wires[True],
+        sevenbit=wires[False],
         sender_domain=config.email.sender_domain,
         public_url=str(config.server.public_url),
+        shortened=wires[True].cut != first,
     )
+
+
+class _Builder:
+    """Renders an edition at any `Cut` (each once) and encodes it per wire form."""
+
+    SLOTS = ("to", "msgid", "token")
+
+    def __init__(
+        self, config: Config, digest: Digest, edition: Edition, *, now: dt.datetime, test: bool
+    ) -> None:
+        self.config = config
+        self.digest = digest
+        self.edition = edition
+        self.now = now
+        self.subject = subject_for(config, digest, edition, test=test)
+        # Derived from the content, so two builds of the same issue are
+        # byte-identical; a digest cannot contain the marker, since it would
+        # have to contain its own hash.
+        nonce = hashlib.sha256(repr((digest, edition.value, test)).encode()).hexdigest()[:12]
+        self.marks = {name: f"NLSLOT{nonce.upper()}{name.upper()}X" for name in self.SLOTS}
+        self.longest = {"token": b"x" * MAX_TOKEN}
+        self._bodies: dict[Cut, Bodies] = {}
+        self._parts: dict[tuple[Cut, bool], tuple[mime.EncodedPart, mime.EncodedPart]] = {}
+
+    def bodies(self, cut: Cut) -> Bodies:
+        if cut not in self._bodies:
+            token = self.marks["token"]
+            self._bodies[cut] = render_bodies(
+                self.config,
+                self.digest,
+                self.edition,
+                subject=self.subject,
+                unsubscribe=unsubscribe_url(self.config, token),
+                preferences=preferences_url(self.config, token),
+                cut=cut,
+            )
+        return self._bodies[cut]
+
+    def parts(self, cut: Cut, eightbit: bool) -> tuple[mime.EncodedPart, mime.EncodedPart]:
+        key = (cut, eightbit)
+        if key not in self._parts:
+            bodies = self.bodies(cut)
+            body_marks = {self.marks["token"]: "token"}
+            self._parts[key] = (
+                mime.encode_part(bodies.text, body_marks, self.longest, eightbit=eightbit),
+                mime.encode_part(bodies.html, body_marks, self.longest, eightbit=eightbit),
+            )
+        return self._parts[key]
+
+    def html_bytes(self, cut: Cut, eightbit: bool) -> int:
+        """The HTML part's body as transmitted, with the longest personal values."""
+        return len(self.parts(cut, eightbit)[1].fill(self.longest))
+
+    # Where each paper's block and the footer start in a rendered HTML body.
+    _ENTRY = '<tr><td class="entry"'
+    _FOOTER = '<tr><td class="footer"'
+    _MORE_ROW = 600  # bytes of the "M more papers on the web" row, about
+
+    def papers_that_fit(self, content: Cut, eightbit: bool, limit: int) -> int | None:
+        """About how many papers fit with `content`, from the sizes of the paper
+        blocks in its render with every paper (incremental measurement: no new
+        render). None if the template's blocks cannot be told apart."""
+        html = self.bodies(content).html
+        starts = _positions(html, self._ENTRY)
+        footer = html.find(self._FOOTER)
+        if len(starts) != len(self.digest.entries) or footer < 0 or not starts:
+            return None
+        ratio = self.html_bytes(content, eightbit) / len(html.encode())
+        size = len(html[: starts[0]].encode()) + len(html[footer:].encode()) + self._MORE_ROW
+        count = 0
+        for start, end in zip(starts, [*starts[1:], footer], strict=True):
+            size += len(html[start:end].encode())
+            if size * ratio > limit:
+                break
+            count += 1
+        return count
+
+    def wire(self, cut: Cut, eightbit: bool) -> Wire:
+        text, html = self.parts(cut, eightbit)
+        literal = text.fill(self.longest) + html.fill(self.longest)
+        boundary = "=_nl_" + hashlib.sha256(literal).hexdigest()[:24]
+        pieces: list[mime.Piece] = [*self._headers(boundary, text, html), mime.CRLF]
+        pieces.append(b"This is a multipart message in MIME format.\r\n")
+        for subtype, part in (("plain", text), ("html", html)):
+            pieces.append(
+                f"\r\n--{boundary}\r\n"
+                f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+                f"Content-Transfer-Encoding: {part.cte}\r\n\r\n".encode()
+            )
+            pieces += part.pieces
+        pieces.append(f"\r\n--{boundary}--\r\n".encode())
+        merged: list[mime.Piece] = []
+        for piece in pieces:  # adjacent literals as one: fewer pieces per recipient
+            if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
+                merged[-1] += piece
+            else:
+                merged.append(piece)
+        return Wire(
+            tuple(merged),
+            cut,
+            self.html_bytes(cut, eightbit),
+            (text.cte, html.cte),
+        )
+
+    def _headers(
+        self, boundary: str, text: mime.EncodedPart, html: mime.EncodedPart
+    ) -> list[mime.Piece]:
+        config, marks = self.config, self.marks
+        sender_name, sender = parseaddr(config.email.from_)
+        headers = [
+            b"From: " + encode_mailbox(sender_name, check_address(sender)),
+            b"To: " + marks["to"].encode(),
+            encode_text_header("Subject", self.subject),
+            f"Date: {format_datetime(self.now)}".encode(),
+            b"Message-ID: " + marks["msgid"].encode(),
+            list_id_header(config.site.title, f"{self.edition.value}.{config.email.sender_domain}"),
+            f"List-Unsubscribe: <{unsubscribe_url(config, marks['token'])}>,\r\n"
+            f" <{unsubscribe_mailto(config, marks['token'])}>".encode(),
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        ]
+        if config.email.reply_to:
+            reply_name, reply = parseaddr(config.email.reply_to)
+            headers.append(b"Reply-To: " + encode_mailbox(reply_name, check_address(reply)))
+        headers += [
+            b"MIME-Version: 1.0",
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"'.encode(),
+        ]
+        if mime.EIGHT_BIT in (text.cte, html.cte):
+            headers.append(b"Content-Transfer-Encoding: 8bit")
+        # RFC 3282: the languages of the content; `both` is Korean and English.
+        languages = "ko, en" if self.edition is Edition.BOTH else self.edition.language
+        headers.append(f"Content-Language: {languages}".encode())
+        data = b"\r\n".join(headers) + mime.CRLF
+        pattern = re.compile(b"(" + b"|".join(m.encode() for m in marks.values()) + b")")
+        by_mark = {mark.encode(): name for name, mark in marks.items()}
+        return [
+            mime.Value(by_mark[piece]) if index % 2 else piece
+            for index, piece in enumerate(pattern.split(data))
+        ]
+
+
+def _positions(text: str, needle: str) -> list[int]:
+    out, index = [], text.find(needle)
+    while index >= 0:
+        out.append(index)
+        index = text.find(needle, index + 1)
+    return out
 
 
 def check_sendable(config: Config) -> None:

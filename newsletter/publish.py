@@ -1,7 +1,8 @@
 """One date, by hand or from the scheduler: parse -> site and feeds -> email.
 
-The site and feeds are written first (they can always be rewritten); the email,
-the irreversible part, goes out last and only for a digest that parsed cleanly.
+The site and feeds are written first (they can always be rewritten), then the
+WebSub hub is told which feeds changed; the email, the irreversible part, goes
+out last and only for a digest that parsed cleanly.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class PublishResult:
     delivery: DeliveryReport | None
     bad: tuple[DigestReport, ...]
     skipped: tuple[Skipped, ...] = ()
+    # The site's warnings (search off, ...) and the WebSub hub's failures.
+    warnings: tuple[str, ...] = ()
 
 
 def scan(config: Config) -> Scan:
@@ -102,10 +105,19 @@ def publish(
     found = scan(config)
     digest = found.digest_for(date)
     site = write_site(config, found.digests, date=date, dry_run=dry_run, now=now)
+    warnings = site.warnings + (() if dry_run else notify_hub(config, site))
     delivery = None
     if email:
         delivery = deliver(config, digest, dry_run=dry_run, force=force, progress=progress)
-    return PublishResult(date, site, delivery, tuple(found.bad), found.skipped)
+    return PublishResult(date, site, delivery, tuple(found.bad), found.skipped, warnings)
+
+
+def notify_hub(config: Config, site: SiteResult) -> tuple[str, ...]:
+    """Tell the WebSub hub (feeds.websub_hub) which feeds this run changed;
+    its failures come back as warnings (newsletter.feeds.websub)."""
+    from newsletter.feeds.websub import changed_feed_urls, ping_hub
+
+    return tuple(ping_hub(config, changed_feed_urls(config, site.written)))
 
 
 def deliver(
@@ -131,4 +143,5 @@ def build(
 
     found = scan(config)
     site = write_site(config, found.digests, date=None, dry_run=dry_run, now=now)
-    return PublishResult(None, site, None, tuple(found.bad), found.skipped)
+    warnings = site.warnings + (() if dry_run else notify_hub(config, site))
+    return PublishResult(None, site, None, tuple(found.bad), found.skipped, warnings)

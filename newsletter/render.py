@@ -12,11 +12,13 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+
+from markupsafe import Markup
 
 from newsletter.model import HANGUL
 from newsletter.plurals import plural
-from newsletter.text import linkify
+from newsletter.text import linkify, wrap
 
 if TYPE_CHECKING:
     import jinja2
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from newsletter.model import Digest, Entry
 
 
+@functools.cache
 def builtin_templates() -> Path:
     """templates/ as installed (inside the package) or in a source checkout."""
     packaged = Path(__file__).parent / "templates"
@@ -41,11 +44,41 @@ def counted(count: int | str, language: str, one: str = "", other: str = "") -> 
     return plural(int(count), language, **forms)
 
 
+def wrap_lines(text: str, width: int = 76) -> str:
+    """Jinja filter `|wrap`: text as lines of at most `width` columns
+    (`newsletter.text.wrap`: URLs never broken), joined by newlines."""
+    return "\n".join(wrap(str(text), width))
+
+
 def format_date(date: dt.date, language: str) -> str:
     """'2025년 4월 4일' for ko, 'April 4, 2025' for en."""
     from babel.dates import format_date as babel_format_date
 
     return babel_format_date(date, "long", locale="ko" if language == "ko" else "en")
+
+
+def lang_attribute(code: str | None, page_lang: str) -> Markup:
+    """Template global `lang(code, page_lang)`: ` lang="CODE"` when text in
+    `code` sits on a page in another language (WCAG 3.1.2), else nothing. A
+    function, not a macro: pages call it for every title and comment."""
+    if code and code != page_lang:
+        return _lang_markup(code)
+    return Markup("")
+
+
+@functools.lru_cache(maxsize=64)
+def edition_name(edition: str, page_lang: str) -> Markup:
+    """Template global: an edition's name, marked with its language when that
+    differs from the page's (`<span lang="en">English</span>` on a Korean page)."""
+    name, code = EDITION_NAMES[edition]
+    if code and code != page_lang:
+        return Markup('<span lang="{}">{}</span>').format(code, name)
+    return Markup("{}").format(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _lang_markup(code: str) -> Markup:
+    return Markup(' lang="{}"').format(code)
 
 
 @functools.cache
@@ -60,9 +93,12 @@ def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.globals["lang"] = lang_attribute
+    env.globals["edition_name"] = edition_name
     env.filters["linkify"] = linkify
     env.filters["counted"] = counted
     env.filters["date_long"] = format_date
+    env.filters["wrap"] = wrap_lines
     return env
 
 
@@ -120,6 +156,7 @@ def paper_anchors(titles: list[str] | tuple[str, ...]) -> list[str]:
     return anchors
 
 
+@functools.lru_cache(maxsize=65536)
 def tag_slug(tag: str) -> str:
     """A safe folder name for a tag: Hangul kept, lower case, never hidden or '..'.
 
@@ -149,9 +186,13 @@ def tag_url(config: Config, tag: str, edition: str) -> str:
 
 
 def feed_url(config: Config, edition: str, kind: str = "atom", tag: str | None = None) -> str:
-    """Where an edition's (or an edition's tag's) feed is published; kind: atom|rss."""
+    """Where an edition's (or an edition's tag's) feed is published; kind:
+    atom (atom.xml), rss (rss.xml) or json (feed.json, JSON Feed 1.1)."""
     folder = f"feeds/{edition}/" + (f"tags/{tag_href(tag)}/" if tag is not None else "")
-    return f"{config.site.base_url}{folder}{kind}.xml"
+    return f"{config.site.base_url}{folder}{FEED_FILES[kind]}"
+
+
+FEED_FILES = {"atom": "atom.xml", "rss": "rss.xml", "json": "feed.json"}
 
 
 # --- an edition's view of a digest: neutral values for pages and feeds ---------
@@ -171,7 +212,15 @@ LABELS: dict[str, dict[str, str]] = {
         "editions": "판",
         "other_editions": "다른 판",
         "all_tags": "모든 태그",
+        "top_tags": "많이 쓰인 태그",
         "tagged": "태그 #{tag}",
+        "search": "검색",
+        "search_offline": "검색은 웹 서버에 올린 사이트에서 됩니다 (파일로 열면 안 됩니다).",
+        "search_script": "검색에는 자바스크립트가 필요합니다.",
+        "pages": "쪽",
+        "newer": "최근 글",
+        "older": "이전 글",
+        "opml": "모든 피드 (OPML)",
     },
     "en": {
         "subscribe": "Get it by email (subscribe)",
@@ -185,7 +234,15 @@ LABELS: dict[str, dict[str, str]] = {
         "editions": "Editions",
         "other_editions": "Other editions",
         "all_tags": "All tags",
+        "top_tags": "Most used tags",
         "tagged": "Tagged #{tag}",
+        "search": "Search",
+        "search_offline": "Search works when the site is served by a web server, not opened from files.",
+        "search_script": "Search needs JavaScript.",
+        "pages": "Pages",
+        "newer": "Newer",
+        "older": "Older",
+        "opml": "All feeds (OPML)",
     },
 }
 
@@ -259,8 +316,29 @@ def tag_view(tag: str) -> TagView:
     return TagView(tag, tag_slug(tag), tag_href(tag), text_language(tag))
 
 
+# paper_views by (id(digest), edition), with the digest itself so that an id
+# reused by another object is never mistaken for it; cleared when it grows.
+_VIEWS: dict[tuple[int, str], tuple[Digest, tuple[PaperView, ...]]] = {}
+_VIEWS_LIMIT = 50_000
+
+
 def paper_views(digest: Digest, edition: str) -> tuple[PaperView, ...]:
-    """Every paper of a digest as one edition shows it, with its stable anchor."""
+    """Every paper of a digest as one edition shows it, with its stable anchor.
+
+    Remembered per digest object and edition: a build asks for each many
+    times (its page, lists, feeds, sitemaps, search)."""
+    key = (id(digest), edition)
+    hit = _VIEWS.get(key)
+    if hit is not None and hit[0] is digest:
+        return hit[1]
+    if len(_VIEWS) >= _VIEWS_LIMIT:
+        _VIEWS.clear()
+    views = _paper_views(digest, edition)
+    _VIEWS[key] = (digest, views)
+    return views
+
+
+def _paper_views(digest: Digest, edition: str) -> tuple[PaperView, ...]:
     anchors = paper_anchors([entry.title for entry in digest.entries])
     return tuple(
         PaperView(
@@ -275,8 +353,9 @@ def paper_views(digest: Digest, edition: str) -> tuple[PaperView, ...]:
     )
 
 
-@dataclass(frozen=True)
-class TaggedPaper:
+class TaggedPaper(NamedTuple):
+    """A paper of a tag's list (a NamedTuple: a build makes one per paper and tag)."""
+
     digest: Digest
     index: int  # position of the paper in its digest (indexes its paper_views)
 
@@ -300,10 +379,19 @@ def tag_groups(digests: list[Digest] | tuple[Digest, ...]) -> list[TagGroup]:
     papers: dict[str, list[TaggedPaper]] = {}
     for digest in sorted(digests, key=lambda d: d.date, reverse=True):
         for index, entry in enumerate(digest.entries):
-            for slug, tag in _tags_by_slug(entry.tags).items():
-                names.setdefault(slug, tag)  # the newest spelling names the page
-                papers.setdefault(slug, []).append(TaggedPaper(digest, index))
+            slugs = _entry_slugs(entry.tags)
+            for slug, tag in slugs:
+                if slug not in names:
+                    names[slug] = tag  # the newest spelling names the page
+                    papers[slug] = []
+                papers[slug].append(TaggedPaper(digest, index))
     return [TagGroup(slug, names[slug], tuple(papers[slug])) for slug in sorted(papers)]
+
+
+@functools.lru_cache(maxsize=65536)
+def _entry_slugs(tags: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(slug, tag) once per slug, first spelling kept; cached per tag tuple."""
+    return tuple(_tags_by_slug(tags).items())
 
 
 def _tags_by_slug(tags: tuple[str, ...]) -> dict[str, str]:

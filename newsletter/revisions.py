@@ -76,6 +76,11 @@ class Revisions:
         self.seen[key] = Revision(digest, when)
         return when
 
+    def time(self, key: str) -> dt.datetime | None:
+        """When item `key` last changed, if this build or the last one knows."""
+        revision = self.seen.get(key) or self.known.get(key)
+        return revision.changed if revision is not None else None
+
     def _now(self) -> dt.datetime:
         now = self.now or dt.datetime.now(dt.UTC)
         return now.replace(microsecond=0)

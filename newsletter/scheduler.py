@@ -248,11 +248,14 @@ class Daemon:
                     )
 
     def _write_site(self, digests: list[Digest], digest: Digest | None) -> None:
+        from newsletter.publish import notify_hub
         from newsletter.site import write_site
 
         result = write_site(
             self.config, digests, date=digest.date if digest else None, now=self.now()
         )
+        for warning in result.warnings + notify_hub(self.config, result):
+            log.warning("%s", warning, extra={"event": "site_warning"})
         what = digest.date.isoformat() if digest else "all issues"
         log.info(
             "published %s: %s written, %d deleted",

@@ -23,6 +23,7 @@ and linkify-it's autolinkers, plus East Asian text):
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -92,8 +93,15 @@ def urls(text: str) -> list[str]:
     return [text[start:end] for start, end in url_spans(text)]
 
 
+@functools.lru_cache(maxsize=65536)
 def linkify(text: str) -> Markup:
-    """Escape text for HTML and turn each bare URL into `<a href="URL">URL</a>`."""
+    """Escape text for HTML and turn each bare URL into `<a href="URL">URL</a>`.
+
+    Cached: a site build shows each comment on its issue page, its tag pages
+    and its feeds.
+    """
+    if "http" not in text:
+        return escape(text)
     out: list[str] = []
     last = 0
     for start, end in url_spans(text):
@@ -183,3 +191,65 @@ def _cut(text: str, room: int) -> Shortened:
     while head and head[-1] in _DANGLING and len(head) not in url_ends:
         head = head[:-1].rstrip()
     return Shortened(head, cut=True)
+
+
+# --- wrapping (the email's text/plain part) -------------------------------------
+
+
+def columns(text: str) -> int:
+    """Display width: East Asian wide and fullwidth characters (Hangul, CJK) count 2."""
+    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+
+
+def wrap(text: str, width: int = 76) -> list[str]:
+    """Text as lines of at most `width` columns (`columns`), for plain-text email.
+
+    Lines break at spaces (the space goes); a URL is never broken: one that
+    does not fit gets a line of its own, even if longer than `width`. A run
+    without spaces wider than `width` breaks where `shorten` may cut
+    (between two characters that are not both Latin or Hangul word
+    characters, e.g. between Chinese characters, never inside a URL), else
+    stays whole. Runs of spaces become one space; Hangul is never split.
+    """
+    text = re.sub(" {2,}", " ", text).strip(" ")
+    if not text:
+        return []
+    inside = bytearray(len(text) + 1)  # 1 where a break would split a URL
+    for start, end in url_spans(text):
+        for index in range(start + 1, end):
+            inside[index] = 1
+    lines: list[str] = []
+    start = 0
+    while start < len(text):
+        line_width = 0
+        index = start
+        last_space = last_other = -1
+        while index < len(text):
+            char = text[index]
+            if index > start and not inside[index]:
+                if char == " ":
+                    last_space = index
+                elif not (_is_word_char(text[index - 1]) and _is_word_char(char)) and (
+                    text[index - 1] != " "
+                ):
+                    last_other = index
+            line_width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+            if line_width > width:
+                break
+            index += 1
+        if index >= len(text):
+            lines.append(text[start:])
+            break
+        if last_space > start:
+            lines.append(text[start:last_space])
+            start = last_space + 1
+        elif last_other > start:
+            lines.append(text[start:last_other])
+            start = last_other
+        else:  # nothing breakable within the width: up to the next space
+            space = index
+            while space < len(text) and (text[space] != " " or inside[space]):
+                space += 1
+            lines.append(text[start:space])
+            start = space + 1
+    return lines

@@ -95,6 +95,9 @@ class PermanentFailure(SendFailure):
 
 
 class Transport(Protocol):
+    """Also `eightbitmime: bool`: the destination takes 8bit MIME bodies (RFC 6152);
+    callers read it with getattr(..., False) and send a 7-bit form otherwise."""
+
     def open(self) -> None: ...
 
     def send(self, sender: str, recipient: str, message: bytes) -> None: ...
@@ -118,7 +121,12 @@ def outbox_name(recipient: str) -> str:
 
 
 class FileTransport:
-    """One `.eml` per message under outbox/YYYY-MM-DD/ (atomic; reruns overwrite)."""
+    """One `.eml` per message under outbox/YYYY-MM-DD/ (atomic; reruns overwrite).
+
+    The files hold what an SMTP relay that advertises 8BITMIME would receive.
+    """
+
+    eightbitmime = True
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -196,6 +204,8 @@ class SmtpTransport:
         self._conn: smtplib.SMTP | None = None
         self._count = 0
         self._last_used = 0.0
+        # The relay advertised 8BITMIME (RFC 6152), known once connected.
+        self.eightbitmime = False
         self._utf8 = False
         self._pipelining = False
         self._size = False
@@ -233,6 +243,7 @@ class SmtpTransport:
                 conn.ehlo()
             if s.username:
                 conn.login(s.username, s.password() or "")
+            self.eightbitmime = conn.has_extn("8bitmime")
             self._utf8 = conn.has_extn("smtputf8")
             self._pipelining = self.pipelining and conn.has_extn("pipelining")
             self._size = conn.has_extn("size")
@@ -350,6 +361,8 @@ class SmtpTransport:
         """
         if self._size:
             options = [*options, f"SIZE={len(message)}"]
+        if self.eightbitmime and not message.isascii():
+            options = [*options, "BODY=8BITMIME"]  # RFC 6152: say so for 8bit bodies
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         extra = "".join(f" {option}" for option in options)
         commands = [

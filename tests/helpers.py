@@ -84,6 +84,20 @@ CHROMIUM_FLAGS = (
 )
 
 
+# Every element whose right edge lies beyond the viewport, as "tag.class: right".
+OVERFLOWING = """
+const width = window.innerWidth;
+const out = [];
+for (const el of document.querySelectorAll('body *')) {
+  const box = el.getBoundingClientRect();
+  if (box.width > 0 && box.right > width + 0.5) {
+    out.push(el.tagName.toLowerCase() + '.' + el.className + ': ' + Math.round(box.right));
+  }
+}
+return out;
+"""
+
+
 def start_chromium(profile: Path, **capabilities: Any) -> Any:
     """Debian's headless Chromium through chromedriver (selenium); skip if missing."""
     import pytest
@@ -136,7 +150,7 @@ def numbered_links(text: str) -> dict[int, str]:
     import re
 
     text = text.replace("\r\n", "\n")
-    block = re.split(r"^(?:Links|링크):$", text, flags=re.M)[1]
+    block = re.split(r"^(?:Links|링크|링크 · Links):$", text, flags=re.M)[1]
     return {int(n): url for n, url in re.findall(r"^\[(\d+)\] (\S+)$", block, re.M)}
 
 
@@ -150,3 +164,21 @@ def edition_email(config: Any, digest: Any, edition: Any, **kwargs: Any) -> byte
     message = build_edition_email(config, digest, edition, now=now, **kwargs)
     token = sign_token(DEV_SECRET, "unsubscribe", "reader@example.com")
     return message.personalise("reader@example.com", "Reader", token)
+
+
+def raw_parts(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(headers, body) of each part of a multipart message, as transmitted
+    (body: the encoded bytes, without the CRLF that belongs to the boundary)."""
+    import re
+
+    boundary = re.search(rb'boundary="([^"]+)"', data)[1]  # type: ignore[index]
+    chunks = data.split(b"\r\n--" + boundary)[1:-1]
+    parts = []
+    for chunk in chunks:
+        headers, _, body = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        parts.append((headers, body))
+    return parts
+
+
+# The longest address (254 octets, RFC 5321): its token is the longest there is.
+LONGEST_ADDRESS = "x" * 64 + "@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 57 + ".org"

@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from helpers import start_chromium
+from helpers import OVERFLOWING, start_chromium
 
 from newsletter.model import Digest, Entry
 from newsletter.site import write_site
@@ -23,19 +23,6 @@ WIDTHS = (375, 1280)
 LONG_URL = "https://example.org/" + "a-very-long-path-segment-without-breaks" * 6 + "?q=" + "x" * 80
 LONG_WORD = "Pneumonoultramicroscopicsilicovolcanoconiosis" * 3
 LONG_HANGUL = "띄어쓰기없이아주길게이어지는한국어문장" * 8
-
-# Every element whose right edge lies beyond the viewport, as "tag.class: right".
-OVERFLOWING = """
-const width = window.innerWidth;
-const out = [];
-for (const el of document.querySelectorAll('body *')) {
-  const box = el.getBoundingClientRect();
-  if (box.width > 0 && box.right > width + 0.5) {
-    out.push(el.tagName.toLowerCase() + '.' + el.className + ': ' + Math.round(box.right));
-  }
-}
-return out;
-"""
 
 
 def stress_digest() -> Digest:
@@ -92,7 +79,16 @@ def test_issue_page_fits_the_viewport(driver, public, tmp_path, edition, width, 
         assert shot.stat().st_size > 0
 
 
-@pytest.mark.parametrize("page", ["index.html", "ko/index.html", "en/tags/추론/index.html"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "index.html",
+        "ko/index.html",
+        "en/tags/추론/index.html",
+        "ko/tags/index.html",
+        "ko/search/index.html",
+    ],
+)
 def test_index_pages_fit_a_phone(driver, public, page):
     set_width(driver, 375)
     driver.get((public / page).as_uri())

@@ -52,7 +52,7 @@ def sending_today(folder: Path, server: Any, connections: int, editions: list[An
 
     config = write_config(
         folder,
-        "email:\n  transport: smtp\n  smtp:\n"
+        "email:\n  transport: smtp\n  postal_address: 1 Example Road, Seoul\n  smtp:\n"
         f"    host: {server.host}\n    port: {server.port}\n    security: none\n"
         f"    connections: {connections}\n    timeout: 5\n",
     )

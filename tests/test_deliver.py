@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import email.policy
@@ -256,7 +257,7 @@ def test_send_test_is_marked_and_not_recorded(tmp_path, mail_secret):
         send_test(config, sample_digest(), "Editor@Example.org", "ko", now=NOW)
         (received,) = server.handler.messages
         msg = email.message_from_bytes(received.data, policy=email.policy.default)
-        assert msg["Subject"] == "[TEST] [ML 논문] 2025년 4월 4일 · 4편"
+        assert msg["Subject"] == "[TEST] [ML Papers] 2025년 4월 4일 · 논문 4편"
         assert received.recipients == ["Editor@example.org"]
         assert store.ledger.delivery_counts(NOW.date()) == {}
         with pytest.raises(NewsletterError):
@@ -315,19 +316,24 @@ def test_worker_processes_send_each_once_byte_exact(tmp_path, mail_secret, pools
     from newsletter.deliver.workers import _fork_is_safe
     from newsletter.mail import UNSUBSCRIBE, build_edition_email, sign_token
 
+    digest = sample_digest()
+    # Comments that start with '.': lines of the text part do too (dot-stuffing).
+    dotted = dataclasses.replace(
+        digest.entries[0], comment_ko=".NET 얘기는 아닙니다.", comment_en=".NET it is not."
+    )
+    digest = dataclasses.replace(digest, entries=(dotted, *digest.entries[1:]))
     with start_server() as server:
         config = smtp_config(tmp_path, server, smtp={"connections": 3})
         store = make_store(tmp_path, 150)
-        digest = sample_digest()
         report = deliver_issue(config, store, digest, now=NOW)
     assert pools == ["_ProcessPool" if _fork_is_safe() else "_ThreadPool"]
     assert (report.sent, report.failed, report.pending_left) == (150, 0, 0)
     assert store.ledger.delivery_counts(digest.date) == {"sent": 150}
     counts = server.handler.count_by_recipient()
     assert len(counts) == 150 and set(counts.values()) == {1}
-    # What arrived is exactly the message built for that recipient: the editions
-    # were dot-stuffed once for SMTP (the CSS has lines starting with '.') and
-    # the server's un-stuffing gives back the original bytes.
+    # What arrived is exactly the message built for that recipient (8bit: the
+    # server advertises 8BITMIME): the editions were dot-stuffed once for SMTP
+    # and the server's un-stuffing gives back the original bytes.
     emails = {e: build_edition_email(config, digest, e, now=NOW) for e in Edition}
     subscribers = {s.email: s for s in store.subscribers.list()}
     for received in server.handler.messages:

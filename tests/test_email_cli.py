@@ -83,7 +83,7 @@ def test_publish_emails_once_and_too_old_needs_force(cli, project):
     assert "email: 1 sent, 0 failed, 0 skipped" in sent.stdout
     [eml] = (project / "outbox" / "2025-04-04").glob("*.eml")
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
-    assert message["Subject"] == "[ML 논문] 2025년 4월 4일 · 4편"
+    assert message["Subject"] == "[ML Papers] 2025년 4월 4일 · 논문 4편"
     again = cli("publish", "--date", "2025-04-04", "--force", cwd=project)
     assert "email: 0 sent, 0 failed, 1 skipped" in again.stdout
 

@@ -65,9 +65,8 @@ def test_send_test_writes_one_new_file_per_edition_and_prints_each(cli, project)
         email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Subject"]
         for p in second
     ]
-    assert subjects[0].startswith("[TEST] [ML 논문]") and subjects[1].startswith(
-        "[TEST] [ML Papers]"
-    )
+    assert subjects[0].startswith("[TEST] [ML Papers] 2025년 4월 4일 · 논문 ")
+    assert subjects[1].startswith("[TEST] [ML Papers] April 4, 2025 · ")
 
 
 # --- subscribers add -----------------------------------------------------------------------

@@ -25,9 +25,14 @@ EDITIONS = ("ko", "en", "both")
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
+def xml_feeds(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The Atom and RSS feeds among feed_files (JSON Feed: test_jsonfeed.py)."""
+    return {path: data for path, data in files.items() if path.endswith(".xml")}
+
+
 @pytest.fixture
 def feeds(site_config, site_digests) -> dict[str, bytes]:
-    return feed_files(site_config, site_digests)
+    return xml_feeds(feed_files(site_config, site_digests))
 
 
 def parse(data: bytes) -> feedparser.FeedParserDict:
@@ -129,7 +134,7 @@ def test_max_items(site_config, site_digests):
     config = site_config.model_copy(
         update={"feeds": site_config.feeds.model_copy(update={"max_items": 2})}
     )
-    files = feed_files(config, site_digests)
+    files = xml_feeds(feed_files(config, site_digests))
     for path, data in files.items():
         assert len(parse(data).entries) <= 2, path
     newest = parse(files["feeds/en/rss.xml"])
@@ -164,7 +169,7 @@ def test_rss_uses_dc_creator_and_permalink_guid(feeds):
 
 
 def test_hostile_text_is_escaped_in_feeds(site_config):
-    files = feed_files(site_config, [hostile_digest()])
+    files = xml_feeds(feed_files(site_config, [hostile_digest()]))
     for path, data in files.items():
         assert b"<script>" not in data, path
         parsed = parse(data)
@@ -183,7 +188,7 @@ def test_hostile_text_is_escaped_in_feeds(site_config):
 def test_control_characters_are_stripped(site_config):
     entry = Entry("Bell\x07 title", ("A",), "Abs\x00tract.", "코멘트\x1b", "Comment\ufffe", ("t",))
     digest = Digest(dt.date(2025, 2, 3), (entry,), "c.txt")
-    for data in feed_files(site_config, [digest]).values():
+    for data in xml_feeds(feed_files(site_config, [digest])).values():
         parsed = parse(data)
         assert parsed.entries[0].title in (
             "Bell title",
@@ -195,6 +200,7 @@ def test_control_characters_are_stripped(site_config):
 
 def test_no_digests_gives_valid_empty_feeds(site_config):
     files = feed_files(site_config, [])
-    assert set(files) == {f"feeds/{e}/{k}.xml" for e in EDITIONS for k in ("atom", "rss")}
-    for data in files.values():
+    names = ("atom.xml", "rss.xml", "feed.json")
+    assert set(files) == {f"feeds/{e}/{name}" for e in EDITIONS for name in names}
+    for data in xml_feeds(files).values():
         assert feedparser.parse(data).bozo == 0

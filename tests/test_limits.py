@@ -1,5 +1,6 @@
 """Bounded input: a digest over limits.max_digest_bytes or limits.max_entries is
-refused naming its file, and no email over email.max_bytes is ever sent."""
+refused naming its file (that no email goes out over email.max_bytes is the
+size guard's guarantee: tests/test_email_size.py)."""
 
 from __future__ import annotations
 
@@ -67,24 +68,6 @@ def test_a_file_over_max_digest_bytes_is_refused_unread(cli, project, digests):
     with (project / "config.yaml").open("a", encoding="utf-8") as config:
         config.write("limits:\n  max_digest_bytes: 3000000\n")
     assert cli("check", cwd=project).returncode == 0
-
-
-def test_no_email_over_max_bytes_is_sent(cli, project):
-    # 10,000 bytes cannot hold the sample issue even with every abstract cut.
-    with (project / "config.yaml").open("a", encoding="utf-8") as config:
-        config.write("email:\n  max_bytes: 10000\n")
-    assert cli("subscribers", "add", "reader@example.org", cwd=project).returncode == 0
-    published = cli("publish", "--date", DATE, "--force", cwd=project)
-    assert published.returncode == 1
-    assert f"the ko edition's email of {DATE} would be" in published.stderr
-    assert "over email.max_bytes (10,000): not sent" in published.stderr
-    assert "Traceback" not in published.stderr
-    assert not list((project / "outbox").rglob("*.eml"))
-    status = cli("status", "--json", cwd=project)
-    assert '"deliveries": {}' in status.stdout  # nothing marked
-    proof = cli("send-test", "--date", DATE, "--to", "editor@example.org", cwd=project)
-    assert proof.returncode == 1 and "over email.max_bytes (10,000)" in proof.stderr
-    assert not list((project / "outbox").rglob("*.eml"))
 
 
 def test_reading_stops_at_the_limit(tmp_path):

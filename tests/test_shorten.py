@@ -15,7 +15,7 @@ from smtp_servers import mail_config, sample_digest
 
 from newsletter.digest import parse_digest
 from newsletter.errors import DigestError
-from newsletter.mail import render_bodies
+from newsletter.mail_layout import Cut, render_bodies
 from newsletter.model import Digest, Edition, Entry
 from newsletter.text import shorten, url_spans, urls
 
@@ -129,7 +129,13 @@ def test_shortened_email_never_links_a_cut_url(tmp_path, limit):
     config = mail_config(tmp_path)
     digest = url_digest()
     bodies = render_bodies(
-        config, digest, Edition.KO, subject="s", unsubscribe="https://u/", abstract_limit=limit
+        config,
+        digest,
+        Edition.KO,
+        subject="s",
+        unsubscribe="https://u/",
+        preferences="https://p/",
+        cut=Cut(abstract=limit),
     )
     full = {u for entry in digest.entries for u in urls(entry.abstract + " " + entry.comment_ko)}
     page = "https://papers.example.org/ko/2025-04-04/"
@@ -137,17 +143,23 @@ def test_shortened_email_never_links_a_cut_url(tmp_path, limit):
         assert href in full, href
     assert "%E2%80%A6" not in bodies.html and "…</a>" not in bodies.html
     links = numbered_links(bodies.text)
-    assert links[1] == page and set(links.values()) - {page} <= full
+    # Besides the text's own URLs: the page, its papers' anchors ("read more")
+    # and the footer's links; never a cut URL.
+    footer = {"https://u/", "https://p/", "https://papers.example.org/subscribe"}
+    anchors = {url for url in links.values() if url.startswith(page + "#")}
+    assert links[1] == page and set(links.values()) - {page} - anchors - footer <= full
     # The ellipsis and "read more" follow the text, outside its links.
     assert re.search(
         r"…\s*<a [^>]*href=\"https://papers\.example\.org/ko/2025-04-04/#", bodies.html
     )
     originals = [entry.abstract for entry in digest.entries]
+    # (Long HTML lines are folded at spaces: a newline there is the same white space.)
     shown = [
-        html_text(p) for p in re.findall(r'<p class="abstract"[^>]*>(.*?)</p>', bodies.html, re.S)
+        html_text(p).replace("\n", " ")
+        for p in re.findall(r'<p class="abstract"[^>]*>(.*?)</p>', bodies.html, re.S)
     ]
     for text in shown:
-        if text == "전문 보기":  # nothing of the abstract fits: only "read more"
+        if text == "초록 보기":  # nothing of the abstract fits: only a link to it
             continue
         if "…" not in text:
             assert text in originals

@@ -28,15 +28,8 @@ from typing import TYPE_CHECKING
 from newsletter.bounces.verp import Verp
 from newsletter.deliver.run import ProgressCallback, SendRun
 from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
-from newsletter.errors import NewsletterError
-from newsletter.mail import (
-    PERSONAL_RESERVE,
-    EditionEmail,
-    build_edition_email,
-    check_address,
-    check_sendable,
-    resolve_secret,
-)
+from newsletter.mail import build_edition_email, check_address, check_sendable, resolve_secret
+from newsletter.mail_checks import setup_warnings
 from newsletter.model import Digest, Edition, Subscriber
 from newsletter.plurals import nouns
 
@@ -131,26 +124,6 @@ def deliver_issue(
         )
 
 
-def refuse_oversize(config: Config, email: EditionEmail, size: int | None = None) -> None:
-    """NewsletterError (naming date and edition) if the edition's email, even after
-    build_edition_email shortened it, can be over `email.max_bytes` for a recipient.
-
-    `size`: the bytes of one personalised copy; without it, the prebuilt size
-    plus the room kept for per-recipient values (`mail.PERSONAL_RESERVE`).
-    """
-    limit = config.email.max_bytes
-    worst = size if size is not None else email.size + PERSONAL_RESERVE
-    if worst <= limit:
-        return
-    raise NewsletterError(
-        f"the {email.edition.value} edition's email of {email.date.isoformat()} would be "
-        f"{worst:,} bytes even with shortened abstracts, over email.max_bytes ({limit:,}): "
-        "not sent",
-        hint="nothing was sent or marked; shorten the digest (fewer or shorter entries) "
-        "or raise email.max_bytes",
-    )
-
-
 def _plan_only(config: Config, store: Store, date: dt.date) -> DeliveryReport:
     """What a real run would do now: the same plan and the same counts, nothing sent."""
     todo, skipped = store.ledger.delivery_plan(date, config.editions)
@@ -197,16 +170,15 @@ def _send(
         return DeliveryReport(date=date, skipped=skipped, note=note)
 
     check_sendable(config)
+    for warning in setup_warnings(config):
+        log.warning("%s", warning)
     secret = resolve_secret(config, smtp=config.email.transport == "smtp")
     emails = {edition: build_edition_email(config, digest, edition, now=now) for edition in planned}
-    for email in emails.values():
-        refuse_oversize(config, email)
     context = WorkContext(
         emails={e.value: m for e, m in emails.items()},
         secret=secret,
         sender=check_address(config.email.sender_address).envelope,
         date=date,
-        max_bytes=config.email.max_bytes,
         verp=Verp(secret, config.email.bounce_address) if config.email.bounce_address else None,
     )
     stop = stop or threading.Event()

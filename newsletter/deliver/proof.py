@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from newsletter.deliver.issue import refuse_oversize
 from newsletter.errors import NewsletterError
 from newsletter.files import write_atomic
 from newsletter.mail import (
@@ -76,14 +76,15 @@ def send_test(
     for edition in chosen:
         message = build_edition_email(config, digest, edition, now=now, test=True)
         msgid = make_msgid(f"test.{edition.value}", domain=config.email.sender_domain)
-        data = message.personalise(address, "", token, msgid)
-        refuse_oversize(config, message, len(data))
-        copies.append((edition, msgid, data))
+        copies.append(
+            (edition, msgid, functools.partial(message.personalise, address, "", token, msgid))
+        )
     if transport is None and not smtp:
         folder = outbox_folder(config, digest.date) / "test"
         proofs = [
-            Proof(edition, msgid, _write_new(folder, address, edition, data))
-            for edition, msgid, data in copies
+            # The file transport writes what an 8BITMIME relay would get.
+            Proof(edition, msgid, _write_new(folder, address, edition, personalise(eightbit=True)))
+            for edition, msgid, personalise in copies
         ]
     else:
         proofs = _send(config, transport or make_transport(config, digest.date), address, copies)
@@ -93,14 +94,18 @@ def send_test(
 
 
 def _send(
-    config: Config, transport: Transport, address: str, copies: list[tuple[Edition, str, bytes]]
+    config: Config,
+    transport: Transport,
+    address: str,
+    copies: list[tuple[Edition, str, Callable[..., bytes]]],
 ) -> list[Proof]:
     sender = check_address(config.email.sender_address).envelope
     recipient = check_address(address).envelope
     transport.open()
     try:
-        for _edition, _msgid, data in copies:
-            transport.send(sender, recipient, data)
+        eightbit = getattr(transport, "eightbitmime", False)  # known once connected
+        for _edition, _msgid, personalise in copies:
+            transport.send(sender, recipient, personalise(eightbit=eightbit))
     except SendFailure as failure:
         raise NewsletterError(
             f"the test message to {address} was not accepted: {failure.reply}",

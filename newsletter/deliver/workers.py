@@ -79,7 +79,6 @@ class WorkContext:
     secret: bytes
     sender: str
     date: dt.date
-    max_bytes: int | None = None  # email.max_bytes: no copy over it is sent
     verp: Verp | None = None
 
 
@@ -162,13 +161,10 @@ def _work(
             number, email, name, edition, ident = job
             try:
                 token = sign_token(secret, UNSUBSCRIBE, email)
-                data = emails[edition].personalise(email, name, token)
+                data = emails[edition].personalise(
+                    email, name, token, eightbit=getattr(transport, "eightbitmime", False)
+                )
                 recipient = check_address(email).envelope
-                if context.max_bytes is not None and len(data) > context.max_bytes:
-                    raise ValueError(
-                        f"the message would be {len(data):,} bytes, over email.max_bytes "
-                        f"({context.max_bytes:,}): not sent"
-                    )
                 mail_from = verp.address(ident, day, edition) if verp else sender
             except ValueError as exc:
                 failure = PermanentFailure(email, None, str(exc), False)

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Literal
 
 from newsletter import tokens
 from newsletter.errors import NewsletterError
-from newsletter.mail import UNSUBSCRIBE, check_address, one_line, sign_token, unsubscribe_url
+from newsletter.mail import (
+    UNSUBSCRIBE,
+    check_address,
+    one_line,
+    preferences_url,
+    sign_token,
+    unsubscribe_url,
+)
 from newsletter.model import LEFT_STATES, Edition, SubscriberState
 from newsletter.render import environment
 from newsletter.store.subscribers import normalize_email
@@ -55,11 +62,6 @@ EDITION_NAMES: dict[str, tuple[str, str]] = {
 def confirm_url(config: Config, token: str, edition: Edition) -> str:
     """The confirmation link of a sign-up (token from `tokens.sign_expiring`)."""
     return f"{config.server.public_url}confirm?token={token}&edition={edition.value}"
-
-
-def preferences_url(config: Config, token: str) -> str:
-    """The preferences link (token: the unsubscribe token of the address)."""
-    return f"{config.server.public_url}preferences?token={token}"
 
 
 def usable_address(email: str) -> str | None:

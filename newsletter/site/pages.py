@@ -1,0 +1,241 @@
+"""Rendering one page: the layout every page shares, issue pages, the landing
+page and each edition's search page.
+
+An issue page depends only on its own digest (and the config), so publishing a
+new day never rewrites older issues' pages. Links between pages are relative
+(the site works wherever it is served; with site.relative_urls they name
+index.html, so pages opened from disk navigate too); canonical, Open Graph and
+feed links are absolute, because they are for readers elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from newsletter import render
+from newsletter.model import Digest, Edition
+from newsletter.site import paths
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+
+# Open Graph locales (https://ogp.me/#optional) by page language.
+OG_LOCALES = {"ko": "ko_KR", "en": "en_US"}
+# Open Graph descriptions: platforms show about this many characters.
+DESCRIPTION_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class FeedLink:
+    """A feed for <link rel="alternate"> autodiscovery and the footer."""
+
+    type: str
+    title: str
+    href: str
+
+
+@dataclass(frozen=True)
+class SiteContext:
+    """What every page of one build shares: the config, and whether pages get a
+    search box (search on and Pagefind able to run)."""
+
+    config: Config
+    search: bool = False
+
+    @functools.cached_property
+    def environment(self) -> Any:
+        """The Jinja2 environment of this config (render.environment), looked up once."""
+        return render.environment(self.config)
+
+
+def render_page(
+    site: SiteContext, template: str, path: str, *, edition: str | None, **context: Any
+) -> bytes:
+    """Render the page that lives at `path`; the layout's values are added here.
+
+    context needs page_lang, page_title, canonical and feeds; it may override
+    description (default: site.description) and give og (Open Graph values).
+    """
+    config = site.config
+    index_file = "index.html" if config.site.relative_urls else ""
+    root = paths.depth_root(path)
+    search_url = None
+    if site.search and edition is not None and path != paths.search_page_path(edition):
+        search_url = f"{root}{edition}/search/{index_file}"
+    context.setdefault("description", config.site.description)
+    context.setdefault("og", None)
+    context.setdefault("newer", None)
+    context.setdefault("older", None)
+    html = site.environment.get_template(template).render(
+        site=config.site,
+        editions=[str(e) for e in config.editions],
+        edition_names=render.EDITION_NAMES,
+        labels=render.LABELS[context["page_lang"]],
+        # The configured description has no language of its own: guess it.
+        description_lang=render.text_language(config.site.description) or "en",
+        edition=edition,
+        root=root,
+        index_file=index_file,
+        search_url=search_url,
+        **context,
+    )
+    return html.encode("utf-8")
+
+
+def edition_feeds(config: Config, edition: str) -> list[FeedLink]:
+    """An edition's feeds, for autodiscovery: Atom, RSS and JSON Feed."""
+    name = render.EDITION_NAMES[edition][0]
+    return [
+        FeedLink("application/atom+xml", f"{name} · Atom", render.feed_url(config, edition)),
+        FeedLink("application/rss+xml", f"{name} · RSS", render.feed_url(config, edition, "rss")),
+        FeedLink(
+            "application/feed+json",
+            f"{name} · JSON Feed",
+            render.feed_url(config, edition, "json"),
+        ),
+    ]
+
+
+def tag_feeds(config: Config, edition: str, tag: str) -> list[FeedLink]:
+    """A tag's feeds in one edition (Atom and JSON Feed), then the edition's."""
+    return [
+        FeedLink(
+            "application/atom+xml", f"#{tag} · Atom", render.feed_url(config, edition, tag=tag)
+        ),
+        FeedLink(
+            "application/feed+json",
+            f"#{tag} · JSON Feed",
+            render.feed_url(config, edition, "json", tag=tag),
+        ),
+        *edition_feeds(config, edition),
+    ]
+
+
+@functools.lru_cache(maxsize=16384)
+def long_date(date: dt.date, language: str) -> str:
+    """render.format_date, remembered: Babel takes ~40 µs a date, and lists
+    repeat each date many times."""
+    return render.format_date(date, language)
+
+
+# --- issue pages -------------------------------------------------------------------
+
+
+def issue_page(site: SiteContext, digest: Digest, edition: str) -> bytes:
+    """One issue in one edition, with its Open Graph and Twitter card tags."""
+    config = site.config
+    language = Edition(edition).language
+    papers = render.paper_views(digest, edition)
+    others = [{"edition": other} for other in config.editions if other != edition]
+    title = f"{long_date(digest.date, language)} · {config.site.title}"
+    description = first_comment(papers) or config.site.description
+    og = {
+        "type": "article",
+        "title": title,
+        "description": description,
+        "locale": OG_LOCALES[language],
+        "published": _published(config, digest.date),
+        "tags": [tag.name for tag in _issue_tags(papers)],
+    }
+    return render_page(
+        site,
+        "site/issue.html",
+        paths.issue_path(edition, digest.date),
+        edition=edition,
+        page_lang=language,
+        page_title=title,
+        canonical=render.issue_url(config, digest.date, edition),
+        feeds=edition_feeds(config, edition),
+        description=description,
+        og=og,
+        date_iso=digest.date.isoformat(),
+        date_text=long_date(digest.date, language),
+        count_text=render.paper_count(len(papers), language),
+        papers=papers,
+        other_editions=others,
+    )
+
+
+def first_comment(papers: tuple[render.PaperView, ...]) -> str:
+    """The issue's first comment as the edition shows it, shortened for a
+    description (Open Graph, Twitter card, <meta name=description>)."""
+    from newsletter.text import shorten
+
+    for paper in papers:
+        for comment in paper.comments:
+            return str(shorten(" ".join(comment.text.split()), DESCRIPTION_LIMIT))
+    return ""
+
+
+def _issue_tags(papers: tuple[render.PaperView, ...]) -> list[render.TagView]:
+    seen: dict[str, render.TagView] = {}
+    for paper in papers:
+        for tag in paper.tags:
+            seen.setdefault(tag.slug, tag)
+    return list(seen.values())
+
+
+def _published(config: Config, date: dt.date) -> str:
+    return dt.datetime.combine(date, dt.time(0, 0), tzinfo=config.site.tz).isoformat()
+
+
+# --- the landing page and search pages ---------------------------------------------
+
+
+def landing_page(site: SiteContext, latest: Digest | None) -> bytes:
+    """The site's front page: each edition with its latest issue and feeds."""
+    config = site.config
+    cards = [
+        {
+            "edition": edition,
+            "language": Edition(edition).language,
+            "atom": render.feed_url(config, edition, "atom"),
+            "rss": render.feed_url(config, edition, "rss"),
+            "json": render.feed_url(config, edition, "json"),
+            "latest": latest
+            and {
+                "date_iso": latest.date.isoformat(),
+                "date_text": long_date(latest.date, Edition(edition).language),
+            },
+        }
+        for edition in config.editions
+    ]
+    return render_page(
+        site,
+        "site/index.html",
+        "index.html",
+        edition=None,
+        page_lang=config.site.language_default,
+        page_title=config.site.title,
+        canonical=config.site.base_url,
+        feeds=[link for edition in config.editions for link in edition_feeds(config, edition)],
+        cards=cards,
+        subscribe_url=f"{config.server.public_url}subscribe",
+        opml_url=f"{config.site.base_url}feeds.opml",
+    )
+
+
+def search_page(site: SiteContext, edition: str) -> bytes:
+    """An edition's search page: Pagefind's UI over that edition's index
+    (newsletter.site.search), reading the query from `?q=`."""
+    from newsletter.site.search import PARTICLE_PATTERN, bundle_folder
+
+    config = site.config
+    language = Edition(edition).language
+    name = render.EDITION_NAMES[edition][0]
+    path = paths.search_page_path(edition)
+    return render_page(
+        site,
+        "site/search.html",
+        path,
+        edition=edition,
+        page_lang=language,
+        page_title=f"{render.LABELS[language]['search']} · {name} · {config.site.title}",
+        canonical=paths.page_url(config, path),
+        feeds=edition_feeds(config, edition),
+        bundle=paths.depth_root(path) + bundle_folder(edition),
+        particle_pattern=PARTICLE_PATTERN,
+    )

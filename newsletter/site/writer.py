@@ -1,0 +1,238 @@
+"""Writing a build's files: render what changed, write in batches, delete what is stale.
+
+Pages (pure outputs) are rendered after planning, in forked worker processes
+when there are many (one per usable core, at most 4): a page's rendering is
+pure Python, so threads would only take turns. Every write goes through
+files.write_many: temp files, one flush to disk, renames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from newsletter.files import write_many
+from newsletter.outputs import Output
+
+
+class Writer:
+    """Renders planned outputs whose key changed, writes those whose bytes
+    changed (or, dry, only compares), and keeps the tally."""
+
+    BATCH = 2000  # files per flush to disk
+
+    def __init__(self, public: Path, dry_run: bool, known: dict[str, str]) -> None:
+        self.public = public
+        self.root = str(public)
+        self.dry_run = dry_run
+        self.known = known
+        self.keys: dict[str, str] = {}
+        self.written: list[str] = []
+        self.deleted: list[str] = []
+        self.unchanged = 0
+        self._pending: list[tuple[Path, bytes]] = []
+        self._deferred: list[Output] = []
+
+    def add(self, outputs: Iterable[Output]) -> None:
+        for out in outputs:
+            if out.path in self.keys:
+                continue
+            known = self.known.get(out.path, "")
+            if (
+                known.startswith(f"{out.key}:")
+                and _size(f"{self.root}/{out.path}") == known.partition(":")[2]
+            ):
+                self.keys[out.path] = known
+                self.unchanged += 1
+                continue
+            self.keys[out.path] = ""  # rendered below
+            if out.pure:
+                self._deferred.append(out)
+                continue
+            self._tally(out, _render_one(out, self.root, self.dry_run, self._pending))
+            if len(self._pending) >= self.BATCH:
+                self._write_pending()
+
+    def flush(self) -> None:
+        """Render the deferred pure outputs (in worker processes when there
+        are many), then write what is pending."""
+        jobs, self._deferred = self._deferred, []
+        for index, size, changed in _render_jobs(jobs, self.root, self.dry_run):
+            self._tally(jobs[index], (size, changed))
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            write_many(self._pending)
+            self._pending = []
+
+    def _tally(self, out: Output, result: tuple[int, bool]) -> None:
+        size, changed = result
+        self.keys[out.path] = f"{out.key}:{size}"
+        if changed:
+            self.written.append(out.path)
+        else:
+            self.unchanged += 1
+
+    def write_bundles(self, files: dict[str, bytes], folders: list[str]) -> None:
+        """Write search bundles (paths relative to public/), in three steps so a
+        reader never loads an entry file whose index is not there yet: the
+        files named by their content's hash (Pagefind's index/, fragment/,
+        filter/, *.pf_meta: present means identical, never rewritten), the
+        scripts, then pagefind-entry.json. Then delete what the bundles no
+        longer hold."""
+        entry = sorted(p for p in files if p.endswith("pagefind-entry.json"))
+        hashed = sorted(p for p in files if _content_named(p))
+        scripts = sorted(set(files) - set(entry) - set(hashed))
+        for step, compare in ((hashed, False), (scripts, True), (entry, True)):
+            for path in step:
+                target = self.public / path
+                if (compare and _same(target, files[path])) or (not compare and target.is_file()):
+                    self.unchanged += 1
+                    continue
+                self.written.append(path)
+                if not self.dry_run:
+                    self._pending.append((target, files[path]))
+            self.flush()
+        for folder in folders:
+            root = self.public / folder
+            for path in sorted(root.rglob("*")) if root.is_dir() else []:
+                relative = path.relative_to(self.public).as_posix()
+                if path.is_file() and relative not in files:
+                    self.deleted.append(relative)
+                    if not self.dry_run:
+                        path.unlink()
+
+    def drop_folders(self, folders: list[str]) -> None:
+        """Delete whole search bundles (search turned off, edition removed)."""
+        import shutil
+
+        for folder in folders:
+            root = self.public / folder
+            if root.is_dir():
+                self.deleted.append(folder)
+                if not self.dry_run:
+                    shutil.rmtree(root)
+                    remove_empty_parents(root.parent, self.public)
+
+    def delete(self, stale: list[str]) -> list[str]:
+        """Delete files we generated before and not now, then the folders they emptied."""
+        for relative in stale:
+            path = self.public / relative
+            if not path.is_file() or path.is_symlink():
+                continue
+            self.deleted.append(relative)
+            if not self.dry_run:
+                path.unlink()
+                remove_empty_parents(path.parent, self.public)
+        return self.deleted
+
+
+def _render_one(
+    out: Output, root: str, dry_run: bool, pending: list[tuple[Path, bytes]]
+) -> tuple[int, bool]:
+    """Render one output; queue it for writing if its bytes changed: (size, changed)."""
+    data = out.render()
+    path = Path(root) / out.path
+    if _same(path, data):
+        return len(data), False
+    if not dry_run:
+        pending.append((path, data))
+    return len(data), True
+
+
+# Outputs for worker processes: set before they fork, read by _render_share.
+_JOBS: list[Output] = []
+PARALLEL_MIN = 200  # fewer pages than this render in the build's own process
+
+
+def _render_jobs(jobs: list[Output], root: str, dry_run: bool) -> list[tuple[int, int, bool]]:
+    """Render and write jobs; (index, size, changed) for each. Many jobs on a
+    machine with several cores go to forked worker processes, one share
+    each (a page's rendering is pure Python: threads would take turns)."""
+    global _JOBS
+    if not jobs:
+        return []
+    workers = _workers(len(jobs))
+    _JOBS = jobs
+    try:
+        if workers == 1:
+            return _render_share((0, 1, root, dry_run))
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            shares = pool.map(_render_share, [(i, workers, root, dry_run) for i in range(workers)])
+    finally:
+        _JOBS = []
+    results = [result for share in shares for result in share]
+    for index, _size, changed in results:
+        if changed is None:  # failed in a worker: fail here, with its traceback
+            jobs[index].render()
+    return results
+
+
+def _render_share(task: tuple[int, int, str, bool]) -> list[tuple[int, int, bool]]:
+    share, shares, root, dry_run = task
+    results: list[tuple[int, int, bool]] = []
+    pending: list[tuple[Path, bytes]] = []
+    for index in range(share, len(_JOBS), shares):
+        if shares > 1:
+            try:
+                size, changed = _render_one(_JOBS[index], root, dry_run, pending)
+            except Exception:
+                results.append((index, 0, None))  # type: ignore[arg-type]
+                continue
+        else:
+            size, changed = _render_one(_JOBS[index], root, dry_run, pending)
+        results.append((index, size, changed))
+    if pending:
+        write_many(pending)
+    return results
+
+
+def _workers(jobs: int) -> int:
+    """Worker processes for `jobs` pages: one per usable core (at most 4) for a
+    big build, where fork exists and no other thread could hold a lock."""
+    import multiprocessing
+    import threading
+
+    if jobs < PARALLEL_MIN or threading.active_count() > 1:
+        return 1
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 4))
+
+
+def _content_named(path: str) -> bool:
+    """Pagefind names these files by a hash of their content."""
+    return any(f"/{part}/" in path for part in ("fragment", "index", "filter")) or path.endswith(
+        ".pf_meta"
+    )
+
+
+def _size(path: str) -> str:
+    """The file's size as the manifest records it ("" when it is missing): a
+    file edited by hand is rendered again even though its key is the same."""
+    try:
+        return str(os.stat(path).st_size)
+    except OSError:
+        return ""
+
+
+def _same(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def remove_empty_parents(folder: Path, public: Path) -> None:
+    root = public.resolve()
+    while folder.resolve() != root and root in folder.resolve().parents:
+        try:
+            folder.rmdir()  # fails, as it should, when the folder is not empty
+        except OSError:
+            return
+        folder = folder.parent

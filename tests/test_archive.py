@@ -1,0 +1,355 @@
+"""Browsing the archive: pagination with stable URLs, the tag index, sitemaps,
+robots.txt, Open Graph, relative URLs for file://, and work in proportion to
+what changed (keys: nothing renders when nothing changed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from newsletter.model import Digest, Entry
+from newsletter.site import MANIFEST, index_files, issue_files, write_site
+
+SITEMAP = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+START = dt.date(2025, 1, 1)
+
+
+def day(number: int, tags: tuple[str, ...] = ("rl",), title: str = "") -> Digest:
+    """Issue `number` (1-based) from 2025-01-01: one paper, given tags."""
+    date = START + dt.timedelta(days=number - 1)
+    entry = Entry(
+        title or f"Paper {number}",
+        ("Kim",),
+        "Abstract.",
+        f"모델을 {number}번째로 학습한 결과입니다.",
+        f"Comment {number}.",
+        tags,
+    )
+    return Digest(date, (entry,), f"{date}.txt")
+
+
+def paged(config, size: int):
+    return config.model_copy(update={"site": config.site.model_copy(update={"page_size": size})})
+
+
+def dates_on(html: str) -> list[str]:
+    return re.findall(r'<h2><a href="(?:\.\./\.\./)?(\d{4}-\d\d-\d\d)/', html)
+
+
+# --- pagination -------------------------------------------------------------------------
+
+
+def test_pages_are_numbered_from_the_oldest_and_list_the_newest_first(site_config):
+    config = paged(site_config, 3)
+    files = index_files(config, [day(n) for n in range(1, 8)], search=False)
+    front = files["ko/index.html"].decode()
+    assert dates_on(front) == ["2025-01-07", "2025-01-06", "2025-01-05"]
+    assert '<a rel="next" href="page/2/">' in front  # 2025-01-04 is on page 2
+    page1 = files["ko/page/1/index.html"].decode()
+    assert dates_on(page1) == ["2025-01-03", "2025-01-02", "2025-01-01"]
+    assert '<a rel="prev" href="../2/">' in page1 and 'rel="next"' not in page1.split("<main>")[1]
+    page3 = files["ko/page/3/index.html"].decode()
+    assert dates_on(page3) == ["2025-01-07"]
+    assert '<a rel="prev" href="../../">' in page3 and '<a rel="next" href="../2/">' in page3
+    assert "ko/page/4/index.html" not in files
+
+
+def test_a_new_day_leaves_older_pages_byte_identical(site_config):
+    config = paged(site_config, 3)
+    before = index_files(config, [day(n) for n in range(1, 8)], search=False)
+    after = index_files(config, [day(n) for n in range(1, 9)], search=False)
+    assert before["ko/page/1/index.html"] == after["ko/page/1/index.html"]
+    assert before["ko/page/2/index.html"] == after["ko/page/2/index.html"]
+    assert before["ko/page/3/index.html"] != after["ko/page/3/index.html"]
+
+
+def test_a_list_that_fits_has_no_numbered_pages(site_config, site_digests):
+    files = index_files(site_config, site_digests, search=False)
+    assert not [path for path in files if "/page/" in path]
+
+
+def test_publishing_a_day_writes_only_what_lists_it(site_config):
+    config = paged(site_config, 3)
+    days = [day(n, tags=("rl",) if n % 2 else ("moe",)) for n in range(1, 10)]
+    write_site(config, days[:-1])
+    result = write_site(config, days, date=days[-1].date)
+    written = set(result.written)
+    assert {f"{e}/2025-01-09/index.html" for e in ("ko", "en", "both")} <= written
+    assert "ko/page/3/index.html" in written and "ko/index.html" in written
+    assert "ko/page/1/index.html" not in written and "ko/page/2/index.html" not in written
+    assert "ko/tags/rl/index.html" in written and "ko/tags/moe/index.html" not in written
+    assert "feeds/ko/tags/moe/atom.xml" not in written
+    assert not [p for p in written if re.match(r"\w+/2025-01-0[1-8]/", p)]
+    # The next full build agrees: nothing else had to change.
+    assert write_site(config, days).written == ()
+
+
+def test_tag_pages_are_paginated_too(site_config):
+    config = paged(site_config, 2)
+    files = index_files(config, [day(n, tags=("rl", "추론")) for n in range(1, 6)], search=False)
+    front = files["ko/tags/추론/index.html"].decode()
+    assert "논문 5편" in front and '<a rel="next" href="page/2/">' in front
+    page = files["ko/tags/추론/page/1/index.html"].decode()
+    assert "Paper 2" in page and "Paper 1" in page and "Paper 3" not in page
+    assert 'href="../../../../2025-01-01/#paper-1-' in page  # links climb out of page/1/
+
+
+def test_tag_index_lists_every_tag_with_its_count(site_config, site_digests):
+    files = index_files(site_config, site_digests, search=False)
+    html = files["en/tags/index.html"].decode()
+    assert '<a href="reasoning/">#reasoning</a> <span class="count">' in html
+    counts = dict(re.findall(r'href="([^"/]+)/">#[^<]+</a> <span class="count">(\d+)</span>', html))
+    assert counts["reasoning"] == str(
+        sum("reasoning" in e.tags for d in site_digests for e in d.entries)
+    )
+    assert "22 tags" in html or re.search(r"\d+ tags", html)
+    ko = files["ko/tags/index.html"].decode()
+    assert re.search(r"태그 \d+개", ko)
+    edition = files["en/index.html"].decode()
+    assert 'href="tags/">All tags →</a>' in edition
+
+
+# --- meta, sitemaps, robots --------------------------------------------------------------
+
+
+def test_issue_pages_have_open_graph_and_twitter_cards(site_config, site_digests):
+    pages = issue_files(site_config, site_digests[1])
+    ko = pages["ko/2025-04-04/index.html"].decode()
+    en = pages["en/2025-04-04/index.html"].decode()
+    assert '<meta property="og:locale" content="ko_KR">' in ko
+    assert '<meta property="og:locale" content="en_US">' in en
+    assert '<meta property="og:description" content="수학 및 코드 데이터 371B.' in ko
+    assert '<meta property="og:description" content="The corpus contains 371B tokens' in en
+    assert '<meta name="twitter:card" content="summary">' in en
+    assert '<meta property="og:url" content="https://example.org/papers/en/2025-04-04/">' in en
+    assert '<meta name="description" content="The corpus contains 371B' in en
+
+
+def test_descriptions_are_shortened_and_escaped(site_config):
+    long = '"Quoted" <b>bold</b> & ' + "긴 문장입니다 " * 60
+    entry = Entry("T", ("A",), "", long, long, ("x",))
+    html = issue_files(site_config, Digest(dt.date(2025, 1, 1), (entry,), "x"))[
+        "ko/2025-01-01/index.html"
+    ]
+    content = re.search(rb'<meta property="og:description" content="([^"]*)">', html).group(1)
+    assert content.startswith(b"&#34;Quoted&#34; &lt;b&gt;bold&lt;/b&gt; &amp;")
+    text = (
+        content.decode()
+        .replace("&#34;", '"')
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+    )
+    assert len(text) <= 200 and text.endswith("…")
+
+
+def test_every_page_discovers_its_editions_feeds(site_config, site_digests):
+    pages = {**issue_files(site_config, site_digests[0]), **index_files(site_config, site_digests)}
+    for path, data in pages.items():
+        html = data.decode()
+        edition = "ko" if path == "index.html" else path.split("/")[0]
+        for name, kind in (
+            ("atom.xml", "atom+xml"),
+            ("rss.xml", "rss+xml"),
+            ("feed.json", "feed+json"),
+        ):
+            link = f'type="application/{kind}" title="'
+            assert link in html, path
+            assert f"https://example.org/papers/feeds/{edition}/{name}" in html, path
+    tag = pages["ko/tags/reasoning/index.html"].decode()
+    assert 'href="https://example.org/papers/feeds/ko/tags/reasoning/feed.json"' in tag
+
+
+def test_sitemaps_list_every_page_with_its_content_time(site_config, site_digests):
+    write_site(site_config, site_digests)
+    public = site_config.paths.public
+    index = ET.parse(public / "sitemap.xml").getroot()
+    children = [s.findtext(f"{SITEMAP}loc") for s in index.iter(f"{SITEMAP}sitemap")]
+    assert "https://example.org/papers/sitemaps/ko-2025.xml" in children
+    urls = {}
+    for child in children:
+        path = public / child.removeprefix("https://example.org/papers/")
+        for url in ET.parse(path).getroot().iter(f"{SITEMAP}url"):
+            urls[url.findtext(f"{SITEMAP}loc")] = url.findtext(f"{SITEMAP}lastmod")
+    pages = {
+        "https://example.org/papers/" + p.relative_to(public).as_posix().removesuffix("index.html")
+        for p in public.rglob("index.html")
+    }
+    from urllib.parse import unquote
+
+    assert {unquote(url) for url in urls} == pages
+    assert urls["https://example.org/papers/en/2025-04-04/"] == "2025-04-04T00:00:00+09:00"
+    assert urls["https://example.org/papers/en/"] == "2025-05-19T00:00:00+09:00"
+    robots = (public / "robots.txt").read_text(encoding="utf-8")
+    assert "Sitemap: https://example.org/papers/sitemap.xml" in robots
+
+
+def test_a_correction_moves_lastmod_and_nothing_else(site_config, site_digests):
+    write_site(site_config, site_digests, now=dt.datetime(2025, 6, 1, tzinfo=dt.UTC))
+    old, april, new = site_digests
+    entries = (april.entries[0].__class__(**{**april.entries[0].__dict__, "comment_en": "Fixed."}),)
+    fixed = Digest(april.date, entries + april.entries[1:], april.source)
+    later = dt.datetime(2025, 7, 1, 9, 30, tzinfo=dt.UTC)
+    write_site(site_config, [old, fixed, new], now=later)
+    sitemap = (site_config.paths.public / "sitemaps/en-2025.xml").read_text(encoding="utf-8")
+    assert (
+        f"<loc>https://example.org/papers/en/2025-04-04/</loc><lastmod>{later.isoformat()}"
+        in sitemap
+    )
+    assert (
+        "<loc>https://example.org/papers/en/2025-01-22/</loc><lastmod>2025-01-22T00:00:00+09:00"
+        in sitemap
+    )
+    ko = (site_config.paths.public / "sitemaps/ko-2025.xml").read_text(encoding="utf-8")
+    assert "<lastmod>2025-04-04T00:00:00+09:00" in ko  # ko shows the Korean comment: unchanged
+
+
+# --- relative URLs ------------------------------------------------------------------------
+
+
+def test_relative_urls_name_index_html_for_file_urls(site_config, site_digests):
+    config = site_config.model_copy(
+        update={"site": site_config.site.model_copy(update={"relative_urls": True})}
+    )
+    pages = index_files(config, site_digests)
+    for digest in site_digests:
+        pages |= issue_files(config, digest)
+    for path, data in pages.items():
+        html = data.decode()
+        for href in re.findall(r'href="([^"]+)"', html):
+            if href.startswith(("https://", "#")):
+                continue
+            target = href.split("#")[0]
+            assert target.endswith("index.html"), (path, href)
+            resolved = (Path("/site") / path).parent / target
+            assert str(resolved.resolve()).removeprefix("/site/") in pages or "search/" in target, (
+                path,
+                href,
+            )
+    # Off by default: pretty URLs for servers.
+    assert (
+        'href="../2025-01-22/index.html"'
+        not in issue_files(site_config, site_digests[1])["ko/2025-04-04/index.html"].decode()
+    )
+
+
+# --- keys: render what changed ---------------------------------------------------------------
+
+
+@pytest.fixture
+def renders(monkeypatch):
+    """How many templates were rendered (jinja2.Template.render calls)."""
+    count = {"n": 0}
+    original = jinja2.Template.render
+
+    def counting(self, *args, **kwargs):
+        count["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Template, "render", counting)
+    return count
+
+
+def test_a_rebuild_with_nothing_changed_renders_nothing(site_config, site_digests, renders):
+    write_site(site_config, site_digests)
+    assert renders["n"] > 100
+    renders["n"] = 0
+    again = write_site(site_config, site_digests)
+    assert again.written == () and renders["n"] == 0
+
+
+def test_a_changed_template_renders_again(tmp_path, site_config, site_digests, renders):
+    user = tmp_path / "templates" / "site"
+    user.mkdir(parents=True)
+    (user / "style.css").write_text("body { color: teal; }\n", encoding="utf-8")
+    config = site_config.model_copy(
+        update={"paths": site_config.paths.model_copy(update={"templates": user.parent})}
+    )
+    write_site(config, site_digests)
+    (user / "style.css").write_text("body { color: navy; }\n", encoding="utf-8")
+    renders["n"] = 0
+    result = write_site(config, site_digests)
+    assert renders["n"] > 100
+    assert "ko/2025-04-04/index.html" in result.written
+    assert "navy" in (config.paths.public / "ko/2025-04-04/index.html").read_text(encoding="utf-8")
+
+
+def test_a_file_changed_by_hand_is_written_again(site_config, site_digests):
+    write_site(site_config, site_digests)
+    page = site_config.paths.public / "en/index.html"
+    page.write_text("changed", encoding="utf-8")
+    assert write_site(site_config, site_digests).written == ("en/index.html",)
+    page.unlink()
+    assert write_site(site_config, site_digests).written == ("en/index.html",)
+
+
+def test_manifest_version_2_is_read_and_upgraded(site_config, site_digests):
+    import json
+
+    write_site(site_config, site_digests)
+    path = site_config.paths.public / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["version"] = 2
+    manifest["files"] = sorted(manifest["files"])
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    result = write_site(site_config, site_digests)
+    assert result.written == () and result.deleted == ()
+    assert json.loads(path.read_text(encoding="utf-8"))["version"] == 3
+
+
+# --- worker processes ---------------------------------------------------------------------------
+
+
+def test_pages_rendered_in_worker_processes_are_the_same(
+    tmp_path, site_config, site_digests, monkeypatch
+):
+    from newsletter.site import writer
+
+    write_site(site_config, site_digests)
+    other = site_config.model_copy(
+        update={"paths": site_config.paths.model_copy(update={"public": tmp_path / "forked"})}
+    )
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    result = write_site(other, list(reversed(site_digests)))
+    assert len(result.written) > 200
+
+    def tree(folder: Path) -> dict[str, bytes]:
+        return {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file()
+        }
+
+    assert tree(site_config.paths.public) == tree(tmp_path / "forked")
+
+
+def test_an_error_in_a_worker_is_raised_as_itself(tmp_path, site_config, site_digests, monkeypatch):
+    from newsletter.site import writer
+
+    user = tmp_path / "templates" / "site"
+    user.mkdir(parents=True)
+    (user / "tag.html").write_text("{{ no_such_value }}", encoding="utf-8")
+    config = site_config.model_copy(
+        update={"paths": site_config.paths.model_copy(update={"templates": user.parent})}
+    )
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    with pytest.raises(jinja2.UndefinedError, match="no_such_value"):
+        write_site(config, site_digests)
+
+
+def test_publishing_a_corrected_day_updates_the_tag_it_left(site_config):
+    days = [day(1, tags=("rl",)), day(2, tags=("rl", "moe"))]
+    write_site(site_config, days)
+    fixed = day(2, tags=("rl",))  # the author removed #moe
+    write_site(site_config, [days[0], fixed], date=fixed.date)
+    public = site_config.paths.public
+    rl = (public / "ko/tags/rl/index.html").read_text(encoding="utf-8")
+    assert "Paper 2" in rl and "Paper 1" in rl
+    assert not (public / "ko/tags/moe").exists()  # no paper has the tag any more
+    assert not (public / "feeds/ko/tags/moe").exists()
+    assert (public / "ko/2025-01-01/index.html").exists()  # a correction deletes no issue

@@ -30,7 +30,19 @@ class DigestError(NewsletterError):
         self.bare_message = message
 
 
-def file_error(exc: OSError, path: object = None, doing: str = "write") -> NewsletterError:
+class FileError(NewsletterError, OSError):
+    """A file that could not be written (or read): a NewsletterError with the path,
+    the cause and a hint, and still the OSError it was (`errno`, `strerror`,
+    `filename`), so code that catches OSError keeps working."""
+
+    def __init__(self, message: str, hint: str, cause: OSError, path: str) -> None:
+        super().__init__(message, hint)
+        self.errno = cause.errno
+        self.strerror = cause.strerror
+        self.filename = path
+
+
+def file_error(exc: OSError, path: object = None, doing: str = "write") -> FileError:
     """One line for a failed file operation: the path, the cause, and what to do.
 
     `path` defaults to the exception's filename; `doing` is the verb ("write",
@@ -54,4 +66,4 @@ def file_error(exc: OSError, path: object = None, doing: str = "write") -> Newsl
         hint = f"this user may not write there: check the owner and permissions of {folder}"
     else:
         hint = f"check {folder} and the paths in the config"
-    return NewsletterError(f"cannot {doing} {where}: {cause}", hint=hint)
+    return FileError(f"cannot {doing} {where}: {cause}", hint, exc, where)

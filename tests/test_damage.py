@@ -4,8 +4,8 @@ after the fix finishes the job.
 
 Real parts: real SQLite files damaged as disks and people damage them
 (garbage, truncated, a wrecked page), and real small file systems (a tmpfs
-of a few hundred kilobytes mounted for the test, which needs root; skipped
-otherwise) under paths.public, paths.outbox and paths.state.
+of a few hundred kilobytes mounted for the test: `real_parts.small_filesystem`,
+which needs root) under paths.public, paths.outbox and paths.state.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import real_parts
 from helpers import run_cli
 from smtp_servers import Handler, smtp_project, start_server
 
@@ -35,23 +35,10 @@ SECRET = {"NEWSLETTER_SECRET": "damage-test-secret-0123456789"}
 # --- real small file systems ----------------------------------------------------------
 
 
-@contextlib.contextmanager
-def small_fs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` (e.g. "512k") mounted at `path` for the test."""
-    if os.geteuid() != 0:
-        pytest.skip("a real full disk needs root to mount a small tmpfs")
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+def small_fs(path: Path, size: str):
+    """A tmpfs of `size` ("512k", "4m") on `path`, through tests/real_parts.py."""
+    kb = int(size[:-1]) * (1024 if size.endswith("m") else 1)
+    return real_parts.small_filesystem(path, size_kb=kb)
 
 
 def remount(path: Path, options: str) -> None:

@@ -1,4 +1,5 @@
-"""SIGTERM is a normal stop wherever a send can run: publish, send-test, run.
+"""SIGTERM is a normal stop wherever a send can run: publish and send-test here
+(the daemon's: tests/test_daemon.py).
 
 systemd, `docker stop` and `timeout` stop a process with SIGTERM. It must be
 handled like Ctrl-C: the messages in flight are answered and recorded, so a
@@ -14,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from processes import Watched
 from smtp_servers import Handler, smtp_project, start_server
@@ -32,16 +32,16 @@ def ledger_sent(folder: Path) -> set[str]:
 
 
 def test_sigterm_during_publish_records_the_messages_in_flight(tmp_path):
-    handler = Handler(hold_on=20)
+    handler = Handler(hold_after=19, hold_count=1)  # message 20: taken, its 250 held
     with start_server(handler) as server:
         config = smtp_project(tmp_path, server, 60)
         try:
             first = Watched(config, "publish", "--date", DATE.isoformat(), "--force", env=SECRET)
-            assert handler.held.wait(120), "the 20th message never reached the server"
+            handler.wait_until(lambda h: h.held == 1, "the 20th message")
             first.process.send_signal(signal.SIGTERM)
             first.wait_for_line("stopping")
         finally:
-            handler.release.set()  # the held message is answered 250 now
+            handler.gate.set()  # the held message is answered 250 now
         code, _, stderr = first.finish()
         assert code == 143, stderr
         assert "stopped (SIGTERM)" in stderr and "Traceback" not in stderr
@@ -58,7 +58,7 @@ def test_sigterm_during_publish_records_the_messages_in_flight(tmp_path):
 
 
 def test_sigterm_during_send_test_is_a_clean_stop(tmp_path):
-    handler = Handler(hold_on=1)
+    handler = Handler(hold_after=0, hold_count=1)
     with start_server(handler) as server:
         config = smtp_project(tmp_path, server, 0)
         try:
@@ -71,48 +71,10 @@ def test_sigterm_during_send_test_is_a_clean_stop(tmp_path):
                 "editor@example.org",
                 env=SECRET,
             )
-            assert handler.held.wait(120), "the test message never reached the server"
+            handler.wait_until(lambda h: h.held == 1, "the test message")
             proof.process.send_signal(signal.SIGTERM)
             code, _, stderr = proof.finish()
         finally:
-            handler.release.set()
+            handler.gate.set()
     assert code == 143, stderr
     assert "stopped (SIGTERM)" in stderr and "Traceback" not in stderr
-
-
-def test_sigterm_during_the_daemons_send_records_the_messages_in_flight(tmp_path):
-    from helpers import SAMPLE_DIGESTS
-
-    from newsletter.digest import format_digest, read_digest
-
-    today = dt.datetime.now(ZoneInfo("Asia/Seoul")).date()
-    digests = tmp_path / "digests"
-    digests.mkdir()
-    sample = read_digest(SAMPLE_DIGESTS / "2025-04-04.txt").digest
-    text = format_digest(type(sample)(today, sample.entries, sample.source))
-    (digests / "today.txt").write_text(text, encoding="utf-8")
-    handler = Handler(hold_on=20)
-    with start_server(handler) as server:
-        config = smtp_project(
-            tmp_path,
-            server,
-            60,
-            digests=digests,
-            site={"timezone": "Asia/Seoul"},
-            schedule={"send_time": "00:00", "poll_seconds": 0.2, "settle_seconds": 0},
-        )
-        try:
-            daemon = Watched(config, "run", env=SECRET)
-            assert handler.held.wait(120), "the 20th message never reached the server"
-            daemon.process.send_signal(signal.SIGTERM)
-            assert daemon.wait_for_line("stopping on SIGTERM")
-        finally:
-            handler.release.set()
-        code, _, stderr = daemon.finish()
-        assert code == 0, stderr
-        assert "Traceback" not in stderr
-        with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
-            rows = store.ledger.deliveries_for(today)
-        accepted = set(handler.count_by_recipient())
-        assert 20 <= len(accepted) < 60
-        assert {d.email for d in rows if d.state == "sent"} == accepted

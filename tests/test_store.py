@@ -1,5 +1,5 @@
 """The database: subscribers and the delivery ledger, on a real SQLite file
-(and PostgreSQL when `pg_ctl`/`initdb` and psycopg are available)."""
+and a real throw-away PostgreSQL cluster (found by tests/real_parts.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import real_parts
 from smtp_servers import free_port, mail_config
 
 from newsletter.errors import NewsletterError
@@ -28,20 +29,24 @@ DATE = dt.date(2025, 4, 4)
 
 
 def _postgres_url():
-    """Start a throw-away PostgreSQL server; yield its URL (skip if unavailable)."""
-    initdb = shutil.which("initdb") or (
-        shutil.which("pg_ctl") and str(Path(shutil.which("pg_ctl")).with_name("initdb"))
-    )
-    if not initdb or not Path(initdb).exists():
-        pytest.skip("PostgreSQL (initdb/pg_ctl) not installed")
-    pytest.importorskip("psycopg")
+    """Start a throw-away PostgreSQL server; return its URL and how to stop it.
+
+    initdb and pg_ctl come from real_parts (PATH, pg_config, /usr/lib/postgresql);
+    a missing or failing PostgreSQL skips, or fails under NEWSLETTER_REQUIRE_REAL=1.
+    """
+    bindir = real_parts.postgres_bindir()
+    initdb = str(bindir / "initdb")
+    real_parts.import_real("psycopg", "psycopg[binary]")
     folder = Path(tempfile.mkdtemp(prefix="nl-pg-"))
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser")
-        run_as = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(folder, "postgres")
+        runuser = real_parts.runuser()
+        run_as = [str(runuser), "-u", "postgres", "--"]
+        try:
+            shutil.chown(folder, "postgres")
+        except LookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            real_parts.require_real("PostgreSQL", "no 'postgres' user to run the server as")
     data = folder / "data"
     port = free_port()
     try:
@@ -53,7 +58,7 @@ def _postgres_url():
         subprocess.run(
             [
                 *run_as,
-                str(Path(initdb).with_name("pg_ctl")),
+                str(bindir / "pg_ctl"),
                 "-D",
                 str(data),
                 "-w",
@@ -66,9 +71,16 @@ def _postgres_url():
             check=True,
             capture_output=True,
         )
-    except (subprocess.CalledProcessError, KeyError, LookupError) as exc:
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log = folder / "log"
+        detail = getattr(exc, "stderr", b"") or b""
+        if log.exists():
+            detail += log.read_bytes()[-2000:]
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"cannot start PostgreSQL: {exc}")
+        real_parts.require_real(
+            "PostgreSQL",
+            f"cannot start a cluster with {bindir}: {exc}: {detail.decode(errors='replace')}",
+        )
     url = f"postgresql+psycopg://postgres@/postgres?host={folder}&port={port}"
     return url, run_as, initdb, data, folder
 
@@ -382,7 +394,7 @@ def test_ledger_plan_start_record(store):
     ]
 
 
-def test_record_batch_is_fast(tmp_path):
+def test_record_20000_outcomes_in_batches(tmp_path):
     store = Store(Database(f"sqlite:///{tmp_path / 'fast.db'}"))
     with store.db.engine.begin() as conn:
         now = dt.datetime.now(dt.UTC)
@@ -410,7 +422,8 @@ def test_record_batch_is_fast(tmp_path):
         store.ledger.record(DATE, outcomes[i : i + 500], 3)
     seconds = time.perf_counter() - start
     assert store.ledger.delivery_counts(DATE) == {"sent": 20_000}
-    assert seconds < 10, seconds  # ~1 s here: 100,000 subscribers fit well in a minute
+    # Speed is measured (bench/send.py), never asserted: a loaded machine is slow.
+    print(f"planned, started and recorded 20,000 deliveries in {seconds:.2f} s")
 
 
 def test_one_sender_at_a_time_per_issue(store):

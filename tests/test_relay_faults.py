@@ -1,8 +1,9 @@
 """A relay's bad day, against real aiosmtpd servers: which refusals are whose.
 
 A refusal of the *message* (a 5xx after DATA, or 552 at MAIL for its SIZE) is
-the same for everyone of its edition: nobody may be marked failed or bounced,
-the edition stops, and a rerun after the relay is fixed sends it. A refusal
+the same for everyone who gets that message (its edition, of every paper or of
+some readers' topics): nobody may be marked failed or bounced, that message
+stops, and a rerun after the relay is fixed sends it. A refusal
 of the *session* (421, 452 4.5.3 too many recipients, a session that answers
 4xx to everything) needs a new session, not a retry on the same one; the
 relay's per-session limit is learned and kept.
@@ -89,6 +90,47 @@ def test_only_the_refused_edition_stops(tmp_path):
         assert counts == {"sent": 20, "pending": 10}
     received = server.handler.count_by_recipient()
     assert len(received) == 20 and set(received.values()) == {1}
+
+
+def test_only_the_refused_message_stops_when_topics_make_several(tmp_path):
+    # One edition, two messages: every paper (the larger) for readers without
+    # topics, one paper for readers of 'efficiency'. A SIZE limit between the
+    # two refuses only the larger: its readers stay pending, the others get theirs.
+    from newsletter.letters import Letter
+    from newsletter.mail import build_email
+    from newsletter.store.subscribers import Preferences
+
+    config = mail_config(tmp_path)
+    letter = Letter.daily(sample_digest())
+    small = build_email(
+        config, letter.for_topics(("efficiency",)), Edition.EN, now=NOW, topics=True
+    )
+    whole = build_email(config, letter, Edition.EN, now=NOW)
+    sizes = [len(m.personalise("reader0000@example.org", "", "t0ken")) for m in (small, whole)]
+    assert sizes[0] < sizes[1]
+    with start_server(Handler(), data_size_limit=sum(sizes) // 2) as server:
+        config = smtp_config(tmp_path, server, connections=2)
+        store = Store(Database(f"sqlite:///{tmp_path / 'nl.db'}"))
+        store.subscribers.add_many(
+            (
+                f"reader{i:04d}@example.org",
+                Edition.EN,
+                "",
+                Preferences(topics=("efficiency",) if i % 2 else ()),
+            )
+            for i in range(20)
+        )
+        report = deliver_issue(config, store, sample_digest(), now=NOW, retry_delays=FAST)
+        assert report.variants == 2
+        assert list(report.refused) == ["en"] and report.refused["en"].startswith("552")
+        assert (report.sent, report.failed, report.pending_left) == (10, 0, 10)
+        rows = {d.email: d.state for d in store.ledger.deliveries_for(NOW.date())}
+        assert rows == {
+            f"reader{i:04d}@example.org": "sent" if i % 2 else "pending" for i in range(20)
+        }
+    assert server.handler.count_by_recipient() == {
+        f"reader{i:04d}@example.org": 1 for i in range(1, 20, 2)
+    }
 
 
 def _personalised(tmp_path, edition):

@@ -177,7 +177,7 @@ def test_migrates_an_older_database_filling_state_changed_at(store, version):
         assert again.bounces.list() == []  # the bounce log is there (created or kept)
         with again.db.engine.connect() as conn:
             version_now = conn.exec_driver_sql("SELECT version FROM schema_version").scalar()
-            assert version_now == SCHEMA_VERSION == 4
+            assert version_now == SCHEMA_VERSION == 5
             t = again.db.tables.subscribers
             created = conn.execute(t.select().with_only_columns(t.c.updated_at)).scalar()
     assert old.state_changed_at == as_utc(created) and old.id == added.id
@@ -288,15 +288,16 @@ def test_export_has_every_column_and_imports_as_it_is(store, tmp_path):
     out = io.StringIO()
     assert export_csv(store.subscribers, out) == 6
     lines = out.getvalue().splitlines()
-    assert (
-        lines[0] == "email,edition,name,state,hard_bounces,created_at,updated_at,state_changed_at"
+    assert lines[0] == (
+        "email,edition,name,state,hard_bounces,created_at,updated_at,state_changed_at,"
+        "cadence,topics,previous_cadence,cadence_from"
     )
     assert lines[1].startswith("a@example.org,ko,김철수,active,0,2025-01-02T03:04:05+00:00,")
     assert '"Lee, ""Young"""' in lines[2]
     assert lines[5].startswith("bounced@example.org,ko,,bounced,3,2025-01-02T03:04:05+00:00,")
-    assert lines[5].endswith(",2025-02-11T03:04:05+00:00")  # when it bounced
+    assert lines[5].endswith(",2025-02-11T03:04:05+00:00,daily,,,")  # when it bounced
     assert lines[6].startswith("spam@example.org,en,,complained,0,2025-01-02T03:04:05+00:00,")
-    assert lines[6].endswith(",2025-02-21T03:04:05+00:00")  # when it complained
+    assert lines[6].endswith(",2025-02-21T03:04:05+00:00,daily,,,")  # when it complained
     # Into a fresh database: the same list, every state and time as exported.
     fresh = Store(Database(f"sqlite:///{tmp_path / 'fresh.db'}"))
     try:

@@ -12,7 +12,8 @@ Classification (`smtp_replies`): accepted is 'sent'; a 5xx for the recipient
 is 'failed' for good (a refused mailbox is a hard bounce); a 4xx or a lost
 connection stays 'pending' and is handed back for the next retry round. A 5xx
 for the message itself (after DATA: too large, transaction failed) is the same
-for everyone of its edition: that edition stops, its rows stay 'pending' with
+for everyone who gets that message (its variant: an edition, of every paper or
+of some readers' topics): that variant stops, its rows stay 'pending' with
 nothing recorded against anyone, and `refused` says why (a rerun sends them).
 A fatal failure (the server refuses the sender, the outbox cannot be written)
 stops the run.
@@ -21,7 +22,6 @@ stops the run.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import itertools
 import logging
 import threading
@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING
 from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
 from newsletter.mail import check_address
-from newsletter.model import Edition
+from newsletter.model import Edition, IssueId
 from newsletter.smtp_replies import Scope
 from newsletter.store.ledger import DeliveryState, Outcome
 from newsletter.transports import PermanentFailure, SendFailure
 
 if TYPE_CHECKING:
     from newsletter.config import Config
+    from newsletter.deliver.variants import Mailing, Variants
     from newsletter.deliver.workers import Pool
     from newsletter.store.ledger import Ledger
 
@@ -68,7 +69,7 @@ class SendRun:
         self,
         config: Config,
         ledger: Ledger,
-        date: dt.date,
+        date: IssueId,
         pool: Pool,
         progress: ProgressCallback | None,
         total: int,
@@ -84,23 +85,42 @@ class SendRun:
         self.counts: Counter[str] = Counter()
         self.per_edition: Counter[tuple[str, str]] = Counter()
         self.source_left = True
+        # Planned subscribers whose edition or topics changed after the emails
+        # were built: not sent now (the next run has an email for them).
+        self.changed = 0
         self._number = 0
         self._next_write = 0.0
         # (edition, address) of temporary failures that reached email.max_attempts.
         self._abandoned: set[tuple[str, str]] = set()
-        # Editions whose message the server refused (message-level 5xx): the reply.
-        self.refused: dict[str, str] = {}
-        # The edition values this run sends (set by the caller); all refused:
-        # nothing left to do.
-        self.editions: set[str] = set()
+        # Variants whose message the server refused (message-level 5xx): the reply.
+        self.refused: dict[int, str] = {}
+        # The variants this run sends (set by the caller); all refused: nothing
+        # left to do.
+        self.variants: set[int] = set()
 
-    def plan(self, editions: Sequence[Edition]) -> Iterator[wire.Job]:
-        """Jobs page by page; a page's 'pending' rows are written before its jobs go out."""
-        for page in self.ledger.plan_pages(self.date, editions, page=PAGE):
-            self.ledger.start_deliveries(self.date, page)
+    def plan(
+        self, editions: Sequence[Edition], mailing: Mailing, variants: Variants
+    ) -> Iterator[wire.Job]:
+        """Jobs page by page; a page's 'pending' rows are written before its jobs go out.
+
+        Each subscriber gets the variant of their edition and topics; one whose
+        topics pick no paper gets nothing (no ledger row).
+        """
+        pages = self.ledger.plan_pages(
+            self.date, editions, page=PAGE, cadence=mailing.cadence, day=mailing.decides
+        )
+        for page in pages:
+            kept = []
             for sub in page:
+                variant = variants.of(sub)
+                if variant is not None:
+                    kept.append((sub, variant))
+                elif not variants.is_filtered(sub):
+                    self.changed += 1
+            self.ledger.start_deliveries(self.date, [sub for sub, _ in kept])
+            for sub, variant in kept:
                 self._number += 1
-                yield (self._number, sub.email, sub.name, sub.edition.value, sub.id or 0)
+                yield (self._number, sub.email, sub.name, sub.edition.value, sub.id or 0, variant)
 
     def round(self, jobs: Iterator[wire.Job]) -> list[wire.Job]:
         """Send jobs once each; return those that failed temporarily.
@@ -147,7 +167,7 @@ class SendRun:
                     elif kind == wire.DROPPED:
                         # Jobs a worker will not send (it gave up its connection,
                         # or was asked to stop): sent again later, nothing recorded.
-                        # Those of a refused edition stay pending for a rerun.
+                        # Those of a refused variant stay pending for a rerun.
                         dropped = [assigned[w].pop(number) for number in message[1]]
                         if message[2] != wire.REFUSED:
                             retry.extend(dropped)
@@ -184,13 +204,13 @@ class SendRun:
         return [
             job
             for job in retry
-            if (job[3], job[1].lower()) not in self._abandoned and job[3] not in self.refused
+            if (job[3], job[1].lower()) not in self._abandoned and job[5] not in self.refused
         ]
 
     @property
     def halted(self) -> bool:
-        """Whether the server refused the message of every edition this run sends."""
-        return bool(self.editions) and self.editions <= set(self.refused)
+        """Whether the server refused every message (variant) this run sends."""
+        return bool(self.variants) and self.variants <= set(self.refused)
 
     def _dispatch(
         self, jobs: Iterator[wire.Job], assigned: list[dict[int, wire.Job]], given_up: list[bool]
@@ -201,8 +221,8 @@ class SendRun:
                 continue
             want = 2 * _CHUNK - len(held)
             taken = list(itertools.islice(jobs, want))
-            # A refused edition's jobs are not sent: their rows stay pending.
-            chunk = [job for job in taken if job[3] not in self.refused]
+            # A refused variant's jobs are not sent: their rows stay pending.
+            chunk = [job for job in taken if job[5] not in self.refused]
             if chunk:
                 held.update((job[0], job) for job in chunk)
                 self.pool.send(w, (wire.JOBS, chunk))
@@ -266,20 +286,21 @@ class SendRun:
         """The ledger outcome of one job; a temporary failure also goes to `retry`.
 
         None for a message-level refusal: nothing is recorded against the
-        recipient, the row stays pending and the edition stops (`refused`).
+        recipient, the row stays pending and the variant stops (`refused`).
         """
-        email, edition_value = job[1], job[3]
+        email, edition_value, variant = job[1], job[3], job[5]
         edition = Edition(edition_value)
         if failure is None:
             self.counts["sent"] += 1
             self.per_edition[(edition_value, "sent")] += 1
             return Outcome(edition, email, DeliveryState.SENT, "accepted")
         if failure.permanent and failure.scope is Scope.MESSAGE:
-            if edition_value not in self.refused:
-                self.refused[edition_value] = failure.reply
+            if variant not in self.refused:
+                self.refused[variant] = failure.reply
                 log.error(
                     "%s %s edition: the server refused the message itself (%s): "
-                    "its edition stops here, nobody is marked failed; a rerun sends it",
+                    "it is not sent again in this run, nobody is marked failed; "
+                    "a rerun sends it",
                     self.date,
                     edition_value,
                     failure.reply,

@@ -8,7 +8,7 @@
                       ("dropped", [number, ...], why)     jobs it will not send
                                                           (why: "stop", "gave up", or
                                                           "refused": the server refused
-                                                          their edition's message)
+                                                          their variant's message)
                       ("error", traceback, [number, ...]) it broke
     pool -> run       ("lost",)                    the worker's pipe closed
 
@@ -23,8 +23,9 @@ from typing import Any
 from newsletter.smtp_replies import Scope
 from newsletter.transports import PermanentFailure, SendFailure, TemporaryFailure
 
-# A job: (number within the run, address, display name, edition value, subscriber id).
-Job = tuple[int, str, str, str, int]
+# A job: (number within the run, address, display name, edition value, subscriber
+# id, variant: the index of the prebuilt email it gets, `deliver.variants`).
+Job = tuple[int, str, str, str, int, int]
 # A SendFailure on the wire: (permanent, recipient, code, text, hard_bounce, fatal,
 # scope name).
 Failure = tuple[bool, str, int | None, str, bool, bool, str]
@@ -42,7 +43,7 @@ LOST = "lost"
 # Why a worker dropped its jobs.
 STOPPED = "stop"
 GAVE_UP = "gave up"
-REFUSED = "refused"  # the server refused the message of that edition
+REFUSED = "refused"  # the server refused the message of that variant
 
 
 def failure_to_wire(failure: SendFailure) -> Failure:

@@ -22,7 +22,6 @@ process speaking the same protocol.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -41,6 +40,7 @@ from newsletter.bounces.verp import Verp
 from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
 from newsletter.mail import UNSUBSCRIBE, EditionEmail, check_address, sign_token
+from newsletter.model import IssueId, issue_tag
 from newsletter.smtp_replies import Scope
 from newsletter.transports import (
     PermanentFailure,
@@ -70,15 +70,16 @@ TransportFactory = Callable[[], Transport]
 class WorkContext:
     """What every worker needs besides its transport (inherited by fork, not pickled).
 
-    `emails`: the prebuilt message of each edition, by edition value; `secret`:
-    the key of the unsubscribe tokens; `sender`: the envelope sender, unless
-    `verp` makes one per delivery (email.bounce_address).
+    `emails`: the prebuilt message of each variant (an edition of the issue, or
+    of a reader's topics), by variant index; `secret`: the key of the
+    unsubscribe tokens; `sender`: the envelope sender, unless `verp` makes one
+    per delivery (email.bounce_address); `date`: the issue (a day or a week).
     """
 
-    emails: dict[str, EditionEmail]
+    emails: dict[int, EditionEmail]
     secret: bytes
     sender: str
-    date: dt.date
+    date: IssueId
     verp: Verp | None = None
 
 
@@ -138,11 +139,11 @@ def _work(
             conn.send((wire.READY, None))
         lost = 0
         secret, sender, verp = context.secret, context.sender, context.verp
-        day = f"{context.date:%Y%m%d}"
+        day = issue_tag(context.date)
         # SMTP gets the editions dot-stuffed once, not every message.
         smtp = isinstance(transport, SmtpTransport)
         emails = {k: e.for_smtp() for k, e in context.emails.items()} if smtp else context.emails
-        refused: set[str] = set()  # editions whose message the server refused
+        refused: set[int] = set()  # variants whose message the server refused
         while True:
             if not jobs or conn.poll():
                 message = conn.recv()
@@ -158,10 +159,10 @@ def _work(
             if parent is not None and os.getppid() != parent:
                 return  # nobody left to record what we send
             job = jobs.popleft()
-            number, email, name, edition, ident = job
+            number, email, name, edition, ident, variant = job
             try:
                 token = sign_token(secret, UNSUBSCRIBE, email)
-                data = emails[edition].personalise(
+                data = emails[variant].personalise(
                     email, name, token, eightbit=getattr(transport, "eightbitmime", False)
                 )
                 recipient = check_address(email).envelope
@@ -182,8 +183,8 @@ def _work(
                     conn.send((wire.DROPPED, [job[0] for job in jobs], wire.STOPPED))
                     jobs.clear()
                 elif failure.permanent and failure.scope is Scope.MESSAGE:
-                    # The same bytes would be refused for everyone of this edition.
-                    refused.add(edition)
+                    # The same bytes would be refused for everyone who gets this variant.
+                    refused.add(variant)
                     _drop_refused(conn, jobs, refused)
                 if isinstance(failure, TemporaryFailure) and failure.code is None:
                     lost += 1
@@ -207,13 +208,13 @@ def _work(
             conn.close()
 
 
-def _drop_refused(conn: Connection, jobs: deque[wire.Job], refused: set[str]) -> None:
-    """Take the jobs of refused editions out of `jobs` and tell the run (DROPPED)."""
+def _drop_refused(conn: Connection, jobs: deque[wire.Job], refused: set[int]) -> None:
+    """Take the jobs of refused variants out of `jobs` and tell the run (DROPPED)."""
     if not refused:
         return
-    dropped = [job[0] for job in jobs if job[3] in refused]
+    dropped = [job[0] for job in jobs if job[5] in refused]
     if dropped:
-        kept = [job for job in jobs if job[3] not in refused]
+        kept = [job for job in jobs if job[5] not in refused]
         jobs.clear()
         jobs.extend(kept)
         conn.send((wire.DROPPED, dropped, wire.REFUSED))

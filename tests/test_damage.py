@@ -42,7 +42,9 @@ def small_fs(path: Path, size: str):
 
 
 def remount(path: Path, options: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{options}", str(path)], check=True)
+    """Remount the small file system on `path` (e.g. "ro", "size=4m")."""
+    mount = real_parts.program("mount", "mount")
+    subprocess.run([str(mount), "-o", f"remount,{options}", str(path)], check=True)
 
 
 def fill(folder: Path) -> Path:

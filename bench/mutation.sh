@@ -34,6 +34,7 @@ TARGETS=(
   "newsletter/text.py | _START _ASCII_RUN _TRAILING _CLOSERS _DANGLING _is_iri_char _trim url_spans urls linkify Shortened _is_word_char shorten _cut | tests/test_urls.py tests/test_shorten.py"
   "newsletter/mail.py | _b64 sign_token verify_token unsubscribe_url unsubscribe_mailto _BAD_ADDRESS _CONTROL Address check_address one_line encode_text_header list_id_header MAX_NAME encode_mailbox message_id EditionEmail _TOKEN _check_token | tests/test_tokens.py tests/test_mail_headers.py tests/test_mail.py"
   "newsletter/mime.py | | tests/test_mime.py tests/test_mail_headers.py"
+  "newsletter/smtp_replies.py | | tests/test_smtp_replies.py"
 )
 
 PYTHON="$ROOT/.venv/bin/python"

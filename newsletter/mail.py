@@ -151,6 +151,9 @@ def check_address(address: str) -> Address:
         raise ValueError(f"unsafe or malformed address {address!r}")
     if _CONTROL.search(address):
         raise ValueError(f"unsafe or malformed address {address!r}")
+    if "=?" in local and "?=" in local.split("=?", 1)[1]:
+        # Never decoded (RFC 2047 §5: no encoded-words in an addr-spec).
+        raise ValueError(f"address {address!r} holds an RFC 2047 encoded-word")
     try:
         ascii_domain = domain.encode("ascii").decode()
     except UnicodeEncodeError:

@@ -104,6 +104,20 @@ def mail_pg_url():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def fresh_pg_database(server_url: str, prefix: str) -> str:
+    """A new, empty database on the test cluster of `server_url`; its URL."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return server_url.replace("/postgres?", f"/{name}?")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
@@ -556,9 +570,7 @@ def test_complained_subscribers_stay_out_of_web_flows(store, tmp_path):
 
 def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tmp_path):
     """The README's move, command by command: nobody is mailed twice afterwards."""
-    import secrets
 
-    import sqlalchemy as sa
     from helpers import run_cli
 
     def cli(*args: str):
@@ -590,12 +602,7 @@ def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tm
     (project / "ledger.csv").write_text(ledger_csv, encoding="utf-8")
 
     # A fresh PostgreSQL database, named in the config.
-    name = f"moved_{secrets.token_hex(4)}"
-    admin = sa.create_engine(mail_pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    url = mail_pg_url.replace("/postgres?", f"/{name}?")
+    url = fresh_pg_database(mail_pg_url, "moved")
     config = project / "config.yaml"
     config.write_text(config.read_text(encoding="utf-8") + f"database_url: '{url}'\n")
 
@@ -692,3 +699,59 @@ def test_a_reported_bounce_or_complaint_records_when_the_state_changed(store):
     reactivate(store, "hard@example.org")
     back = store.subscribers.get("hard@example.org")
     assert back.state is SubscriberState.ACTIVE and back.state_changed_at >= hard.state_changed_at
+
+
+# --- several processes creating the database at once ------------------------------
+
+
+def _schema_rows(url: str) -> list[int]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.exec_driver_sql("SELECT version FROM schema_version")]
+    finally:
+        engine.dispose()
+
+
+def _twelve_adds_at_once(config: Path) -> None:
+    from concurrent_cli import run_together
+
+    from newsletter.config import load_config
+    from newsletter.store.schema import SCHEMA_VERSION
+
+    adds = [("--config", str(config), "subscribers", "add", f"u{i}@example.org") for i in range(12)]
+    results = run_together(adds)
+    failed = [r.stderr for r in results if r.returncode != 0]
+    assert not failed, failed[0]
+    url = load_config(config).db_url
+    assert _schema_rows(url) == [SCHEMA_VERSION]
+    with Store(Database(url)) as store:
+        assert len(store.subscribers.list()) == 12
+
+
+def test_twelve_commands_creating_a_fresh_sqlite_database_at_once(tmp_path):
+    (tmp_path / "config.yaml").write_text("paths:\n  state: state\n", encoding="utf-8")
+    _twelve_adds_at_once(tmp_path / "config.yaml")
+
+
+def test_twelve_commands_creating_a_fresh_postgresql_database_at_once(tmp_path, mail_pg_url):
+    url = fresh_pg_database(mail_pg_url, "race")
+    (tmp_path / "config.yaml").write_text(f"database_url: '{url}'\n", encoding="utf-8")
+    _twelve_adds_at_once(tmp_path / "config.yaml")
+
+
+def test_a_database_left_with_several_version_rows_is_repaired(tmp_path):
+    url = f"sqlite:///{tmp_path / 'nl.db'}"
+    Database(url).close()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as an old, unlocked start could leave it
+        conn.exec_driver_sql("INSERT INTO schema_version VALUES (0), (2)")
+    engine.dispose()
+    Database(url).close()
+    from newsletter.store.schema import SCHEMA_VERSION
+
+    assert _schema_rows(url) == [SCHEMA_VERSION]

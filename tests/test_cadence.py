@@ -117,12 +117,12 @@ def test_plans_follow_the_rule(store):
         store.subscribers.set_preferences(address, Preferences(cadence, schedule=SEOUL), at=at(9))
 
     def daily(day: int) -> set[str]:
-        todo, _ = store.ledger.delivery_plan(dt.date(2025, 4, day), list(Edition))
+        todo, _ = store.plan.todo(dt.date(2025, 4, day), list(Edition))
         return {s.email for s in todo}
 
     def weekly(number: int) -> set[str]:
         week = Week(2025, number)
-        todo, _ = store.ledger.delivery_plan(
+        todo, _ = store.plan.todo(
             week, list(Edition), cadence=Cadence.WEEKLY, day=week.period(0)[0]
         )
         return {s.email for s in todo}

@@ -364,7 +364,7 @@ def test_ledger_plan_start_record(store):
     for i in range(5):
         store.subscribers.add(f"u{i}@example.org", "ko" if i % 2 else "en")
     store.subscribers.set_state("u4@example.org", "unsubscribed")
-    todo, skipped = store.ledger.delivery_plan(DATE, [Edition.KO, Edition.EN])
+    todo, skipped = store.plan.todo(DATE, [Edition.KO, Edition.EN])
     assert [s.email for s in todo] == [f"u{i}@example.org" for i in range(4)] and skipped == 0
     store.ledger.start_deliveries(DATE, todo)
     store.ledger.start_deliveries(DATE, todo)  # idempotent
@@ -385,14 +385,12 @@ def test_ledger_plan_start_record(store):
     assert (
         rows["u2@example.org"].last_reply == "451 later" and rows["u2@example.org"].sent_at is None
     )
-    todo, skipped = store.ledger.delivery_plan(DATE, list(Edition))
+    todo, skipped = store.plan.todo(DATE, list(Edition))
     assert [s.email for s in todo] == ["u2@example.org", "u3@example.org"]
     assert skipped == 1  # u0 sent; u1 is bounced now (not active)
     # A subscriber who switched edition after getting today's issue is skipped too.
     store.subscribers.set_edition("u0@example.org", "ko")
-    assert "u0@example.org" not in [
-        s.email for s in store.ledger.delivery_plan(DATE, list(Edition))[0]
-    ]
+    assert "u0@example.org" not in [s.email for s in store.plan.todo(DATE, list(Edition))[0]]
 
 
 def test_record_20000_outcomes_in_batches(tmp_path):
@@ -416,7 +414,7 @@ def test_record_20000_outcomes_in_batches(tmp_path):
             ],
         )
     start = time.perf_counter()
-    todo, _ = store.ledger.delivery_plan(DATE, list(Edition))
+    todo, _ = store.plan.todo(DATE, list(Edition))
     store.ledger.start_deliveries(DATE, todo)
     outcomes = [Outcome(Edition.KO, s.email, DeliveryState.SENT) for s in todo]
     for i in range(0, len(outcomes), 500):
@@ -638,7 +636,7 @@ def test_ledger_import_never_makes_a_sent_message_sendable_again(store, tmp_path
 
     for address in ("a@example.org", "b@example.org", "c@example.org"):
         store.subscribers.add(address, "ko")
-    todo, _ = store.ledger.delivery_plan(DATE, [Edition.KO])
+    todo, _ = store.plan.todo(DATE, [Edition.KO])
     store.ledger.start_deliveries(DATE, todo)
     store.ledger.record(
         DATE,

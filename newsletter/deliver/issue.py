@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.deliver.wire import Job
     from newsletter.store import Store
-    from newsletter.store.ledger import Ledger
 
 log = logging.getLogger("newsletter")
 
@@ -132,21 +131,17 @@ def deliver_issue(
     # One sender per database at a time: two would both see everyone as not
     # done yet and both send. Planning happens under the lock.
     with store.db.sending_lock(date):
-        return _send(
-            config, store.ledger, mailing, now, progress, transport_factory, retry_delays, stop
-        )
+        return _send(config, store, mailing, now, progress, transport_factory, retry_delays, stop)
 
 
 def _plan_only(config: Config, store: Store, mailing: Mailing) -> DeliveryReport:
     """What a real run would do now: the same plan and the same counts, nothing sent."""
     date = mailing.issue
-    groups_, skipped = store.ledger.plan_groups(
+    groups_, skipped = store.plan.groups(
         date, config.editions, cadence=mailing.cadence, day=mailing.decides
     )
     variants = Variants(mailing, groups_)
-    todo, _ = store.ledger.delivery_plan(
-        date, config.editions, cadence=mailing.cadence, day=mailing.decides
-    )
+    todo, _ = store.plan.todo(date, config.editions, cadence=mailing.cadence, day=mailing.decides)
     groups: dict[Edition, list[Subscriber]] = {}
     for subscriber in todo:
         if variants.of(subscriber) is not None:
@@ -175,7 +170,7 @@ def _plan_only(config: Config, store: Store, mailing: Mailing) -> DeliveryReport
 
 def _send(
     config: Config,
-    ledger: Ledger,
+    store: Store,
     mailing: Mailing,
     now: dt.datetime,
     progress: ProgressCallback | None,
@@ -185,7 +180,7 @@ def _send(
 ) -> DeliveryReport:
     started = time.monotonic()
     date = mailing.issue
-    groups, skipped = ledger.plan_groups(
+    groups, skipped = store.plan.groups(
         date, config.editions, cadence=mailing.cadence, day=mailing.decides
     )
     variants = Variants(mailing, groups)
@@ -219,7 +214,7 @@ def _send(
     )
     stop = stop or threading.Event()
     pool = make_pool(config, context, total, transport_factory)
-    run = SendRun(config, ledger, date, pool, progress, total, stop)
+    run = SendRun(config, store.plan, store.ledger, date, pool, progress, total, stop)
     run.variants = set(range(len(emails)))
     send_started = time.monotonic()
     try:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from newsletter.deliver.variants import Mailing, Variants
     from newsletter.deliver.workers import Pool
     from newsletter.store.ledger import Ledger
+    from newsletter.store.plan import Plan
 
 log = logging.getLogger("newsletter")
 
@@ -68,6 +69,7 @@ class SendRun:
     def __init__(
         self,
         config: Config,
+        plan: Plan,
         ledger: Ledger,
         date: IssueId,
         pool: Pool,
@@ -76,6 +78,7 @@ class SendRun:
         shutdown: threading.Event,
     ) -> None:
         self.config = config
+        self.planned = plan
         self.ledger = ledger
         self.date = date
         self.pool = pool
@@ -106,7 +109,7 @@ class SendRun:
         Each subscriber gets the variant of their edition and topics; one whose
         topics pick no paper gets nothing (no ledger row).
         """
-        pages = self.ledger.plan_pages(
+        pages = self.planned.pages(
             self.date, editions, page=PAGE, cadence=mailing.cadence, day=mailing.decides
         )
         for page in pages:

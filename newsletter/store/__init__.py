@@ -4,10 +4,11 @@
     schema.py          every table and every migration, in order
     subscribers.py     Subscribers: the subscriber list
     subscriber_csv.py  CSV import and export of that list
-    ledger.py          Ledger: the delivery plan, outcomes, counts, send-once marks
+    ledger.py          Ledger: each message's outcome, counts, send-once marks
+    plan.py            Plan: who still needs an issue (read from both tables)
     bounces.py         BounceEvents: bounces, complaints, unsubscribes after the send
 
-Each of `Subscribers`, `Ledger` and `BounceEvents` takes the `Database`.
+Each of `Subscribers`, `Plan`, `Ledger` and `BounceEvents` takes the `Database`.
 `Store` only holds them for callers that need more than one; it forwards nothing.
 """
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from newsletter.store.bounces import BounceEvents
 from newsletter.store.database import Database
 from newsletter.store.ledger import Ledger
+from newsletter.store.plan import Plan
 from newsletter.store.subscribers import Subscribers
 
 if TYPE_CHECKING:
@@ -25,12 +27,13 @@ if TYPE_CHECKING:
 
 
 class Store:
-    """`db`, `subscribers`, `ledger` and `bounces` over one database; closes it as a
+    """`db`, `subscribers`, `plan`, `ledger` and `bounces` over one database; closes it as a
     context manager."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.subscribers = Subscribers(db)
+        self.plan = Plan(db)
         self.ledger = Ledger(db)
         self.bounces = BounceEvents(db)
 

@@ -230,8 +230,9 @@ def message_size(config_path: Path, eightbit: bool) -> int:
 
     from newsletter.config import load_config
     from newsletter.digest import read_digest
-    from newsletter.mail import UNSUBSCRIBE, build_edition_email, sign_token
+    from newsletter.mail import build_edition_email
     from newsletter.model import Edition
+    from newsletter.tokens import UNSUBSCRIBE, sign_token
 
     config = load_config(str(config_path))
     digest = read_digest(DIGESTS / f"{DATE}.txt").digest

@@ -175,7 +175,7 @@ def _check_bounce_address(value: str) -> str:
 
 DEFAULT_SUBJECTS = {
     # Not "[ML 논문] ...": its only cased letters, "ML", read as an all-caps
-    # subject to spam filters (newsletter.mail.shouting).
+    # subject to spam filters (newsletter.mail_checks.shouting).
     "ko": "[ML Papers] {date} · {papers}",
     "en": "[ML Papers] {date} · {papers}",
     "both": "[ML 논문 · Papers] {date} · {count}편",

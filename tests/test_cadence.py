@@ -356,7 +356,7 @@ def test_sign_up_with_cadence_and_topics_and_change_them(server):
     """The choices travel through double opt-in; the POSTs need their CSRF token."""
     from test_web import SECRET, csrf_of, link_in
 
-    from newsletter.mail import UNSUBSCRIBE, sign_token
+    from newsletter.tokens import UNSUBSCRIBE, sign_token
 
     server.clock[0] = dt.datetime(2025, 5, 20, 3, 0, tzinfo=dt.UTC)
     client = server.client

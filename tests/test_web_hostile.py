@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from test_web import Running, csrf_of
 
 from newsletter.errors import NewsletterError
-from newsletter.mail import UNSUBSCRIBE, check_address, sign_token
+from newsletter.headers import check_address
 from newsletter.store.subscribers import normalize_email
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 
 server = test_web.server  # test_web's fixture: create_app under uvicorn in a thread
 SECRET = test_web.SECRET

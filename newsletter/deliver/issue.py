@@ -32,7 +32,8 @@ from newsletter.bounces.verp import Verp
 from newsletter.deliver.run import ProgressCallback, SendRun
 from newsletter.deliver.variants import Mailing, Variants
 from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
-from newsletter.mail import check_address, check_sendable, resolve_secret
+from newsletter.headers import check_address
+from newsletter.mail import check_sendable, resolve_secret
 from newsletter.mail_checks import setup_warnings
 from newsletter.model import Digest, Edition, IssueId, Subscriber
 from newsletter.plurals import nouns

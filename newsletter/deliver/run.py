@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
-from newsletter.mail import check_address
+from newsletter.headers import check_address
 from newsletter.model import Edition, IssueId
 from newsletter.smtp_replies import Scope
 from newsletter.store.ledger import DeliveryState, Outcome

@@ -39,9 +39,11 @@ from typing import TYPE_CHECKING, Any
 from newsletter.bounces.verp import Verp
 from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
-from newsletter.mail import UNSUBSCRIBE, EditionEmail, check_address, sign_token
+from newsletter.headers import check_address
+from newsletter.mail import EditionEmail
 from newsletter.model import IssueId, issue_tag
 from newsletter.smtp_replies import Scope
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 from newsletter.transports import (
     PermanentFailure,
     RateLimiter,

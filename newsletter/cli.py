@@ -123,12 +123,14 @@ def _config(ctx: click.Context) -> Config:
 def parse_date_option(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> dt.date | None:
+    from newsletter.model import parse_date
+
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date like 2025-04-04") from None
+        return parse_date(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def date_option(help: str, required: bool = False) -> Callable[[Any], Any]:

@@ -220,11 +220,26 @@ class Week:
 IssueId = dt.date | Week
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_date(text: str) -> dt.date:
+    """A calendar date written `2025-04-04` (ISO 8601 extended form); ValueError otherwise.
+
+    Stricter than `date.fromisoformat`, which since Python 3.11 also reads
+    `20250404` and the week date `2025-W14` (as its Monday): a week where a
+    day is expected must be an error, never a silently different day.
+    """
+    if not _DATE.fullmatch(text):
+        raise ValueError(f"{text!r} is not a date like 2025-04-04")
+    return dt.date.fromisoformat(text)
+
+
 def parse_issue_id(text: str) -> IssueId:
     """A ledger's issue key: `2025-04-04` or `2025-W15`; ValueError otherwise."""
     if "w" in text.lower():
         return Week.fromisoformat(text)
-    return dt.date.fromisoformat(text)
+    return parse_date(text)
 
 
 def issue_tag(issue: IssueId) -> str:

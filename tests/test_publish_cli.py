@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import feedparser
+import pytest
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -102,7 +103,10 @@ def test_build_skips_bad_files_and_publishes_good_ones(cli, project):
     assert (project / "public" / "en" / "2025-05-19" / "index.html").is_file()
 
 
-def test_bad_date_option_is_a_usage_error(cli, project):
-    result = cli("publish", "--date", "April 4", cwd=project)
+@pytest.mark.parametrize("value", ["April 4", "2025-W14", "20250404"])
+def test_bad_date_option_is_a_usage_error(cli, project, value):
+    # A week (the weekly email's name) is never read as its Monday.
+    result = cli("publish", "--date", value, cwd=project)
     assert result.returncode == 2
-    assert "is not a date like 2025-04-04" in result.stderr
+    assert f"'{value}' is not a date like 2025-04-04" in result.stderr
+    assert not (project / "outbox").exists()

@@ -17,13 +17,13 @@ import real_parts
 from smtp_servers import free_port, mail_config
 
 from newsletter.errors import NewsletterError
-from newsletter.model import Edition, SubscriberState
+from newsletter.model import Cadence, Edition, SubscriberState, Week, parse_date
 from newsletter.store import Store
 from newsletter.store.database import Database
 from newsletter.store.ledger import DeliveryState, Outcome
 from newsletter.store.schema import SCHEMA_VERSION
 from newsletter.store.subscriber_csv import export_csv, import_csv
-from newsletter.store.subscribers import as_utc
+from newsletter.store.subscribers import Preferences, as_utc
 
 DATE = dt.date(2025, 4, 4)
 
@@ -662,6 +662,41 @@ def test_ledger_import_never_makes_a_sent_message_sendable_again(store, tmp_path
     with pytest.raises(NewsletterError, match="not a ledger export"):
         (tmp_path / "other.csv").write_text("email,edition\n", encoding="utf-8")
         import_ledger(store.db, tmp_path / "other.csv")
+
+
+def test_ledger_export_and_import_keep_weekly_issues_as_weeks(store, tmp_path):
+    """A weekly issue's key `2025-W14` survives a move; it never becomes its Monday."""
+    from newsletter.store.ledger_csv import export_ledger, import_ledger
+
+    week = Week(2025, 14)
+    weekly = Preferences(cadence=Cadence.WEEKLY)
+    store.subscribers.add("w@example.org", "en", preferences=weekly)
+    assert store.plan.todo(week, [Edition.EN], cadence=Cadence.WEEKLY)[0] != []
+    store.ledger.start_deliveries(week, [store.subscribers.get("w@example.org")])
+    store.ledger.record(week, [Outcome(Edition.EN, "w@example.org", DeliveryState.SENT, "250")], 3)
+    store.ledger.mark_issue_emailed(week)
+    out = io.StringIO()
+    export_ledger(store.db, out)
+    (tmp_path / "ledger.csv").write_text(out.getvalue(), encoding="utf-8")
+    assert "2025-W14,en,w@example.org,sent" in out.getvalue()
+
+    with Store(Database(f"sqlite:///{tmp_path / 'moved.db'}")) as moved:
+        moved.subscribers.add("w@example.org", "en", preferences=weekly)
+        assert moved.plan.todo(week, [Edition.EN], cadence=Cadence.WEEKLY)[0] != []
+        added, problems = import_ledger(moved.db, tmp_path / "ledger.csv")
+        assert (added, problems) == (1, [])
+        assert [d.state for d in moved.ledger.deliveries_for(week)] == ["sent"]
+        assert moved.ledger.deliveries_for(week.monday) == []
+        assert moved.ledger.issue_emailed(week) and not moved.ledger.issue_emailed(week.monday)
+        # The weekly email is not sent again after the move.
+        assert moved.plan.todo(week, [Edition.EN], cadence=Cadence.WEEKLY) == ([], 1)
+
+
+@pytest.mark.parametrize("text", ["2025-W14", "20250404", "2025-W14-1", "2025-4-4", " 2025-04-04"])
+def test_a_day_is_written_2025_04_04_and_nothing_else(text):
+    with pytest.raises(ValueError, match="not a date like 2025-04-04"):
+        parse_date(text)
+    assert parse_date("2025-04-04") == DATE
 
 
 def test_a_bounce_records_when_the_state_changed(store):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from newsletter.errors import NewsletterError
-from newsletter.model import Edition
+from newsletter.model import Edition, parse_issue_id
 from newsletter.store.ledger import DeliveryState
 from newsletter.store.subscriber_csv import (
     BadCell,
@@ -136,7 +136,8 @@ def _parse_row(
     values: dict[str, str], marks: dict[str, dt.datetime], now: dt.datetime
 ) -> dict[str, Any] | None:
     """The ledger row of one CSV row (None for a mark alone); its mark goes to `marks`."""
-    date = dt.date.fromisoformat(values.get("issue_date", "")).isoformat()
+    # A day or an ISO week (the weekly email): each keeps its own key.
+    date = parse_issue_id(values.get("issue_date", "")).isoformat()
     emailed = parse_time("issue_emailed_at", values.get("issue_emailed_at", ""))
     if emailed is not None:
         marks.setdefault(date, stamp(emailed))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from newsletter.errors import NewsletterError
-from newsletter.model import Cadence, Edition, SubscriberState, parse_topics
+from newsletter.model import Cadence, Edition, SubscriberState, parse_date, parse_topics
 from newsletter.store.database import now
 from newsletter.store.subscribers import (
     History,
@@ -256,7 +256,7 @@ def _parse(
     previous = _cadence(values, "previous_cadence")
     since_text = values.get("cadence_from", "")
     try:
-        since = dt.date.fromisoformat(since_text) if since_text else None
+        since = parse_date(since_text) if since_text else None
     except ValueError:
         raise BadCell(f"cadence_from {since_text!r} is not a date like 2025-04-14") from None
     history = History(int(bounces), previous_cadence=previous, cadence_from=since, **times)

@@ -744,13 +744,18 @@ def ledger_export(ctx: click.Context) -> None:
 @handles_errors()
 def ledger_import(ctx: click.Context, file: Path) -> None:
     """Import a `ledger export`: nothing already sent becomes sendable again."""
+    from newsletter.plurals import nouns
     from newsletter.store.ledger_csv import import_ledger
 
     with _store(ctx) as store:
         added, problems = import_ledger(store.db, file)
     for problem in problems:
         click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
-    click.echo(f"imported {file}: {added} ledger rows added, {len(problems)} bad rows")
+    rows, bad = (
+        nouns(added, "ledger row", "ledger rows"),
+        nouns(len(problems), "bad row", "bad rows"),
+    )
+    click.echo(f"imported {file}: {rows} added, {bad}")
     if problems:
         sys.exit(1)
 
@@ -793,6 +798,7 @@ def send_test(ctx: click.Context, date: dt.date, to: str, editions: tuple[str, .
 @handles_errors()
 def status(ctx: click.Context, as_json: bool) -> None:
     """Last published issue, next send, recent deliveries and bounces, subscribers by state."""
+    from newsletter.plurals import nouns
     from newsletter.status import collect_status
 
     data = collect_status(_config(ctx))
@@ -816,9 +822,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         r = data["bounces"][date]
         click.echo(
             f"  {date}: {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
-            f"{counts.get('failed', 0)} failed; {r['hard_bounces']} hard bounces "
+            f"{counts.get('failed', 0)} failed; "
+            f"{nouns(r['hard_bounces'], 'hard bounce', 'hard bounces')} "
             f"({r['hard_bounce_rate']:.2f} %), {r['soft_bounces']} soft, "
-            f"{r['complaints']} complaints ({r['complaint_rate']:.2f} %)"
+            f"{nouns(r['complaints'], 'complaint', 'complaints')} ({r['complaint_rate']:.2f} %)"
         )
     for warning in data["warnings"]:
         click.secho(f"warning: {warning}", fg="yellow", err=True)

@@ -23,6 +23,7 @@ from newsletter.cli import (
 )
 from newsletter.cli import subscribers as subscribers_group
 from newsletter.errors import NewsletterError
+from newsletter.plurals import nouns
 
 
 @cli.group()
@@ -72,9 +73,11 @@ def bounces_process(ctx: click.Context, as_json: bool) -> None:
         )
         return
     kinds = ", ".join(f"{n} {kind}" for kind, n in report.kinds.items())
-    click.echo(f"{report.mailbox}: {report.read} messages read ({kinds or 'none'})")
+    read = nouns(report.read, "message", "messages")
+    click.echo(f"{report.mailbox}: {read} read ({kinds or 'none'})")
     click.echo(
-        f"  {report.recorded} events recorded ({report.duplicates} already known), "
+        f"  {nouns(report.recorded, 'event', 'events')} recorded "
+        f"({report.duplicates} already known), "
         f"{report.moved} moved to processed, {report.untouched} left untouched"
     )
 
@@ -112,7 +115,8 @@ def bounces_list(ctx: click.Context, since: dt.date | None, as_json: bool) -> No
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     for row in rows:
-        issue = f"{row['issue_date']} {row['edition']}" if row["issue_date"] else "-"
+        # The issue and, when known, its edition: "2025-W14 en", "2025-W14", "-".
+        issue = " ".join(str(row[k]) for k in ("issue_date", "edition") if row[k]) or "-"
         click.echo(
             "\t".join(
                 [
@@ -126,7 +130,7 @@ def bounces_list(ctx: click.Context, since: dt.date | None, as_json: bool) -> No
                 ]
             )
         )
-    click.echo(f"{len(rows)} event{'s' if len(rows) != 1 else ''}", err=True)
+    click.echo(nouns(len(rows), "event", "events"), err=True)
 
 
 @subscribers_group.command("reactivate")
@@ -140,4 +144,5 @@ def subscribers_reactivate(ctx: click.Context, email: str, force: bool) -> None:
 
     with _store(ctx) as store:
         done = reactivate(store, email, force=force)
-    click.echo(f"{done.email}: active (was {done.before.value}, {done.hard_bounces} hard bounces)")
+    bounces = nouns(done.hard_bounces, "hard bounce", "hard bounces")
+    click.echo(f"{done.email}: active (was {done.before.value}, {bounces})")

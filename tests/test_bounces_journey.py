@@ -140,7 +140,7 @@ def test_send_bounce_process_send_again(tmp_path, dovecot):
         assert (rates["hard_bounce_rate"], rates["complaint_rate"]) == (20.0, 20.0)
         assert any("0.3 %" in w for w in status["warnings"])
         text = run_cli("--config", str(config), "status", env=env)
-        assert "1 hard bounces (20.00 %)" in text.stdout and "warning:" in text.stderr
+        assert "1 hard bounce (20.00 %)" in text.stdout and "warning:" in text.stderr
 
         # The next issue goes only to those still subscribed.
         handler.messages.clear()
@@ -149,7 +149,7 @@ def test_send_bounce_process_send_again(tmp_path, dovecot):
 
         # Processing again changes nothing.
         out = cli_ok(config, "bounces", "process", env=env)
-        assert "1 messages read" in out and "0 events recorded" in out
+        assert "1 message read" in out and "0 events recorded" in out
 
 
 def test_reactivate_and_list_since(tmp_path):
@@ -178,7 +178,7 @@ def test_reactivate_and_list_since(tmp_path):
     out = cli_ok(config, "subscribers", "reactivate", READERS[1], "--force", env=env)
     assert "active (was complained" in out
     out = cli_ok(config, "subscribers", "reactivate", READERS[0], env=env)
-    assert "active (was bounced, 1 hard bounces)" in out
+    assert "active (was bounced, 1 hard bounce)" in out
     again = run_cli("--config", str(config), "subscribers", "reactivate", READERS[0], env=env)
     assert again.returncode == 1 and "nothing to undo" in again.stderr
 
@@ -231,3 +231,28 @@ def test_the_daemon_polls_the_bounce_mailbox(tmp_path):
     events = json.loads(cli_ok(config, "bounces", "list", "--json", env=env))
     assert [(e["kind"], e["email"]) for e in events] == [("hard_bounce", READERS[0])]
     assert any(e.get("event") == "bounces_processed" for e in daemon.events())
+
+
+def test_bounces_list_shows_what_is_known_of_the_issue(tmp_path):
+    """An event may know its issue (a week, a day) without an edition: no 'None' in the list."""
+    from newsletter.bounces.policy import record
+    from newsletter.config import load_config
+    from newsletter.model import Edition, Week
+    from newsletter.store import Store
+    from newsletter.store.bounces import BounceEvent, EventKind
+
+    config = write_config(tmp_path, 25, "maildir:Maildir")
+    env = {"NEWSLETTER_SECRET": "s" * 32}
+    cli_ok(config, "subscribers", "add", "김@example.org", env=env)
+    events = [
+        BounceEvent(EventKind.SOFT, "김@example.org", "webhook", "a", Week(2025, 14)),
+        BounceEvent(EventKind.SOFT, "김@example.org", "webhook", "b", None),
+        BounceEvent(EventKind.SOFT, "김@example.org", "webhook", "c", Week(2025, 15), Edition.KO),
+    ]  # fmt: skip
+    with Store.open(load_config(config)) as store:
+        for event in events:
+            record(store, event, bounce_limit=3)
+    text = run_cli("--config", str(config), "bounces", "list", env=env)
+    rows = [line.split("\t")[3] for line in text.stdout.splitlines()]
+    assert rows == ["2025-W14", "-", "2025-W15 ko"] and "None" not in text.stdout
+    assert "3 events" in text.stderr

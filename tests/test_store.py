@@ -628,7 +628,7 @@ def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tm
     assert (
         "0 added, 0 updated, 6 unchanged" in cli("subscribers", "import", "subscribers.csv").stdout
     )
-    assert "0 ledger rows added" in cli("ledger", "import", "ledger.csv").stdout
+    assert "0 ledger rows added, 0 bad rows" in cli("ledger", "import", "ledger.csv").stdout
 
 
 def test_ledger_import_never_makes_a_sent_message_sendable_again(store, tmp_path):
@@ -662,6 +662,15 @@ def test_ledger_import_never_makes_a_sent_message_sendable_again(store, tmp_path
     with pytest.raises(NewsletterError, match="not a ledger export"):
         (tmp_path / "other.csv").write_text("email,edition\n", encoding="utf-8")
         import_ledger(store.db, tmp_path / "other.csv")
+
+
+def test_ledger_import_counts_in_good_english(cli, project):
+    from newsletter.store.ledger_csv import COLUMNS
+
+    row = "2025-04-04,ko,a@example.org,sent,1,,,,,"
+    (project / "one.csv").write_text(f"{','.join(COLUMNS)}\n{row}\n", encoding="utf-8")
+    out = cli("ledger", "import", "one.csv", cwd=project).stdout
+    assert "1 ledger row added, 0 bad rows" in out
 
 
 def test_ledger_export_and_import_keep_weekly_issues_as_weeks(store, tmp_path):

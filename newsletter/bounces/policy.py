@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.errors import NewsletterError
 from newsletter.model import SubscriberState
+from newsletter.plurals import nouns
 from newsletter.store.bounces import BounceEvent, EventKind, Recorded, Rule
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def reactivate(store: Store, email: str, *, force: bool = False) -> Reactivated:
         email=current.email,
         source="cli",
         ref=f"reactivated|{current.email.lower()}|{stamp.isoformat()}",
-        diagnostic=f"was {current.state.value} with {bounces} hard bounces"
+        diagnostic=f"was {current.state.value} with {nouns(bounces, 'hard bounce', 'hard bounces')}"
         + (" (forced)" if force else ""),
     )
     record(store, event, bounce_limit=1)

@@ -21,6 +21,7 @@ from newsletter.bounces.classify import Classifier, Kind
 from newsletter.bounces.mailboxes import open_mailbox
 from newsletter.bounces.policy import record
 from newsletter.mail import resolve_secret
+from newsletter.plurals import nouns
 from newsletter.store.bounces import BounceEvent
 
 if TYPE_CHECKING:
@@ -108,11 +109,10 @@ def process_mailbox(
         untouched=read - len(acted),
     )
     log.info(
-        "%s: %d messages read, %d events recorded (%d already known), %d moved to processed, "
-        "%d left untouched",
+        "%s: %s read, %s recorded (%d already known), %d moved to processed, %d left untouched",
         report.mailbox,
-        report.read,
-        report.recorded,
+        nouns(report.read, "message", "messages"),
+        nouns(report.recorded, "event", "events"),
         report.duplicates,
         report.moved,
         report.untouched,

@@ -34,6 +34,7 @@ from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
 from newsletter.headers import check_address
 from newsletter.model import Edition, IssueId
+from newsletter.plurals import nouns
 from newsletter.smtp_replies import Scope
 from newsletter.store.ledger import DeliveryState, Outcome
 from newsletter.transports import PermanentFailure, SendFailure
@@ -269,10 +270,10 @@ class SendRun:
         except Exception as exc:  # the original error is what the caller must see
             accepted = sum(o.state == DeliveryState.SENT for o in outcomes)
             log.error(
-                "%s: %d outcomes could not be recorded (%d accepted by the server: a rerun "
+                "%s: %s could not be recorded (%d accepted by the server: a rerun "
                 "sends those again): %s",
                 self.date,
-                len(outcomes),
+                nouns(len(outcomes), "outcome", "outcomes"),
                 accepted,
                 exc,
             )

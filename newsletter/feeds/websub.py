@@ -13,6 +13,8 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from newsletter.plurals import nouns
+
 if TYPE_CHECKING:
     from newsletter.config import Config
 
@@ -60,9 +62,9 @@ def ping_hub(config: Config, feed_urls: list[str]) -> list[str]:
                 )
     if not warnings:
         log.info(
-            "WebSub hub %s notified of %d feeds",
+            "WebSub hub %s notified of %s",
             hub,
-            len(feed_urls),
+            nouns(len(feed_urls), "feed", "feeds"),
             extra={"event": "websub_ping", "feeds": len(feed_urls)},
         )
     return warnings

@@ -249,6 +249,7 @@ class SmtpTransport:
         s = self.settings
         hint_port = {"ssl": 465, "starttls": 587, "none": 25}[s.security]
         conn: smtplib.SMTP | None = None
+        step = "connect"  # which command a server that lacks an extension refused
         try:
             if s.security == "ssl":
                 conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
@@ -257,9 +258,11 @@ class SmtpTransport:
             _no_delay(conn)
             conn.ehlo()
             if s.security == "starttls":
+                step = "STARTTLS"
                 conn.starttls(context=self._context())
                 conn.ehlo()
             if s.username:
+                step = "AUTH"
                 conn.login(s.username, s.password() or "")
             self.eightbitmime = conn.has_extn("8bitmime")
             self._utf8 = conn.has_extn("smtputf8")
@@ -277,12 +280,19 @@ class SmtpTransport:
                 hint="check email.smtp.username and the password in "
                 f"${s.password_env or 'the variable email.smtp.password_env names'}",
             ) from None
-        except smtplib.SMTPNotSupportedError as exc:
+        except smtplib.SMTPNotSupportedError:
             _quit(conn)
+            if step == "STARTTLS":
+                raise NewsletterError(
+                    f"SMTP server {self.where} does not offer STARTTLS",
+                    hint="set email.smtp.security to ssl (port 465) if the server speaks TLS "
+                    "from the start, or to none for a relay on a trusted network",
+                ) from None
             raise NewsletterError(
-                f"SMTP server {self.where} does not support {exc}",
-                hint="set email.smtp.security to match the server (starttls, ssl or none) "
-                "or remove username",
+                f"SMTP server {self.where} does not offer AUTH (login)"
+                + (" without TLS" if s.security == "none" else ""),
+                hint="servers offer AUTH only over TLS: set email.smtp.security to starttls "
+                "or ssl; or remove email.smtp.username if the relay needs no login",
             ) from None
         except ssl.SSLError as exc:
             _quit(conn)

@@ -115,6 +115,30 @@ def test_connection_refused_is_a_clear_error(tmp_path):
     assert error.value.hint
 
 
+@pytest.mark.parametrize(
+    ("smtp", "says", "hint"),
+    [
+        ({"security": "starttls"}, "does not offer STARTTLS", "email.smtp.security to ssl"),
+        (
+            {"username": "u", "password_env": "SMTP_PW"},
+            "does not offer AUTH (login) without TLS",
+            "remove email.smtp.username",
+        ),
+    ],
+    ids=["starttls", "auth"],
+)
+def test_a_missing_extension_is_named_once(tmp_path, monkeypatch, smtp, says, hint):
+    """A plain relay (no STARTTLS, no AUTH) asked for one: one clear sentence, the right hint."""
+    monkeypatch.setenv("SMTP_PW", "secret")
+    with start_server() as server, pytest.raises(NewsletterError) as error:
+        SmtpTransport(smtp_settings(tmp_path, server, **smtp)).open()
+    message = error.value.message
+    assert message == f"SMTP server 127.0.0.1:{server.port} {says}"
+    assert hint in (error.value.hint or "")
+    if "username" not in smtp:
+        assert "username" not in (error.value.hint or "")
+
+
 def test_starttls_and_auth(tmp_path, mail_tls, monkeypatch):
     server_ctx, client_ctx = mail_tls
     monkeypatch.setenv("MAIL_TEST_PASSWORD", "s3cret")

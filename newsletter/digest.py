@@ -24,6 +24,7 @@ _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 # A tag: letters of any script, digits, '_', '-', '.'; \w covers the first three.
 _TAG = r"#[\w.\-]+"
 _TAG_LINE = re.compile(rf"^{_TAG}(?:\s+{_TAG})*$")
+_WHOLE_TAG = re.compile(rf"{_TAG}")
 # Lines a web page paste leaves on their own: a URL, or only punctuation.
 _FRAGMENT = re.compile(r"^(?:\(?https?://\S+|[^\w\s]+)$")
 # Only LF, CRLF and CR end a line: the lines an editor shows and numbers.
@@ -94,6 +95,7 @@ def parse_digest(
     block: list[_Line] = []
     for line in content[1:]:
         block.append(line)
+        _check_tag_line(line, source)
         if _TAG_LINE.match(line.text):
             if len(entries) == limits.max_entries:
                 raise DigestError(
@@ -276,6 +278,13 @@ def format_digest(digest: Digest) -> str:
 
 
 def _decode(data: bytes, source: str) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(data):
+        raise DigestError(
+            source,
+            1,
+            "the file is UTF-16 text, not UTF-8",
+            hint="save it as UTF-8 (e.g. iconv -f utf-16 -t utf-8 FILE)",
+        )
     if b"\x00" in data:
         line = _line_of(data, data.index(b"\x00"))
         raise DigestError(
@@ -294,6 +303,16 @@ def _decode(data: bytes, source: str) -> str:
             "the file is not UTF-8 text",
             hint="save it as UTF-8 (e.g. iconv -f cp949 -t utf-8 FILE)",
         ) from None
+
+
+def _looks_utf16(data: bytes) -> bool:
+    """UTF-16 without a byte-order mark: text whose every other byte is NUL at the start."""
+    head = data[:64]
+    if len(head) < 4 or len(head) % 2:
+        head = head[: len(head) // 2 * 2]
+    if len(head) < 4:
+        return False
+    return all(b == 0 for b in head[1::2]) or all(b == 0 for b in head[0::2])
 
 
 def _line_of(data: bytes, offset: int) -> int:
@@ -342,6 +361,25 @@ def _parse_date(line: _Line, source: str) -> dt.date:
         return dt.date(year, month, day)
     except ValueError as exc:
         raise DigestError(source, line.number, f"impossible date {line.text!r}: {exc}") from None
+
+
+def _check_tag_line(line: _Line, source: str) -> None:
+    """DigestError for a line meant as tags (every word starts with '#', or it
+    starts with a lone '#') that holds something that is not a tag; otherwise
+    the entry would run on into the next one and the error point elsewhere."""
+    words = line.text.split()
+    if not words or not (words[0] == "#" or all(w.startswith("#") for w in words)):
+        return
+    bad = next((w for w in words if not _WHOLE_TAG.fullmatch(w)), None)
+    if bad is None:
+        return
+    raise DigestError(
+        source,
+        line.number,
+        f"{_shorten(bad)!r} on the tag line is not a tag",
+        hint="a tag is '#' then letters, digits, '-', '_' or '.', with no space "
+        "after '#': '#moe #long-context #추론'",
+    )
 
 
 def _parse_entry(block: list[_Line], source: str, warnings: list[Problem]) -> Entry:

@@ -282,6 +282,12 @@ def test_control_characters_are_removed_with_a_warning():
         (b"2025-04-04\n#orphan\n", 2, "tag line with no entry"),
         (b"2025-04-04\nTitle\n(A)\nabstract\n", 2, "has no tag line"),
         (b"2025-04-04\nTitle\n(A, (B)\nabstract\n#t\n", 3, "unbalanced parentheses"),
+        # A tag line that holds something else is named there, not as a missing tag line.
+        (b"2025-04-04\nTitle\n(A)\nabstract\n#ok #bad!tag\n", 5, "'#bad!tag' on the tag line"),
+        (b"2025-04-04\nTitle\n(A)\nabstract\n# spaced\n", 5, "'#' on the tag line"),
+        ("2025-04-04\nT\n(A)\nabs\n#추론 #좋은!태그\nT2\n(B)\nx\n#t\n".encode(), 5, "'#좋은!태그'"),
+        ("2025-04-04\n".encode("utf-16"), 1, "UTF-16 text, not UTF-8"),
+        ("2025-04-04\n".encode("utf-16-le"), 1, "UTF-16 text, not UTF-8"),
     ],
 )
 def test_bad_files(tmp_path, data, line, message):
@@ -293,6 +299,13 @@ def test_bad_files(tmp_path, data, line, message):
     assert caught.value.line == line
     assert message in caught.value.message
     assert str(path) in str(caught.value)
+
+
+def test_a_line_starting_with_a_number_sign_can_be_text(tmp_path):
+    path = tmp_path / "ok.txt"
+    path.write_text("2025-04-04\nTitle\n(A)\n#1 on the board, in C# and F#.\n#t\n", "utf-8")
+    [entry] = read_digest(path).digest.entries
+    assert entry.abstract == "#1 on the board, in C# and F#." and entry.tags == ("t",)
 
 
 def test_folder_reports_bad_files_and_keeps_good_ones(tmp_path):

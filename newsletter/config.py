@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import re
 import string
+from collections.abc import Callable
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -187,12 +188,16 @@ DEFAULT_WEEKLY_SUBJECTS = {
 }
 
 
-def _check_subjects(
-    value: dict[Edition, str], defaults: dict[str, str], allowed: tuple[str, ...]
-) -> dict[Edition, str]:
-    """Subject templates merged over `defaults`; ValueError for a field not `allowed`."""
-    merged = {Edition(k): v for k, v in defaults.items()} | value
-    for edition, template in merged.items():
+def _template_check(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    """A validator of one subject template: ValueError for a field not `allowed`.
+
+    Used per dict value, so pydantic reports every bad template at once, each
+    at its own key (`email.subject.ko`).
+    """
+    braced = [f"{{{name}}}" for name in allowed]
+    names = ", ".join(braced[:-1]) + f" and {braced[-1]}"
+
+    def check(template: str) -> str:
         try:
             # Bare names only: '{date.__class__}' or '{count!r}' would reach
             # into Python objects from a config file.
@@ -206,13 +211,14 @@ def _check_subjects(
             if bad:
                 raise ValueError(f"{{{bad[0]}}} is not allowed")
         except ValueError as exc:
-            braced = [f"{{{name}}}" for name in allowed]
-            names = ", ".join(braced[:-1]) + f" and {braced[-1]}"
-            raise ValueError(
-                f"subject for {edition.value!r} is not a valid template ({exc}); "
-                f"only {names} may be used"
-            ) from None
-    return merged
+            raise ValueError(f"not a valid template ({exc}); only {names} may be used") from None
+        return template
+
+    return check
+
+
+SubjectTemplate = Annotated[str, AfterValidator(_template_check(SUBJECT_FIELDS))]
+WeeklySubjectTemplate = Annotated[str, AfterValidator(_template_check(WEEKLY_SUBJECT_FIELDS))]
 
 
 class EmailConfig(_Section):
@@ -223,8 +229,8 @@ class EmailConfig(_Section):
     # The envelope sender (Return-Path) of every delivery, with a signed VERP
     # token: bounces+TOKEN@example.org (newsletter/bounces/verp.py).
     bounce_address: Annotated[str, AfterValidator(_check_bounce_address)] | None = None
-    subject: dict[Edition, str] = Field(default_factory=lambda: dict(DEFAULT_SUBJECTS))
-    weekly_subject: dict[Edition, str] = Field(
+    subject: dict[Edition, SubjectTemplate] = Field(default_factory=lambda: dict(DEFAULT_SUBJECTS))
+    weekly_subject: dict[Edition, WeeklySubjectTemplate] = Field(
         default_factory=lambda: dict(DEFAULT_WEEKLY_SUBJECTS)
     )
     # Bytes of the HTML part as transmitted (Gmail clips past ~102 KB).
@@ -243,12 +249,12 @@ class EmailConfig(_Section):
     @field_validator("subject")
     @classmethod
     def _subject_templates(cls, value: dict[Edition, str]) -> dict[Edition, str]:
-        return _check_subjects(value, DEFAULT_SUBJECTS, SUBJECT_FIELDS)
+        return {Edition(k): v for k, v in DEFAULT_SUBJECTS.items()} | value
 
     @field_validator("weekly_subject")
     @classmethod
     def _weekly_subject_templates(cls, value: dict[Edition, str]) -> dict[Edition, str]:
-        return _check_subjects(value, DEFAULT_WEEKLY_SUBJECTS, WEEKLY_SUBJECT_FIELDS)
+        return {Edition(k): v for k, v in DEFAULT_WEEKLY_SUBJECTS.items()} | value
 
     @property
     def sender_address(self) -> str:

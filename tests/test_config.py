@@ -98,9 +98,24 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_subject_template_is_checked(tmp_path):
     path = write(tmp_path / "c.yaml", "email:\n  subject:\n    ko: '[논문] {when}'\n")
     with pytest.raises(
-        NewsletterError, match=r"email.subject: .*only \{date\}, \{count\} and \{papers\}"
+        NewsletterError, match=r"email.subject.ko: .*only \{date\}, \{count\} and \{papers\}"
     ):
         load_config(path)
+
+
+def test_every_bad_subject_template_is_reported_at_once(tmp_path):
+    text = (
+        "email:\n  subject:\n    ko: 'ML {foo}'\n    en: '{date'\n"
+        "  weekly_subject:\n    both: '{week} {weak}'\n"
+    )
+    with pytest.raises(NewsletterError) as caught:
+        load_config(write(tmp_path / "c.yaml", text))
+    message = caught.value.message
+    assert "3 problems" in message
+    assert "email.subject.ko: not a valid template ({foo} is not allowed)" in message
+    assert "email.subject.en: not a valid template (" in message
+    assert "email.weekly_subject.both: not a valid template ({weak} is not allowed)" in message
+    assert "{week}" in message.split("email.weekly_subject.both")[1]  # a weekly field
 
 
 def test_secrets_come_from_the_environment(tmp_path, monkeypatch):
@@ -127,5 +142,5 @@ def test_shipped_example_config_is_valid():
 )
 def test_subject_template_allows_only_bare_date_count_and_papers(tmp_path, template):
     path = write(tmp_path / "c.yaml", f"email:\n  subject:\n    en: '{template}'\n")
-    with pytest.raises(NewsletterError, match=r"email.subject: subject for 'en'"):
+    with pytest.raises(NewsletterError, match=r"email.subject.en: not a valid template"):
         load_config(path)

@@ -120,6 +120,19 @@ def _config(ctx: click.Context) -> Config:
         _fail(error, state.debug, 2)
 
 
+def parse_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An address argument or option: a malformed one is a usage error (exit 2)."""
+    from newsletter.store.subscribers import normalize_email
+
+    if value is None:
+        return None
+    try:
+        normalize_email(value)
+    except NewsletterError as exc:
+        raise click.BadParameter(exc.message) from None
+    return value
+
+
 def parse_date_option(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> dt.date | None:
@@ -551,7 +564,7 @@ def _describe(subscriber: Any, why: str = "") -> str:
 
 
 @subscribers.command("add")
-@click.argument("email")
+@click.argument("email", callback=parse_address)
 @click.option(
     "--edition",
     type=EDITION_CHOICE,
@@ -605,7 +618,7 @@ def subscribers_add(
 
 
 @subscribers.command("update")
-@click.argument("email")
+@click.argument("email", callback=parse_address)
 @click.option("--edition", type=EDITION_CHOICE, default=None, help="Another edition.")
 @preference_options
 @click.pass_context
@@ -632,7 +645,7 @@ def subscribers_update(
 
 
 @subscribers.command("remove")
-@click.argument("email")
+@click.argument("email", callback=parse_address)
 @click.pass_context
 @handles_errors()
 def subscribers_remove(ctx: click.Context, email: str) -> None:
@@ -762,7 +775,7 @@ def ledger_import(ctx: click.Context, file: Path) -> None:
 
 @cli.command("send-test")
 @date_option("Issue date.", required=True)
-@click.option("--to", "to", required=True, metavar="ADDRESS")
+@click.option("--to", "to", required=True, metavar="ADDRESS", callback=parse_address)
 @click.option(
     "--edition",
     "editions",

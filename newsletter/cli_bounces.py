@@ -19,6 +19,7 @@ from newsletter.cli import (
     _store,
     cli,
     handles_errors,
+    parse_address,
     parse_date_option,
 )
 from newsletter.cli import subscribers as subscribers_group
@@ -134,7 +135,7 @@ def bounces_list(ctx: click.Context, since: dt.date | None, as_json: bool) -> No
 
 
 @subscribers_group.command("reactivate")
-@click.argument("email")
+@click.argument("email", callback=parse_address)
 @click.option("--force", is_flag=True, help="Also after a spam complaint (its owner asked).")
 @click.pass_context
 @handles_errors()

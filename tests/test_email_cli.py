@@ -8,6 +8,8 @@ import email.policy
 import io
 import json
 
+import pytest
+
 
 def add(cli, project, address, edition="ko", *extra):
     result = cli("subscribers", "add", address, "--edition", edition, *extra, cwd=project)
@@ -40,11 +42,26 @@ def test_subscribers_add_list_remove(cli, project):
     add(cli, project, "kim@example.org", "ko", "--reactivate")
 
 
-def test_bad_address_is_a_clear_error(cli, project):
-    result = cli("subscribers", "add", "not-an-address", cwd=project)
-    assert result.returncode == 1
-    assert "'not-an-address' is not a valid email address" in result.stderr
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("subscribers", "add", "not-an-address"),
+        ("subscribers", "add", "x@localhost"),
+        ("subscribers", "update", "not-an-address", "--edition", "en"),
+        ("subscribers", "remove", "not-an-address"),
+        ("subscribers", "reactivate", "not-an-address"),
+        ("send-test", "--to", "not-an-address"),
+    ],
+    ids=lambda args: "-".join(args[:2]),
+)
+def test_bad_address_is_a_usage_error(cli, project, args):
+    """A malformed address given on the command line is usage (exit 2), named, no traceback."""
+    result = cli(*args, cwd=project)
+    assert result.returncode == 2, result.stderr
+    bad = next(a for a in args if "@" in a or a == "not-an-address")
+    assert f"'{bad}' is not a valid email address" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (project / "outbox").exists()
 
 
 def test_import_reports_bad_rows_by_line_and_keeps_good_ones(cli, project):

@@ -28,8 +28,8 @@ from pydantic import (
 )
 
 from newsletter.errors import NewsletterError
-from newsletter.links import ARXIV_API_URL
 from newsletter.model import ALL_EDITIONS, Edition
+from newsletter.papers.links import ARXIV_API_URL
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 SECRET_ENV = "NEWSLETTER_SECRET"
@@ -83,7 +83,7 @@ class PathsConfig(_Section):
     state: Path = Path("state")
     outbox: Path = Path("outbox")
     templates: Path | None = None
-    # Manual paper links (newsletter/overrides.py); a missing file means none.
+    # Manual paper links (newsletter/papers/overrides.py); a missing file means none.
     links: Path = Path("links.yaml")
 
 
@@ -110,7 +110,7 @@ def _check_api_url(url: str) -> str:
 
 
 class PapersConfig(_Section):
-    """Paper links: where and how papers are looked up (newsletter/linking.py)."""
+    """Paper links: where and how papers are looked up (newsletter/papers/linking.py)."""
 
     lookup: Literal["arxiv", "off"] = "arxiv"
     arxiv_api_url: Annotated[str, AfterValidator(_check_api_url)] = ARXIV_API_URL

@@ -9,6 +9,14 @@ import pytest
 from helpers import SAMPLE_DIGESTS, run_cli
 
 
+@pytest.fixture(scope="module")
+def mail_pg_url():
+    """A throw-away PostgreSQL server for one test module (tests/pg_server.py)."""
+    from pg_server import postgres_server
+
+    yield from postgres_server()
+
+
 @pytest.fixture
 def cli():
     return run_cli

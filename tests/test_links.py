@@ -10,8 +10,8 @@ from helpers import run_cli
 
 from newsletter.config import config_from_dict, load_config
 from newsletter.errors import NewsletterError
-from newsletter.links import LinkStatus, Lookup, PaperLink, arxiv_id_from_url, parse_arxiv_id
-from newsletter.overrides import load_overrides, parse_overrides
+from newsletter.papers.links import LinkStatus, Lookup, PaperLink, arxiv_id_from_url, parse_arxiv_id
+from newsletter.papers.overrides import load_overrides, parse_overrides
 
 D = dt.date(2025, 4, 4)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.matching import (
+from newsletter.papers.matching import (
     Candidate,
     choose,
     common_author,

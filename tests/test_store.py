@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
-import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
-from smtp_servers import free_port, mail_config
+from smtp_servers import mail_config
 
 from newsletter.errors import NewsletterError
 from newsletter.model import Edition, SubscriberState
@@ -25,71 +20,6 @@ from newsletter.store.subscriber_csv import export_csv, import_csv
 from newsletter.store.subscribers import as_utc
 
 DATE = dt.date(2025, 4, 4)
-
-
-def _postgres_url():
-    """Start a throw-away PostgreSQL server; yield its URL (skip if unavailable)."""
-    initdb = shutil.which("initdb") or (
-        shutil.which("pg_ctl") and str(Path(shutil.which("pg_ctl")).with_name("initdb"))
-    )
-    if not initdb or not Path(initdb).exists():
-        pytest.skip("PostgreSQL (initdb/pg_ctl) not installed")
-    pytest.importorskip("psycopg")
-    folder = Path(tempfile.mkdtemp(prefix="nl-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser")
-        run_as = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(folder, "postgres")
-    data = folder / "data"
-    port = free_port()
-    try:
-        subprocess.run(
-            [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                *run_as,
-                str(Path(initdb).with_name("pg_ctl")),
-                "-D",
-                str(data),
-                "-w",
-                "-l",
-                str(folder / "log"),
-                "-o",
-                f"-p {port} -k {folder} -c listen_addresses=''",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
-    except (subprocess.CalledProcessError, KeyError, LookupError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"cannot start PostgreSQL: {exc}")
-    url = f"postgresql+psycopg://postgres@/postgres?host={folder}&port={port}"
-    return url, run_as, initdb, data, folder
-
-
-@pytest.fixture(scope="module")
-def mail_pg_url():
-    url, run_as, initdb, data, folder = _postgres_url()
-    yield url
-    subprocess.run(
-        [
-            *run_as,
-            str(Path(initdb).with_name("pg_ctl")),
-            "-D",
-            str(data),
-            "-m",
-            "immediate",
-            "stop",
-        ],
-        capture_output=True,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -151,7 +81,7 @@ def test_migrates_an_older_database_filling_state_changed_at(store, version):
         assert again.bounces.list() == []  # the bounce log is there (created or kept)
         with again.db.engine.connect() as conn:
             version_now = conn.exec_driver_sql("SELECT version FROM schema_version").scalar()
-            assert version_now == SCHEMA_VERSION == 4
+            assert version_now == SCHEMA_VERSION == 5
             t = again.db.tables.subscribers
             created = conn.execute(t.select().with_only_columns(t.c.updated_at)).scalar()
     assert old.state_changed_at == as_utc(created) and old.id == added.id

@@ -6,8 +6,9 @@
     subscriber_csv.py  CSV import and export of that list
     ledger.py          Ledger: the delivery plan, outcomes, counts, send-once marks
     bounces.py         BounceEvents: bounces, complaints, unsubscribes after the send
+    links.py           LinkCache: each paper's arXiv lookup (newsletter.papers)
 
-Each of `Subscribers`, `Ledger` and `BounceEvents` takes the `Database`.
+Each of `Subscribers`, `Ledger`, `BounceEvents` and `LinkCache` takes the `Database`.
 `Store` only holds them for callers that need more than one; it forwards nothing.
 """
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from newsletter.store.bounces import BounceEvents
 from newsletter.store.database import Database
 from newsletter.store.ledger import Ledger
+from newsletter.store.links import LinkCache
 from newsletter.store.subscribers import Subscribers
 
 if TYPE_CHECKING:
@@ -25,14 +27,15 @@ if TYPE_CHECKING:
 
 
 class Store:
-    """`db`, `subscribers`, `ledger` and `bounces` over one database; closes it as a
-    context manager."""
+    """`db`, `subscribers`, `ledger`, `bounces` and `links` over one database;
+    closes it as a context manager."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.subscribers = Subscribers(db)
         self.ledger = Ledger(db)
         self.bounces = BounceEvents(db)
+        self.links = LinkCache(db)
 
     @classmethod
     def open(cls, config: Config) -> Store:

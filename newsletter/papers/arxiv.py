@@ -32,8 +32,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
-from newsletter.links import ARXIV_API_URL, Lookup, PaperLink, parse_arxiv_id, utcnow
-from newsletter.matching import Candidate, choose, title_query
+from newsletter.papers.links import ARXIV_API_URL, Lookup, PaperLink, parse_arxiv_id, utcnow
+from newsletter.papers.matching import Candidate, choose, title_query
 
 log = logging.getLogger("newsletter.links")
 

@@ -1,9 +1,9 @@
 """Where each paper can be read: the link values shared by lookup, cache and outputs.
 
-A paper's link is found on arXiv (`newsletter.arxiv`), cached in the database
-(`newsletter.store_links`), or given by hand in the override file
-(`newsletter.overrides`); `newsletter.linking` decides which. Outputs only ever
-see a `PaperLink` or nothing: never a guess.
+A paper's link is found on arXiv (`papers.arxiv`), cached in the database
+(`store.links`), or given by hand in the override file (`papers.overrides`);
+`papers.linking` decides which. Outputs only ever see a `PaperLink` or
+nothing: never a guess.
 
 arXiv identifiers follow https://info.arxiv.org/help/arxiv_identifier.html:
 `YYMM.NNNNN` since 2007 (`YYMM.NNNN` before 2015), `archive(.SUBJ)/YYMMNNN`

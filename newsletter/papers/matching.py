@@ -219,3 +219,14 @@ def choose(title: str, authors: Sequence[str], candidates: Sequence[Candidate]) 
         )
     best = min(matching, key=lambda c: (c.published or "~", c.arxiv_id))
     return Verdict(best, "")
+
+
+def paper_key(title: str, authors: Sequence[str]) -> str:
+    """A paper's key in the link cache, 64 hex digits: the SHA-256 of its
+    normalised title and its sorted family names, so what matching ignores
+    (case, punctuation, author order and name form) does not make a new paper."""
+    import hashlib
+
+    families = sorted({n.family for n in map(parse_name, authors) if n is not None})
+    text = title_key(title) + "\n" + ",".join(families)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -22,14 +22,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from newsletter.links import LinkStatus, Lookup, PaperLink, utcnow
 from newsletter.model import Digest
-from newsletter.overrides import Overrides, load_overrides
+from newsletter.papers.links import LinkStatus, Lookup, PaperLink, utcnow
+from newsletter.papers.overrides import Overrides, load_overrides
 
 if TYPE_CHECKING:
-    from newsletter.arxiv import ArxivClient
     from newsletter.config import Config, PapersConfig
-    from newsletter.store_links import CachedLink, LinkCache
+    from newsletter.papers.arxiv import ArxivClient
+    from newsletter.store.links import CachedLink, LinkCache
 
 log = logging.getLogger("newsletter.links")
 
@@ -68,7 +68,7 @@ class DigestLinks:
 def make_client(config: Config) -> ArxivClient:
     """The arXiv client for `config`: its endpoint, timeout and a User-Agent that
     names the site and the sender address, as the arXiv API asks."""
-    from newsletter.arxiv import ArxivClient, default_user_agent
+    from newsletter.papers.arxiv import ArxivClient, default_user_agent
 
     contact = f"+{config.site.base_url}; mailto:{config.email.sender_address}"
     return ArxivClient(
@@ -133,7 +133,7 @@ class Linker:
         give what the overrides and the cache know (for rebuilding pages);
         a paper never looked up fails with 'not looked up yet'.
         """
-        from newsletter.store_links import paper_key
+        from newsletter.papers.matching import paper_key
 
         now = self.now()
         entries = digest.entries

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import NewsletterError
-from newsletter.links import Lookup, PaperLink, parse_arxiv_id
-from newsletter.matching import title_key
+from newsletter.papers.links import Lookup, PaperLink, parse_arxiv_id
+from newsletter.papers.matching import title_key
 
 _HINT = "see 'Paper links' in the README for the file's format"
 

@@ -2,10 +2,12 @@
 
     render_bodies(config, digest, edition, cut=Cut(...), ...) -> Bodies
 
-Each paper shows its title, authors, then the comment(s) of the edition, then
-the abstract shortened to `cut.abstract` characters with a "read more" link to
+Each paper shows its title (a link to the paper when it has one:
+newsletter.papers), authors, then the comment(s) of the edition, then the
+abstract shortened to `cut.abstract` characters with a "read more" link to
 the paper's anchor on the issue's web page (`newsletter.text.shorten`: never
-inside a URL or a word). A `Cut` is also how the size guard (`mail_size`)
+inside a URL or a word), then the paper's links line (arXiv id and category,
+PDF, Hugging Face). A `Cut` is also how the size guard (`mail_size`)
 gives up content, cheapest loss first; both bodies follow the same `Cut`, so
 the text part never carries more than the HTML.
 
@@ -37,6 +39,7 @@ from newsletter.text import shorten, urls
 if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.model import Digest, Edition
+    from newsletter.papers.links import PaperLink
 
 # Each label in each language; the `both` edition shows both (Korean first).
 LABELS: dict[str, dict[str, Any]] = {
@@ -173,6 +176,8 @@ def _entries(
             )
         limit = len(entry.abstract) if cut.abstract is None else cut.abstract
         abstract = shorten(entry.abstract, limit)
+        abstract_refs = links.refs(abstract.head)
+        abstract_ref = links.number(url) if abstract.cut else None
         rows.append(
             {
                 "number": number,
@@ -183,13 +188,34 @@ def _entries(
                 "abstract": abstract.head,
                 "ellipsis": abstract.ellipsis,
                 "cut": abstract.cut,
-                "abstract_refs": links.refs(abstract.head),
-                "abstract_ref": links.number(url) if abstract.cut else None,
+                "abstract_refs": abstract_refs,
+                "abstract_ref": abstract_ref,
+                "link": _paper_link(digest.link(number - 1), links),
                 "tags": entry.tags,
                 "tag_line": " ".join(f"#{tag}" for tag in entry.tags),
             }
         )
     return rows
+
+
+def _paper_link(link: PaperLink | None, links: _Links) -> dict[str, Any] | None:
+    """A paper's links line, numbered for the text part: the title's target,
+    its name ('arXiv:ID' or a host), the category, the PDF and Hugging Face
+    pages where there are (each a (url, number) pair, or None)."""
+    if link is None:
+        return None
+
+    def numbered(url: str | None) -> tuple[str, int] | None:
+        return (url, links.number(url)) if url else None
+
+    return {
+        "url": link.url,
+        "name": link.name,
+        "category": link.category,
+        "main": numbered(link.url),
+        "pdf": numbered(link.pdf_url),
+        "hf": numbered(link.hf_url),
+    }
 
 
 def _preheader(digest: Digest) -> str:

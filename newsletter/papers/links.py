@@ -100,6 +100,17 @@ class PaperLink:
         return cls.for_arxiv(ident) if ident else cls(url=url.strip())
 
     @property
+    def name(self) -> str:
+        """How a links line names it: 'arXiv:2504.02807', else the URL's host
+        ('example.org', without 'www.')."""
+        if self.arxiv_id:
+            return f"arXiv:{self.arxiv_id}"
+        from urllib.parse import urlsplit
+
+        host = urlsplit(self.url).hostname or self.url
+        return host.removeprefix("www.")
+
+    @property
     def abs_url(self) -> str | None:
         """https://arxiv.org/abs/ID, the paper's arXiv page."""
         return ARXIV_ABS + self.arxiv_id if self.arxiv_id else None

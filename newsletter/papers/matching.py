@@ -37,6 +37,9 @@ _STYLE_CMD = re.compile(rf"\\(?:{_STYLE})(?![A-Za-z])\*?")
 _ACCENT = re.compile(r"\\(?:['\"`^~=.]|[cvuHkrbd](?![A-Za-z]))\s*")
 _ESCAPED = re.compile(r"\\([&%$#_{}])")
 _COMMAND = re.compile(r"\\([A-Za-z]+)")
+# Not a letter or digit (str.isalnum): \w is exactly those and '_'.
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_LATEX_CHARS = frozenset("\\{}$~")
 _LETTERS_ONLY = {"ł": "l", "ø": "o", "đ": "d", "ð": "d", "þ": "th", "æ": "ae", "œ": "oe", "ı": "i"}
 
 
@@ -58,6 +61,8 @@ def strip_latex(text: str) -> str:
     except for `$`, braces and backslashes, which punctuation-blind comparison
     ignores anyway.
     """
+    if _LATEX_CHARS.isdisjoint(text):
+        return text
     text = _ESCAPED.sub(lambda m: {"$": "\0"}.get(m[1], m[1]), text)
     text = _STYLE_CMD.sub("", text)
     text = _ACCENT.sub("", text)
@@ -69,6 +74,8 @@ def strip_latex(text: str) -> str:
 
 def _fold(text: str) -> str:
     """NFKC, case folded, Latin diacritics removed (Hangul and CJK kept whole)."""
+    if text.isascii():  # most names and titles: NFKC and marks change nothing
+        return text.casefold()
     text = unicodedata.normalize("NFKC", text).casefold()
     out = []
     for char in unicodedata.normalize("NFD", text):
@@ -80,7 +87,7 @@ def _fold(text: str) -> str:
 
 def title_key(title: str) -> str:
     """The comparable form of a title: letters and digits only, folded."""
-    return "".join(c for c in _fold(strip_latex(title)) if c.isalnum())
+    return _NOT_ALNUM.sub("", _fold(strip_latex(title)))
 
 
 def title_query(title: str) -> str:
@@ -112,6 +119,7 @@ class Name:
 
 
 _SUFFIX = {"jr", "sr", "ii", "iii", "iv"}
+_PARENS = re.compile(r"\([^)]*\)")
 _INITIALS = re.compile(r"^(?:\w\.)+\w?\.?$|^\w$")
 
 
@@ -121,7 +129,9 @@ def parse_name(name: str) -> Name | None:
     Parenthesised parts are dropped; a trailing initial is not a family name
     ('Xing E. P.' has family 'xing'). None for a name with no letters.
     """
-    text = re.sub(r"\([^)]*\)", " ", strip_latex(name))
+    text = strip_latex(name)
+    if "(" in text:
+        text = _PARENS.sub(" ", text)
     if "," in text:  # 'Family, Given' or 'Given Family, Jr.'
         head, _, tail = text.partition(",")
         text = head if _fold(tail).strip(" .") in _SUFFIX else f"{tail} {head}"
@@ -140,7 +150,7 @@ def parse_name(name: str) -> Name | None:
 
 
 def _letters(token: str) -> str:
-    return "".join(c for c in _fold(token) if c.isalnum())
+    return _NOT_ALNUM.sub("", _fold(token))
 
 
 def same_person_family(a: Name, b: Name) -> bool:

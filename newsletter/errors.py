@@ -28,3 +28,9 @@ class DigestError(NewsletterError):
         where = f"{file}:{line}" if line else file
         super().__init__(f"{where}: {message}", hint)
         self.bare_message = message
+
+
+class ConfigError(NewsletterError):
+    """A bad configuration, or a file the configuration names and the program
+    reads as settings (the paper links file): the CLI exits with status 2, as
+    for a usage error, before anything is written."""

@@ -145,6 +145,7 @@ def mail_config(tmp_path: Any, **email: Any) -> Any:
         "site": {"base_url": "https://papers.example.org/"},
         "email": {"from": "ML Papers <papers@example.org>", **email},
         "paths": {"state": "state", "outbox": "outbox"},
+        "papers": {"lookup": "off"},
     }
     return config_from_dict(raw, tmp_path)
 

@@ -218,6 +218,7 @@ def test_publish_refuses_to_send_an_edition_that_cannot_fit(tmp_path):
     )
     (tmp_path / "config.yaml").write_text(
         "paths:\n  digests: digests\n  public: public\n  state: state\n  outbox: outbox\n"
+        "papers:\n  lookup: off\n"
         "email:\n  max_bytes: 10000\n",
         encoding="utf-8",
     )

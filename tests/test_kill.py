@@ -34,6 +34,7 @@ def smtp_project(tmp_path, server, subscribers: int) -> list[str]:
         yaml.safe_dump(
             {
                 "paths": {"digests": str(DATA), "state": "state", "outbox": "outbox"},
+                "papers": {"lookup": "off"},
                 "email": {
                     "transport": "smtp",
                     "from": "ML Papers <papers@example.org>",

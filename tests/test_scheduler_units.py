@@ -165,6 +165,7 @@ def daemon_project(tmp_path):
         {
             "site": {"base_url": "https://example.org/papers/", "timezone": "Asia/Seoul"},
             "paths": {"digests": "digests", "public": "public", "state": "state"},
+            "papers": {"lookup": "off"},
             "schedule": {"settle_seconds": 0},
         },
         tmp_path,

@@ -5,7 +5,8 @@
     arxiv.py      ArxivClient: title searches on the arXiv API, polite and bounded
     overrides.py  the override file (paths.links): links set by hand
     linking.py    Linker: override, cache or lookup, for each paper of a digest
-    attach.py     PaperLinks: a digest's links for publish, build, the daemon
+    attach.py     PaperLinks: digests' links for publish, build and refresh
+    watch.py      DaemonLinks: the same for the daemon, kept between its ticks
 
 The cache is a table of the store (newsletter.store.links). Nothing here is
 imported by the package itself: the CLI stays fast to start.

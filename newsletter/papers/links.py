@@ -39,6 +39,15 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+def is_public_arxiv(url: str) -> bool:
+    """True for arxiv.org and its subdomains (export.arxiv.org), where 3 s
+    between requests is the floor."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return host == "arxiv.org" or host.endswith(".arxiv.org")
+
+
 def parse_arxiv_id(text: str) -> str | None:
     """The bare identifier in `text` ('2504.02807', 'arXiv:2504.02807v2',
     'hep-th/9901001v1'), version dropped; None if `text` is not exactly one."""

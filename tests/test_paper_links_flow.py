@@ -424,3 +424,15 @@ def test_no_test_can_reach_the_real_arxiv(tmp_path):
     finally:
         with log.open("r+b") as handle:  # expected attempts: not this test's fault
             handle.truncate(before)
+
+
+def test_a_database_that_cannot_be_opened_costs_the_links_not_the_site(tmp_path, server):
+    project = make_project(tmp_path, server, {"2025-04-04.txt": sample("2025-04-04.txt")})
+    config = project / "config.yaml"
+    missing = tmp_path / "no such folder" / "newsletter.db"
+    config.write_text(config.read_text() + f"database_url: 'sqlite:///{missing}'\n", "utf-8")
+    done = ok(run_cli("build", cwd=project))
+    assert "paper links: cannot open the database" in done.stderr
+    assert "no lookups this run" in done.stderr
+    assert not server.seen
+    assert "MegaMath" in page(project, "en", "2025-04-04")

@@ -51,8 +51,9 @@ class PaperLinks:
     @classmethod
     def open(cls, config: Config, *, now: Callable[[], dt.datetime] = utcnow) -> PaperLinks:
         """Read the override file (ConfigError, exit 2, if it is bad) and, with
-        lookups on, open the database (NewsletterError if it cannot be).
-        now: the clock of retry times (aware)."""
+        lookups on, open the database; a database that cannot be opened is a
+        warning and a run without lookups (the site does not depend on the
+        cache). now: the clock of retry times (aware)."""
 
         def utc() -> dt.datetime:
             return now().astimezone(dt.UTC).replace(microsecond=0)
@@ -60,10 +61,20 @@ class PaperLinks:
         linker = Linker.from_config(config, None, utc)  # reads the override file first
         store = None
         if config.papers.lookup != "off":
+            from newsletter.errors import NewsletterError
             from newsletter.store import Store
 
-            store = Store.open(config)
-            linker.cache = store.links
+            try:
+                store = Store.open(config)
+            except NewsletterError as error:  # the site must not depend on the cache
+                log.warning(
+                    "paper links: %s; no lookups this run, pages show only the links "
+                    "of the override file",
+                    error.message,
+                    extra={"event": "links_unavailable"},
+                )
+            else:
+                linker.cache = store.links
         overrides = linker.overrides
         enabled = store is not None or bool(overrides.by_title or overrides.by_position)
         return cls(config, linker, store, enabled=enabled)

@@ -231,12 +231,33 @@ def choose(title: str, authors: Sequence[str], candidates: Sequence[Candidate]) 
     return Verdict(best, "")
 
 
+# A name with none of these, in ASCII, is tokens and initials only.
+_NAME_MARKUP = re.compile(r"[(),.\\{}$~]")
+
+
+def family_name(name: str) -> str | None:
+    """parse_name(name).family (None for a name without letters), computed
+    alone: every publish takes a cache key of every paper, so plain ASCII
+    names ('Fan Zhou', 'Eric P Xing') take a short path."""
+    if not name.isascii() or _NAME_MARKUP.search(name):
+        parsed = parse_name(name)
+        return parsed.family if parsed is not None else None
+    tokens = [t for t in name.split() if t.casefold() not in _SUFFIX]
+    if not tokens:
+        return None
+    family = next(
+        (t for t in reversed(tokens) if len(t) > 1 or not (t.isalnum() or t == "_")),
+        tokens[-1],
+    )
+    return _NOT_ALNUM.sub("", family.casefold()) or None
+
+
 def paper_key(title: str, authors: Sequence[str]) -> str:
     """A paper's key in the link cache, 64 hex digits: the SHA-256 of its
     normalised title and its sorted family names, so what matching ignores
     (case, punctuation, author order and name form) does not make a new paper."""
     import hashlib
 
-    families = sorted({n.family for n in map(parse_name, authors) if n is not None})
+    families = sorted({f for f in map(family_name, authors) if f is not None})
     text = title_key(title) + "\n" + ",".join(families)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -61,7 +61,10 @@ class Overrides:
 
     def find(self, date: dt.date, position: int, title: str) -> Override | None:
         """The override for the `position`-th paper (from 1) of the issue of `date`."""
-        return self.by_position.get((date, position)) or self.by_title.get(title_key(title))
+        found = self.by_position.get((date, position))
+        if found is None and self.by_title:
+            found = self.by_title.get(title_key(title))
+        return found
 
     def unused(self, papers: Iterable[tuple[dt.date, int, str]]) -> list[str]:
         """'FILE:LINE' of entries that match none of (date, position, title)."""

@@ -52,7 +52,11 @@ class DaemonLinks:
         self._bad: Signature | None = None
 
     def open(self) -> PaperLinks:
-        """The run's paper links; ConfigError for a bad override file."""
+        """The run's paper links; ConfigError for a bad override file. Opened
+        again while lookups are on but the database could not be opened."""
+        lost = self.papers is not None and not self.papers.lookups_on
+        if lost and self.config.papers.lookup != "off":
+            self.close()
         if self.papers is None:
             from newsletter.papers.attach import PaperLinks
 

@@ -436,3 +436,44 @@ def test_a_database_that_cannot_be_opened_costs_the_links_not_the_site(tmp_path,
     assert "no lookups this run" in done.stderr
     assert not server.seen
     assert "MegaMath" in page(project, "en", "2025-04-04")
+
+
+# --- feeds with links stay valid ---------------------------------------------------------
+
+
+def test_feeds_with_links_pass_the_w3c_validator_and_json_feed_rules(site_config, site_digests):
+    """Atom with rel="related", RSS with links in its content, JSON Feed with
+    external_url: feedcheck.py (the W3C validator's code) and the JSON Feed
+    1.1 rules accept them."""
+    from helpers import with_sample_links
+    from jsonfeed_rules import problems
+    from test_feed_text import FEEDCHECK
+
+    from newsletter.site import write_site
+
+    write_site(site_config, [with_sample_links(d) for d in site_digests])
+    public = site_config.paths.public
+    feed = json.loads((public / "feeds/ko/tags/rl/feed.json").read_bytes())
+    assert problems(feed) == []
+    linked = {i["title"]: i.get("external_url") for i in feed["items"]}
+    assert linked["Inference-Time Scaling for Generalist Reward Modeling"] == (
+        "https://arxiv.org/abs/2504.02495"
+    )
+    assert sum(url is not None for url in linked.values()) == 1  # the others have none
+    if FEEDCHECK is None:
+        pytest.skip("../shared/tools/feedcheck.py is absent")
+    for relative in ("feeds/ko/tags/rl/atom.xml", "feeds/en/rss.xml", "feeds/both/atom.xml"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(FEEDCHECK),
+                str(public / relative),
+                "--base",
+                "https://example.org/papers/" + relative,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith(f"{public / relative}: 0 errors, 0 warnings"), result.stdout

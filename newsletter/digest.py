@@ -17,7 +17,7 @@ from pathlib import Path
 
 from newsletter.errors import DigestError
 from newsletter.model import HANGUL, Digest, Entry, Problem
-from newsletter.text import shorten
+from newsletter.text import ELLIPSIS, shorten
 
 _KOREAN_DATE = re.compile(r"^(\d{4})\s*년\s*(\d{1,2})\s*월\s*(\d{1,2})\s*일$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
@@ -399,7 +399,13 @@ def _join(parts: list[str]) -> str:
 
 
 def _shorten(text: str, width: int = 60) -> str:
-    return str(shorten(text, width))
+    """The start of a line for an error message: at most `width` characters,
+    cut between words; a first word or URL longer than that is cut inside,
+    since a message must show the line it points at (never '')."""
+    short = shorten(text, width)
+    if short.cut and not short.head:
+        return text[: width - 1] + ELLIPSIS
+    return str(short)
 
 
 def _check_file(path: Path) -> DigestReport:

@@ -491,8 +491,9 @@ def run_daemon(config: Config, *, verbose: bool = False) -> None:
             )
 
         def request_stop(signum: int, _frame: Any) -> None:
-            log.info("stopping on %s", signal.Signals(signum).name, extra={"event": "stopping"})
+            # Set first: whoever reads "stopping" in the log knows no new work starts.
             stop.set()
+            log.info("stopping on %s", signal.Signals(signum).name, extra={"event": "stopping"})
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)

@@ -21,6 +21,7 @@ import ssl
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -121,28 +122,45 @@ class FileTransport:
 
 
 class RateLimiter:
-    """A token bucket shared by all connections: at most `rate` messages/s."""
+    """A token bucket: at most `rate` messages/s among the connections sharing it.
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    Threads of one pool share one; each worker process has its own, with its
+    share of `email.smtp.rate_limit` (deliver/workers.py). `rate` <= 0 means no
+    limit. `burst` is the bucket's size (default: a tenth of a second's worth, at
+    least one message). `clock` (seconds, monotonic) and `sleep` are injectable
+    so the arithmetic can be tested without waiting.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = rate
         self.capacity = burst or max(1.0, rate / 10)
         self.tokens = self.capacity
-        self.stamp = time.monotonic()
+        self.clock = clock
+        self.sleep = sleep
+        self.stamp = clock()
         self.lock = threading.Lock()
 
     def take(self) -> None:
+        """Wait until one message may go out (returns at once without a limit)."""
         if self.rate <= 0:
             return
         while True:
             with self.lock:
-                now = time.monotonic()
+                now = self.clock()
                 self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
                 self.stamp = now
                 if self.tokens >= 1:
                     self.tokens -= 1
                     return
                 wait = (1 - self.tokens) / self.rate
-            time.sleep(wait)
+            self.sleep(wait)
 
 
 _IDLE_CHECK_SECONDS = 5.0

@@ -114,3 +114,11 @@ def site_digests():
     from newsletter.digest import read_digest
 
     return [read_digest(SAMPLE_DIGESTS / name).digest for name in SITE_SAMPLES]
+
+
+def pytest_report_header(config):
+    import real_parts
+
+    if real_parts.required():
+        return "real parts: required (NEWSLETTER_REQUIRE_REAL=1): a missing one fails its tests"
+    return "real parts: a missing one skips its tests (set NEWSLETTER_REQUIRE_REAL=1 to fail)"

@@ -5,6 +5,10 @@ free localhost ports (IMAP, and IMAPS with a certificate from `trustme`), a
 passwd-file with one user and a Maildir in a temporary folder; stopped and
 removed afterwards. As root, mail is stored as `nobody`; otherwise as the
 current user (Dovecot's rootless mode).
+
+Dovecot and trustme are real parts (tests/real_parts.py): missing, the test
+skips, or fails under NEWSLETTER_REQUIRE_REAL=1. Installed but failing to
+start is always a failure.
 """
 
 from __future__ import annotations
@@ -21,20 +25,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import real_parts
 from smtp_servers import free_port
 
-DOVECOT = Path("/usr/sbin/dovecot")
 USER = "bounces"
 PASSWORD = "imap-test-password"
-
-
-def missing(reason: str) -> None:
-    """Skip (or, with NEWSLETTER_REQUIRE_REAL=1, fail): a real part is not there."""
-    import pytest
-
-    if os.environ.get("NEWSLETTER_REQUIRE_REAL") == "1":
-        pytest.fail(f"NEWSLETTER_REQUIRE_REAL=1 but {reason}")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -110,10 +105,9 @@ userdb {{
 
 @contextlib.contextmanager
 def start_dovecot() -> Iterator[Dovecot]:
-    """Dovecot on 127.0.0.1; skips the test (see `missing`) if it cannot run here."""
-    if not DOVECOT.exists():
-        missing("Dovecot is not installed (apt-get install dovecot-imapd)")
-    import trustme
+    """Dovecot on 127.0.0.1; skips the test (see real_parts) if it is not installed."""
+    dovecot = real_parts.program("dovecot", "dovecot-imapd")
+    trustme = real_parts.import_real("trustme")
 
     root = Path(tempfile.mkdtemp(prefix="nl-dovecot-"))
     root.chmod(0o755)
@@ -122,7 +116,9 @@ def start_dovecot() -> Iterator[Dovecot]:
             nobody = pwd.getpwnam("nobody")
             pwd.getpwnam("dovenull")
         except KeyError:
-            missing("the users nobody/dovenull are missing (reinstall dovecot-core)")
+            real_parts.require_real(
+                "Dovecot", "the users nobody/dovenull are missing (reinstall dovecot-core)"
+            )
         uid, gid, login_user = nobody.pw_uid, nobody.pw_gid, "dovenull"
     else:
         me = pwd.getpwuid(os.geteuid())
@@ -139,7 +135,7 @@ def start_dovecot() -> Iterator[Dovecot]:
     conf = root / "dovecot.conf"
     conf.write_text(_config(root, port, tls_port, uid, gid, login_user))
     process = subprocess.Popen(
-        [str(DOVECOT), "-F", "-c", str(conf)],
+        [str(dovecot), "-F", "-c", str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -161,7 +157,7 @@ def start_dovecot() -> Iterator[Dovecot]:
 def _wait_listening(process: subprocess.Popen[bytes], port: int, tls_port: int, root: Path) -> None:
     """Until both listeners accept a connection (the server is up); RuntimeError if
     Dovecot exits instead (installed but broken is a failure, not a skip)."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # a hang guard: Dovecot exits or listens
     for each in (port, tls_port):
         while True:
             if process.poll() is not None:
@@ -175,5 +171,5 @@ def _wait_listening(process: subprocess.Popen[bytes], port: int, tls_port: int, 
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", each), 0.5):
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Dovecot did not listen on {each} within 60 s")
+                raise RuntimeError(f"Dovecot did not listen on {each} within 120 s")
             time.sleep(0.05)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -46,7 +45,7 @@ def serve_in_thread(app: Any, port: int, **options: Any) -> Iterator[Any]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120  # a hang guard only
     while not server.started:  # uvicorn sets it once the socket listens
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.01)
@@ -57,12 +56,41 @@ def serve_in_thread(app: Any, port: int, **options: Any) -> Iterator[Any]:
         thread.join(10)
 
 
+class GoldenRegenerated(UserWarning):
+    """A golden file was rewritten from the output (NEWSLETTER_REGEN_GOLDEN=1)."""
+
+
 def assert_golden(path: Path, actual: bytes | str) -> None:
-    """Compare with a golden file; NEWSLETTER_REGEN_GOLDEN=1 rewrites it on purpose."""
+    """Compare with a golden file; NEWSLETTER_REGEN_GOLDEN=1 rewrites it on purpose.
+
+    Regenerating refuses to run when `CI` is set (CI compares, never rewrites), and
+    says so loudly: a GoldenRegenerated warning per file, shown in pytest's summary.
+    """
     data = actual.encode("utf-8") if isinstance(actual, str) else actual
     if os.environ.get("NEWSLETTER_REGEN_GOLDEN") == "1":
+        import warnings
+
+        import pytest
+
+        if os.environ.get("CI"):
+            pytest.fail(
+                f"NEWSLETTER_REGEN_GOLDEN=1 with CI={os.environ['CI']!r}: golden files are "
+                "never regenerated in CI (it would make every golden test pass); "
+                "regenerate locally and commit the reviewed diff",
+                pytrace=False,
+            )
+        old = path.read_bytes() if path.exists() else None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+        what = "created" if old is None else ("CHANGED" if old != data else "unchanged")
+        warnings.warn(
+            GoldenRegenerated(
+                f"NEWSLETTER_REGEN_GOLDEN=1: rewrote golden file {path} ({what}); "
+                "this test compared nothing: review the diff"
+            ),
+            stacklevel=2,
+        )
+        return
     assert path.exists(), f"{path} is missing: run with NEWSLETTER_REGEN_GOLDEN=1"
     assert data == path.read_bytes(), (
         f"{path} differs from the output; if the change is intended, regenerate with "
@@ -70,7 +98,6 @@ def assert_golden(path: Path, actual: bytes | str) -> None:
     )
 
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -99,22 +126,33 @@ return out;
 
 
 def start_chromium(profile: Path, **capabilities: Any) -> Any:
-    """Debian's headless Chromium through chromedriver (selenium); skip if missing."""
-    import pytest
+    """Debian's headless Chromium through chromedriver (selenium).
 
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium chromium-driver)")
+    Chromium or chromedriver missing, or a browser that does not start: a skip
+    with the reason, a failure under NEWSLETTER_REQUIRE_REAL=1 (real_parts).
+    """
+    import real_parts
+
+    browser = real_parts.chromium()
+    driver_path = real_parts.chromedriver()
+    real_parts.korean_font()
+    real_parts.import_real("selenium")
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
+    options.binary_location = str(browser)
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     for name, value in capabilities.items():
         options.set_capability(name, value)
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    return webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        return webdriver.Chrome(options=options, service=Service(str(driver_path)))
+    except (WebDriverException, OSError) as exc:
+        real_parts.require_real(
+            "Chromium", f"{browser} with {driver_path} did not start: {str(exc).strip()[:500]}"
+        )
 
 
 # --- what readers get: every output of one digest --------------------------------

@@ -1,9 +1,11 @@
 """A throw-away PostgreSQL server for the store and link-cache tests.
 
-`postgres_server()` yields the SQLAlchemy URL of a fresh server (initdb, then
+`postgres_server()` yields the SQLAlchemy URL of a fresh cluster (initdb, then
 pg_ctl start on a Unix socket in a temporary folder, as user postgres when
-run as root) and stops it afterwards; it skips the test where PostgreSQL or
-psycopg is missing. conftest.py offers it as the module-scoped `mail_pg_url`.
+run as root) and stops it afterwards. initdb and pg_ctl come from
+tests/real_parts.py; a missing or failing PostgreSQL skips, or fails under
+NEWSLETTER_REQUIRE_REAL=1. conftest.py offers it as the module-scoped
+`mail_pg_url`.
 """
 
 from __future__ import annotations
@@ -15,25 +17,29 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+import real_parts
 from smtp_servers import free_port
 
 
 def _start():
-    """Start a throw-away PostgreSQL server (skip if unavailable): its URL and files."""
-    initdb = shutil.which("initdb") or (
-        shutil.which("pg_ctl") and str(Path(shutil.which("pg_ctl")).with_name("initdb"))
-    )
-    if not initdb or not Path(initdb).exists():
-        pytest.skip("PostgreSQL (initdb/pg_ctl) not installed")
-    pytest.importorskip("psycopg")
+    """Start a throw-away PostgreSQL server; return its URL and how to stop it.
+
+    initdb and pg_ctl come from real_parts (PATH, pg_config, /usr/lib/postgresql);
+    a missing or failing PostgreSQL skips, or fails under NEWSLETTER_REQUIRE_REAL=1.
+    """
+    bindir = real_parts.postgres_bindir()
+    initdb = str(bindir / "initdb")
+    real_parts.import_real("psycopg", "psycopg[binary]")
     folder = Path(tempfile.mkdtemp(prefix="nl-pg-"))
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser")
-        run_as = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(folder, "postgres")
+        runuser = real_parts.runuser()
+        run_as = [str(runuser), "-u", "postgres", "--"]
+        try:
+            shutil.chown(folder, "postgres")
+        except LookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            real_parts.require_real("PostgreSQL", "no 'postgres' user to run the server as")
     data = folder / "data"
     port = free_port()
     try:
@@ -45,7 +51,7 @@ def _start():
         subprocess.run(
             [
                 *run_as,
-                str(Path(initdb).with_name("pg_ctl")),
+                str(bindir / "pg_ctl"),
                 "-D",
                 str(data),
                 "-w",
@@ -58,15 +64,22 @@ def _start():
             check=True,
             capture_output=True,
         )
-    except (subprocess.CalledProcessError, KeyError, LookupError) as exc:
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log = folder / "log"
+        detail = getattr(exc, "stderr", b"") or b""
+        if log.exists():
+            detail += log.read_bytes()[-2000:]
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"cannot start PostgreSQL: {exc}")
+        real_parts.require_real(
+            "PostgreSQL",
+            f"cannot start a cluster with {bindir}: {exc}: {detail.decode(errors='replace')}",
+        )
     url = f"postgresql+psycopg://postgres@/postgres?host={folder}&port={port}"
     return url, run_as, initdb, data, folder
 
 
 def postgres_server() -> Iterator[str]:
-    """Start a server, yield its URL, stop it and remove its files."""
+    """Start a cluster, yield its URL, stop it and remove its files."""
     url, run_as, initdb, data, folder = _start()
     yield url
     subprocess.run(

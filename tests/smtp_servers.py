@@ -2,7 +2,11 @@
 
 One configurable handler covers the behaviours we need: record messages, answer
 451 for the first tries, 550 for some recipients, drop the connection on chosen
-messages, sleep per message; `start_server` adds STARTTLS + AUTH when asked.
+messages, sleep per message, hold messages at a gate until the test opens it;
+`start_server` adds STARTTLS + AUTH when asked.
+
+Tests synchronise on what the server sees, never on time: `Handler.wait_until`
+wakes on every message, DATA command, held message and closed session.
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+import real_parts
+
+real_parts.import_real("aiosmtpd")
+from aiosmtpd.controller import Controller  # noqa: E402
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword  # noqa: E402
 
 
 def free_port() -> int:
@@ -32,6 +40,7 @@ class Received:
     sender: str
     recipients: list[str]
     data: bytes
+    at: float = 0.0  # time.monotonic() when the server accepted it
 
 
 @dataclass
@@ -42,11 +51,23 @@ class Handler:
     temp_fail_first: int = 0  # answer 451 at DATA for the first N DATA commands
     drop_on: set[int] = field(default_factory=set)  # drop the connection on these DATA numbers
     delay: float = 0.0  # seconds per message, before it is recorded
+    # Messages after the first `hold_after` DATA commands are accepted (recorded)
+    # but their "250" waits until `gate` is set; `held` counts those waiting now.
+    hold_after: int | None = None
+    hold_count: int | None = None  # hold only this many (None: all after hold_after)
+    gate: threading.Event = field(default_factory=threading.Event)
+    held: int = 0
     messages: list[Received] = field(default_factory=list)
     refused: list[Received] = field(default_factory=list)  # answered 451 at DATA
     data_calls: int = 0
     rcpt_calls: Counter[str] = field(default_factory=Counter)
+    sessions_open: int = 0
+    sessions_closed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -60,9 +81,10 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.lock:
+        with self.changed:
             self.data_calls += 1
             number = self.data_calls
+            self.changed.notify_all()
         if number in self.drop_on:
             server.transport.close()
             return "421 closing"
@@ -74,15 +96,83 @@ class Handler:
             return "451 4.3.0 try again later"
         if self.delay:
             await asyncio.sleep(self.delay)
-        with self.lock:
+        with self.changed:
             self.messages.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content,
+                    time.monotonic(),
+                )
             )
+            self.changed.notify_all()
+        if self._holds(number):
+            await self._wait_at_gate()
         return "250 2.0.0 queued"
+
+    def _holds(self, number: int) -> bool:
+        if self.hold_after is None or number <= self.hold_after:
+            return False
+        return self.hold_count is None or number <= self.hold_after + self.hold_count
+
+    async def _wait_at_gate(self) -> None:
+        with self.changed:
+            self.held += 1
+            self.changed.notify_all()
+        try:
+            # The server's event loop must go on serving the other connections.
+            while not self.gate.is_set():
+                await asyncio.sleep(0.002)
+        finally:
+            with self.changed:
+                self.held -= 1
+                self.changed.notify_all()
+
+    def session_event(self, opened: bool) -> None:
+        with self.changed:
+            if opened:
+                self.sessions_open += 1
+            else:
+                self.sessions_open -= 1
+                self.sessions_closed += 1
+            self.changed.notify_all()
+
+    def wait_until(self, predicate: Any, what: str, timeout: float = 120) -> None:
+        """Block until predicate(handler) holds; checked on every change the server sees.
+
+        `timeout` only stops a broken test from hanging: nothing waits on time.
+        """
+        with self.changed:
+            if not self.changed.wait_for(lambda: predicate(self), timeout):
+                raise AssertionError(
+                    f"the SMTP server never saw {what}: {len(self.messages)} accepted, "
+                    f"{self.data_calls} DATA, {self.held} held, {self.sessions_open} open"
+                )
 
     def count_by_recipient(self) -> Counter[str]:
         with self.lock:
             return Counter(r for m in self.messages for r in m.recipients)
+
+
+class _TrackedSMTP(SMTP):
+    """aiosmtpd's SMTP session, telling the handler when a connection opens and ends.
+
+    aiosmtpd cancels a session's handler at connection_lost, so once every
+    session has closed, `handler.messages` is final.
+    """
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.event_handler.session_event(opened=True)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self.event_handler.session_event(opened=False)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _TrackedSMTP(self.handler, **self.SMTP_kwargs)
 
 
 @dataclass
@@ -124,7 +214,7 @@ def start_server(
             "auth_require_tls": tls_context is not None,
         }
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller = _Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     try:
         yield Server("127.0.0.1", port, handler, controller)

@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import pytest
-import trustme
+import real_parts
 from bounce_samples import DATE, READERS, SECRET, make_world
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -56,6 +56,7 @@ class CertServer:
 @pytest.fixture(scope="module")
 def cert_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sns")
+    trustme = real_parts.import_real("trustme")
     ca = trustme.CA(key_type=trustme.KeyType.RSA)
     signing = ca.issue_cert("sns.eu-west-1.amazonaws.com", key_type=trustme.KeyType.RSA)
     tls = ca.issue_cert("127.0.0.1")

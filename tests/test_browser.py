@@ -1,7 +1,8 @@
 """Issue pages in a real browser: nothing overflows horizontally at 375 and 1280 px.
 
 Needs Debian's chromium and chromium-driver (apt-get install chromium
-chromium-driver) and selenium; skipped when /usr/bin/chromium is missing.
+chromium-driver) and selenium; found and skipped (or failed under
+NEWSLETTER_REQUIRE_REAL=1) by tests/real_parts.py.
 Screenshots at 375 px are saved under the test's tmp dir (pytest prints it with
 -rA; look for *-375.png).
 """

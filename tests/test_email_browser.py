@@ -2,7 +2,7 @@
 or dark; in dark mode the separators and borders stand out from the background;
 the content is 600 px wide on a desktop.
 
-Needs Debian's chromium and chromium-driver (skipped without them). To look at
+Needs Debian's chromium and chromium-driver (real parts: tests/real_parts.py). To look at
 the emails yourself: `.venv/bin/python tests/email_screenshots.py --out DIR`.
 """
 

@@ -73,6 +73,56 @@ def test_watcher_waits_until_a_file_settles(tmp_path):
     assert watcher.settled() == {}
 
 
+def test_daemon_publishes_a_file_only_once_it_has_settled(tmp_path, caplog):
+    # The daemon's own Watcher on a clock of ours: a digest written in two parts,
+    # the second before settle_seconds have passed, is neither published nor
+    # reported bad while it is being written.
+    import logging
+
+    from helpers import SAMPLE_DIGESTS
+
+    from newsletter.config import config_from_dict
+    from newsletter.scheduler import Daemon
+
+    (tmp_path / "digests").mkdir()
+    config = config_from_dict(
+        {
+            "site": {"timezone": "Asia/Seoul"},
+            "paths": {"digests": "digests", "public": "public", "state": "state"},
+            "schedule": {"settle_seconds": 10},
+        },
+        tmp_path,
+    )
+    daemon = Daemon(config, now=lambda: dt.datetime(2025, 4, 4, 0, 0, tzinfo=SEOUL))
+    clock = [500.0]
+    daemon.watcher.clock = lambda: clock[0]
+    daemon._send_due = lambda: None  # this test is about publishing
+    text = (SAMPLE_DIGESTS / "2025-04-04.txt").read_text(encoding="utf-8")
+    path = tmp_path / "digests" / "today.txt"
+    page = tmp_path / "public" / "ko" / "2025-04-04" / "index.html"
+    with caplog.at_level(logging.INFO, logger="newsletter"):
+        path.write_text(text[: len(text) // 2], encoding="utf-8")
+        daemon.tick()
+        clock[0] += 9.5
+        daemon.tick()
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(text[len(text) // 2 :])
+        clock[0] += 1  # 10.5 s after the first part, 1 s after the second
+        daemon.tick()
+        assert not page.exists()
+        assert daemon.watcher.unsettled() == [path]
+        clock[0] += 9.5
+        daemon.tick()
+        assert not page.exists()
+        clock[0] += 0.5  # the second part has settled: 10 s unchanged
+        daemon.tick()
+    assert page.exists()
+    assert not [r for r in caplog.records if getattr(r, "event", None) == "bad_digest"]
+    # The first tick publishes the (empty) site; the digest is published once, settled.
+    published = [r for r in caplog.records if getattr(r, "event", None) == "published"]
+    assert [r.date for r in published] == [None, "2025-04-04"]
+
+
 def test_a_second_instance_is_refused(tmp_path):
     holder = subprocess.Popen(
         [

@@ -1,18 +1,18 @@
 """Search: Pagefind bundles built with the site, Korean stems, and a reader's
 query in headless Chromium on the site served over HTTP under a sub-path.
 
-The browser tests need Debian's chromium and chromium-driver; they skip when
-those are missing, and fail instead under NEWSLETTER_REQUIRE_REAL=1.
+Pagefind (the pagefind-bin wheel) and, for the browser tests, Debian's chromium
+and chromium-driver are real parts (tests/real_parts.py): missing, their tests
+skip, and fail instead under NEWSLETTER_REQUIRE_REAL=1.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-from pathlib import Path
 
 import pytest
+import real_parts
 from static_server import serve_static
 from test_site import hostile_digest
 
@@ -68,8 +68,14 @@ def test_records_escape_text_and_carry_stems(site_config):
 # --- bundles ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def pagefind():
+    """The Pagefind binary the builds below run (a real part: tests/real_parts.py)."""
+    return real_parts.pagefind()
+
+
 def test_the_build_writes_a_bundle_per_edition_and_skips_it_when_unchanged(
-    site_config, site_digests
+    site_config, site_digests, pagefind
 ):
     first = write_site(site_config, site_digests)
     public = site_config.paths.public
@@ -90,7 +96,7 @@ def test_the_build_writes_a_bundle_per_edition_and_skips_it_when_unchanged(
     assert again.unchanged == len(first.written)
 
 
-def test_a_new_day_rebuilds_the_index_and_drops_stale_files(site_config, site_digests):
+def test_a_new_day_rebuilds_the_index_and_drops_stale_files(site_config, site_digests, pagefind):
     write_site(site_config, site_digests[:2])
     public = site_config.paths.public
     before = {p for p in (public / "pagefind/ko").rglob("*") if p.is_file()}
@@ -104,7 +110,7 @@ def test_a_new_day_rebuilds_the_index_and_drops_stale_files(site_config, site_di
     assert rewritten in ([], ["pagefind/ko/pagefind-entry.json"]), rewritten
 
 
-def test_search_off_removes_the_box_and_the_bundle(site_config, site_digests):
+def test_search_off_removes_the_box_and_the_bundle(site_config, site_digests, pagefind):
     write_site(site_config, site_digests)
     off = site_config.model_copy(
         update={"site": site_config.site.model_copy(update={"search": False})}
@@ -118,7 +124,7 @@ def test_search_off_removes_the_box_and_the_bundle(site_config, site_digests):
     assert "ko/search/index.html" in result.deleted and result.warnings == ()
 
 
-def test_no_pagefind_binary_builds_the_site_with_a_warning(cli, project):
+def test_no_pagefind_binary_builds_the_site_with_a_warning(cli, project, pagefind):
     missing = {"PAGEFIND_BINARY_PATH": str(project / "no-such-pagefind")}
     result = cli("build", cwd=project, env=missing)
     assert result.returncode == 0, result.stderr
@@ -150,28 +156,18 @@ def particle_digest() -> Digest:
     return Digest(dt.date(2025, 6, 2), entries, "particles.txt")
 
 
-def _start_browser(profile: Path):
-    """helpers.start_chromium, failing instead of skipping under NEWSLETTER_REQUIRE_REAL=1."""
-    from helpers import start_chromium
-
-    try:
-        return start_chromium(profile)
-    except pytest.skip.Exception as skipped:
-        if os.environ.get("NEWSLETTER_REQUIRE_REAL", "") not in ("", "0"):
-            pytest.fail(f"{skipped} (NEWSLETTER_REQUIRE_REAL=1: real parts may not be skipped)")
-        raise
-
-
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    browser = _start_browser(tmp_path_factory.mktemp("chromium-profile"))
+    from helpers import start_chromium
+
+    browser = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
     browser.set_page_load_timeout(30)
     yield browser
     browser.quit()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, site_digests):
+def served(tmp_path_factory, site_digests, pagefind):
     """The samples and the particle digest, built for https://example.org/papers/
     and served at http://127.0.0.1:PORT/papers/."""
     base = tmp_path_factory.mktemp("search-site")

@@ -2,8 +2,9 @@
 below 1.0 (local rules: `spamassassin -t -L`), in both wire forms, and the
 60-paper digest's trimmed editions too.
 
-Needs Debian's `spamassassin` (.ci/run installs it). Missing, the test skips
-with the reason, or fails under NEWSLETTER_REQUIRE_REAL=1 (as CI runs).
+Needs Debian's `spamassassin` (.ci/run installs it), a real part
+(tests/real_parts.py): missing, the test skips with the reason, or fails under
+NEWSLETTER_REQUIRE_REAL=1 (as CI runs).
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+import real_parts
 from big_digest import big_digest
 from smtp_servers import mail_config
 
@@ -28,21 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 1.0
 # The hits the issue named; none may come back.
 GONE = {"FONT_INVIS_MSGID", "HTML_FONT_LOW_CONTRAST", "SUBJ_ALL_CAPS"}
-
-
-def require_real(name: str, reason: str) -> None:
-    """Skip, or fail under NEWSLETTER_REQUIRE_REAL=1 (the tests' real-parts rule)."""
-    message = f"real part {name} unavailable: {reason}"
-    if os.environ.get("NEWSLETTER_REQUIRE_REAL", "") not in ("", "0"):
-        pytest.fail(f"{message} (NEWSLETTER_REQUIRE_REAL=1: real parts may not be skipped)")
-    pytest.skip(message)
-
-
-def spamassassin() -> str:
-    found = shutil.which("spamassassin") or "/usr/bin/spamassassin"
-    if not Path(found).exists():
-        require_real("SpamAssassin", "no spamassassin on PATH; apt-get install spamassassin")
-    return found
 
 
 def messages() -> dict[str, tuple[str, bytes]]:
@@ -81,7 +66,7 @@ def mbox(items: dict[str, tuple[str, bytes]]) -> bytes:
 
 
 def test_every_edition_scores_below_one(tmp_path):
-    program = spamassassin()
+    program = real_parts.program("spamassassin", "spamassassin")
     items = messages()
     env = {k: v for k, v in os.environ.items() if k != "HOME"} | {"HOME": str(tmp_path)}
     result = subprocess.run(

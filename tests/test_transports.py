@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import ssl
-import time
 
 import pytest
+import real_parts
 from smtp_servers import Handler, free_port, mail_config, start_server
 
 from newsletter.errors import NewsletterError
@@ -26,7 +27,7 @@ MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\
 @pytest.fixture(scope="module")
 def mail_tls():
     """(server context, client context) from a throw-away CA (trustme)."""
-    trustme = pytest.importorskip("trustme")
+    trustme = real_parts.import_real("trustme")
     ca = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
@@ -152,13 +153,72 @@ def test_starttls_and_auth(tmp_path, mail_tls, monkeypatch):
             SmtpTransport(plain).open()
 
 
-def test_rate_limiter():
-    limiter = RateLimiter(200, burst=1)
-    start = time.monotonic()
+class FakeClock:
+    """A monotonic clock that moves only when the limiter sleeps.
+
+    The rates below are powers of two, so every time is exact in binary floating
+    point (a real clock moves on by itself; this one would otherwise stall short
+    of a token by a rounding error).
+    """
+
+    def __init__(self) -> None:
+        self.now = 1024.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_rate_limiter_spaces_messages_at_the_rate():
+    clock = FakeClock()
+    limiter = RateLimiter(256, burst=1, clock=clock, sleep=clock.sleep)
+    sent_at = []
     for _ in range(41):
         limiter.take()
-    assert time.monotonic() - start >= 0.18
-    RateLimiter(0).take()  # 0 = no limit
+        sent_at.append(clock.now)
+    # The first goes at once (a full bucket of one); then one every 1/256 s.
+    assert sent_at[0] == 1024.0
+    assert sent_at[-1] - sent_at[0] == 40 / 256
+    assert [b - a for a, b in itertools.pairwise(sent_at)] == [1 / 256] * 40
+
+
+def test_rate_limiter_burst_then_rate_and_refill_is_capped():
+    clock = FakeClock()
+    limiter = RateLimiter(64, burst=5, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        limiter.take()
+    assert clock.sleeps == []  # the burst goes out at once
+    limiter.take()
+    assert clock.sleeps == [1 / 64]
+    clock.now += 3600  # an hour idle refills the bucket to 5, not to 180,000
+    for _ in range(5):
+        limiter.take()
+    assert len(clock.sleeps) == 1
+    limiter.take()
+    assert len(clock.sleeps) == 2
+
+
+def test_rate_limiter_default_burst_is_a_tenth_of_a_second():
+    assert RateLimiter(100).capacity == 10
+    assert RateLimiter(5).capacity == 1  # at least one message
+
+
+@pytest.mark.parametrize("rate", [0, -1])
+def test_rate_limiter_without_a_limit_never_waits(rate):
+    clock = FakeClock()
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s with rate {rate}")
+
+    limiter = RateLimiter(rate, clock=clock, sleep=no_sleep)
+    for _ in range(10_000):
+        limiter.take()
+    assert clock.now == 1024.0
 
 
 @pytest.mark.parametrize("pipelining", [True, False])

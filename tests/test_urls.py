@@ -53,6 +53,16 @@ CASES = [
     ("Umlaut https://de.wikipedia.org/wiki/Straße.", ["https://de.wikipedia.org/wiki/Straße"]),
     ("“https://example.org/curly”…", ["https://example.org/curly"]),
     ("Not a link: https:// and https://.", []),
+    # Only the unbalanced closing parenthesis goes; nested pairs stay.
+    ("https://a.org/(x)y)", ["https://a.org/(x)y"]),
+    ("https://a.org/f(a(b))", ["https://a.org/f(a(b))"]),
+    ("http://a.org/x https://b.org/y", ["http://a.org/x", "https://b.org/y"]),
+    ("no url here, ftp://a.org/x", []),
+    ("<https://a.org/x>", ["https://a.org/x"]),
+    # A letter at the end is part of the URL, whatever letter it is.
+    ("https://a.org/IMAX and https://a.org/v2X.", ["https://a.org/IMAX", "https://a.org/v2X"]),
+    # Sentence punctuation inside a URL stays.
+    ("https://a.org/a.b,c;d:e!f?g=h&i", ["https://a.org/a.b,c;d:e!f?g=h&i"]),
 ]
 
 
@@ -60,6 +70,13 @@ CASES = [
 def test_url_ends(text, expected):
     assert urls(text) == expected
     assert autolinks(str(linkify(text))) == expected
+
+
+# (. , ; : ! ? alone: the "Try https://example.org/x. Or ..." case above.)
+@pytest.mark.parametrize("mark", ["'", '"', ").", "!)", "?!", "...", "';"])
+def test_trailing_quotes_and_runs_of_punctuation_are_not_part_of_the_url(mark):
+    assert url_spans(f"https://a.org/x{mark}") == [(0, len("https://a.org/x"))]
+    assert urls(f"at https://a.org/x{mark} then") == ["https://a.org/x"]
 
 
 WIDE_OR_SPACE = "가나다한국어。（）、，：「」中文\u3000 "
@@ -85,6 +102,10 @@ def test_linkify_escapes_everything_else():
         '&lt;b&gt;x&lt;/b&gt; &amp; <a href="https://example.org/?a=1&amp;b=">'
         "https://example.org/?a=1&amp;b=</a>&lt;2&gt; 끝"
     )
+    assert str(linkify(f'<b>Q&A</b> {WIKI}; 논문 "x"')) == (
+        f'&lt;b&gt;Q&amp;A&lt;/b&gt; <a href="{WIKI}">{WIKI}</a>; 논문 &#34;x&#34;'
+    )
+    assert str(linkify("")) == ""
     assert url_spans("a https://x.org b") == [(2, 15)]
 
 

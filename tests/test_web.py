@@ -208,7 +208,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Iterator
 
 
 def _wait_until_up(client: Client, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 120  # a hang guard: waits for the first answer
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[1]
         try:

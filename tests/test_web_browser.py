@@ -1,8 +1,9 @@
 """The sign-up journey in headless Chromium: form, confirm button, unsubscribe button.
 
-Needs Debian's chromium and chromium-driver and selenium; skipped when
-/usr/bin/chromium is missing. The 375 px screenshot of the sign-up page is
-saved in the test's tmp dir; its path is printed (see it with pytest -s or -rA).
+Needs Debian's chromium and chromium-driver and selenium; skipped when either
+is missing (failed under NEWSLETTER_REQUIRE_REAL=1: tests/real_parts.py). The
+375 px screenshot of the sign-up page is saved in the test's tmp dir; its path
+is printed (see it with pytest -s or -rA).
 """
 
 from __future__ import annotations

@@ -477,3 +477,43 @@ def test_feeds_with_links_pass_the_w3c_validator_and_json_feed_rules(site_config
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.startswith(f"{public / relative}: 0 errors, 0 warnings"), result.stdout
+
+
+def test_the_daemon_reads_an_edited_override_file_and_keeps_the_last_good_one(tmp_path, server):
+    from newsletter.config import load_config
+    from newsletter.scheduler import Daemon
+
+    project = make_project(
+        tmp_path, server, {"2025-04-04.txt": sample("2025-04-04.txt")}, papers="lookup: off"
+    )
+    links = project / "links.yaml"
+    links.write_text("dates:\n  2025-04-04:\n    1: 2504.02807\n", encoding="utf-8")
+    events: list[tuple[str, str]] = []
+
+    class Events(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            events.append((getattr(record, "event", ""), record.getMessage()))
+
+    handler, logger = Events(), logging.getLogger("newsletter")
+    logger.addHandler(handler)
+    daemon = Daemon(load_config(project / "config.yaml"))
+    try:
+        daemon.tick()
+        assert 'href="https://arxiv.org/abs/2504.02807"' in page(project, "en", "2025-04-04")
+        links.write_text(
+            "dates:\n  2025-04-04:\n    1: none\n    2: https://example.org/infer.pdf\n",
+            encoding="utf-8",
+        )
+        daemon.tick()
+        html = page(project, "en", "2025-04-04")
+        assert "2504.02807" not in html and 'href="https://example.org/infer.pdf"' in html
+        links.write_text("dates:\n  2025-04-04:\n    1: not a link at all\n", encoding="utf-8")
+        daemon.tick()
+        daemon.tick()  # logged once, not at every poll
+    finally:
+        daemon.close()
+        logger.removeHandler(handler)
+    assert 'href="https://example.org/infer.pdf"' in page(project, "en", "2025-04-04")
+    bad = [message for event, message in events if event == "bad_links_file"]
+    assert len(bad) == 1 and f"{links}:3: dates.2025-04-04.1:" in bad[0]
+    assert not server.seen  # lookups off: only the file's links

@@ -1,7 +1,7 @@
 """Benchmark: `newsletter publish` to N subscribers through SMTP, against Postfix's ceiling.
 
     python bench/send.py [--subscribers N] [--connections C] [--skip-ceiling] [--7bit]
-                         [--bounce-address bounces@example.org]
+                         [--bounce-address bounces@example.org] [--topics]
 
 Needs Postfix's test tools (`smtp-sink`, `smtp-source` in /usr/sbin), run as root:
 
@@ -15,6 +15,10 @@ What it does, all on localhost:
    without 8BITMIME, and the quoted-printable/base64 form goes);
 2. creates N subscribers (default 100,000; editions ko/en/both in turn) in a
    fresh SQLite state folder with `Subscribers.add_many` (the bulk path);
+   with `--topics`, half of them choose 1-4 topics drawn from a Zipf-like
+   distribution (weight 1/rank) over 30 tags (`TAGS`, the example digests'
+   and others), the rest every paper; it prints how many distinct topic sets
+   that makes, and the run prints how many distinct emails it rendered;
 3. writes a config: transport smtp, security none, `connections` C (default 2),
    no rate limit, the example digest of 2025-04-04;
 4. runs the REAL `python -m newsletter publish --date 2025-04-04 --force` as a
@@ -102,17 +106,78 @@ def write_config(folder: Path, port: int, connections: int, bounce_address: str 
     return path
 
 
-def create_subscribers(config_path: Path, count: int) -> float:
+# 30 tags by popularity (rank 1 first): the example digests' tags among others.
+TAGS = [
+    "llm",
+    "reasoning",
+    "rl",
+    "agent",
+    "efficiency",
+    "multimodal",
+    "moe",
+    "alignment",
+    "vision",
+    "code",
+    "inference-time-scaling",
+    "long-context",
+    "pretraining",
+    "math",
+    "reward-model",
+    "diffusion",
+    "benchmark",
+    "retrieval",
+    "safety",
+    "transformer",
+    "scaling-law",
+    "corpus",
+    "robotics",
+    "speech",
+    "image-generation",
+    "quantization",
+    "distillation",
+    "tokenizer",
+    "korean",
+    "evaluation",
+]
+
+
+def topic_sets(count: int, seed: int = 20) -> list[tuple[str, ...]]:
+    """A topic set per subscriber: half every paper (()), half 1-4 tags drawn by
+    a Zipf-like law (weight 1/rank) without replacement. Deterministic."""
+    import random
+
+    rng = random.Random(seed)
+    weights = [1 / rank for rank in range(1, len(TAGS) + 1)]
+    out: list[tuple[str, ...]] = []
+    for _ in range(count):
+        if rng.random() < 0.5:
+            out.append(())
+            continue
+        size = rng.choices((1, 2, 3, 4), weights=(4, 3, 2, 1))[0]
+        chosen: set[str] = set()
+        while len(chosen) < size:
+            chosen.add(rng.choices(TAGS, weights=weights)[0])
+        out.append(tuple(sorted(chosen)))
+    return out
+
+
+def create_subscribers(config_path: Path, count: int, topics: bool) -> tuple[float, int]:
+    """(seconds, distinct topic sets) for `count` new subscribers."""
     from newsletter.config import load_config
     from newsletter.model import Edition
     from newsletter.store import Store
+    from newsletter.store.subscribers import Preferences
 
     editions = list(Edition)
+    sets = topic_sets(count) if topics else [()] * count
     started = time.monotonic()
     with Store.open(load_config(str(config_path))) as store:
-        rows = ((f"reader{i}@example.org", editions[i % 3], f"Reader {i}") for i in range(count))
+        rows = (
+            (f"reader{i}@example.org", editions[i % 3], f"Reader {i}", Preferences(topics=sets[i]))
+            for i in range(count)
+        )
         store.subscribers.add_many(rows)
-    return time.monotonic() - started
+    return time.monotonic() - started, len(set(sets))
 
 
 def message_size(config_path: Path, eightbit: bool) -> int:
@@ -221,6 +286,8 @@ def run_publish(config_path: Path) -> tuple[float, str, int, int]:
 
 
 def check_ledger(config_path: Path, count: int) -> dict[str, int]:
+    """The ledger must hold exactly `count` sent rows (those whose topics
+    picked a paper) and nothing else."""
     import datetime as dt
 
     from newsletter.config import load_config
@@ -231,6 +298,16 @@ def check_ledger(config_path: Path, count: int) -> dict[str, int]:
     if counts != {"sent": count}:
         sys.exit(f"the ledger is not exact: {counts} (expected {{'sent': {count}}})")
     return counts
+
+
+def expected_recipients(count: int, topics: bool) -> int:
+    """How many of the subscribers have a paper of the issue on their topics."""
+    from newsletter.digest import read_digest
+    from newsletter.letters import Letter
+
+    letter = Letter.daily(read_digest(DIGESTS / f"{DATE}.txt").digest)
+    sets = topic_sets(count) if topics else [()] * count
+    return sum(letter.for_topics(s) is not None for s in sets)
 
 
 def ceiling(port: int, connections: int, count: int, size: int) -> float:
@@ -304,6 +381,11 @@ def main() -> None:
     parser.add_argument(
         "--7bit", dest="sevenbit", action="store_true", help="a sink without 8BITMIME"
     )
+    parser.add_argument(
+        "--topics",
+        action="store_true",
+        help="half the subscribers choose topics (Zipf-like over 30 tags): variants",
+    )
     args = parser.parse_args()
     n, c = args.subscribers, args.connections
 
@@ -311,17 +393,20 @@ def main() -> None:
     try:
         port = free_port()
         config_path = write_config(folder, port, c, args.bounce_address)
-        setup = create_subscribers(config_path, n)
+        setup, sets = create_subscribers(config_path, n, args.topics)
         size = message_size(config_path, not args.sevenbit)
         form = "7-bit (no 8BITMIME)" if args.sevenbit else "8bit (8BITMIME)"
         print(f"setup: {n:,} subscribers in {setup:.1f} s; one message is {size:,} bytes, {form}")
+        if args.topics:
+            print(f"topics:          {sets:,} distinct topic sets (every paper counts as one)")
+        sent = expected_recipients(n, args.topics)
         with smtp_sink(port, not args.sevenbit):
             seconds, stdout, peak_one, peak_tree = run_publish(config_path)
-            check_ledger(config_path, n)
+            check_ledger(config_path, sent)
             summary = next((line for line in stdout.splitlines() if line.startswith("email:")), "")
-            rate = n / seconds
+            rate = sent / seconds
             print(f"publish: {summary}")
-            print(f"messages:        {n:,} over {c} connection(s), ledger exact ({n:,} sent)")
+            print(f"messages:        {sent:,} over {c} connection(s), ledger exact ({sent:,} sent)")
             print(f"seconds:         {seconds:.2f} (start of `newsletter publish` to its exit)")
             print(f"messages/s:      {rate:,.0f}")
             print(
@@ -329,7 +414,7 @@ def main() -> None:
                 f"{peak_tree / 2**20:.0f} MB PSS of the whole process tree"
             )
             if not args.skip_ceiling:
-                top = ceiling(port, c, n, size)
+                top = ceiling(port, c, sent, size)
                 print(f"ceiling:         {top:,.0f} messages/s (smtp-source -d -s {c} -l {size})")
                 print(f"ratio:           {rate / top:.2f}")
         print(f"--help startup:  {help_startup()}")

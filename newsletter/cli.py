@@ -266,8 +266,26 @@ def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
+def parse_week_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from newsletter.model import Week
+
+    try:
+        return Week.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command()
 @date_option("Issue date (default: today in site.timezone).")
+@click.option(
+    "--week",
+    callback=parse_week_option,
+    metavar="YYYY-Www",
+    help="Publish a week instead: its weekly pages and feeds, then the weekly email "
+    "to weekly subscribers (ISO week, e.g. 2025-W15).",
+)
 @click.option("--no-email", is_flag=True, help="Publish only the site and feeds.")
 @click.option("--dry-run", is_flag=True, help="Write and send nothing; say what would change.")
 @click.option("-v", "--verbose", is_flag=True, help="List every file written, deleted or skipped.")
@@ -279,6 +297,7 @@ def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
 def publish(
     ctx: click.Context,
     date: dt.date | None,
+    week: Any,
     no_email: bool,
     dry_run: bool,
     verbose: bool,
@@ -288,17 +307,24 @@ def publish(
 
     The day's papers not known yet are looked up on arXiv first (at most
     papers.budget_seconds; none with --dry-run); -v lists each paper's link
-    or the reason it has none.
+    or the reason it has none. With --week: one week's weekly pages and feeds
+    (with the paper links already known), then its weekly email.
     """
     from newsletter.cli_links import print_links
     from newsletter.publish import publish as publish_date
+    from newsletter.publish import publish_week
 
     config = _config(ctx)
-    date = date or _today(config)
+    if week is not None and date is not None:
+        raise click.UsageError("give --date or --week, not both")
+    options = {"email": not no_email, "dry_run": dry_run, "force": force}
     with _ProgressBar() as progress:
-        result = publish_date(
-            config, date, email=not no_email, dry_run=dry_run, force=force, progress=progress
-        )
+        if week is not None:
+            date = week
+            result = publish_week(config, week, progress=progress, **options)
+        else:
+            date = date or _today(config)
+            result = publish_date(config, date, progress=progress, **options)
     print_links(result.links, verbose=verbose, dry_run=dry_run)
     _print_site(result, dry_run, verbose)
     if result.delivery is not None:
@@ -401,17 +427,24 @@ def _print_delivery(report: Any, dry_run: bool) -> None:
     if report.too_late:  # said once, naming the flag to type
         click.secho(f"email: {report.note}; add --force to send it anyway", fg="yellow")
         return
+    if report.no_issue:
+        click.echo(f"email: {report.note}")
+        return
+    topics = f", {report.filtered} with no paper on their topics" if report.filtered else ""
     if dry_run:
         for edition, addresses in report.recipients.items():
             click.echo(f"  would send {len(addresses)} × {edition}: {', '.join(addresses)}")
         messages = nouns(report.pending_left, "message", "messages")
         click.echo(
-            f"email: {messages} would be sent, {report.skipped} skipped (already sent or failed)"
+            f"email: {messages} would be sent, {report.skipped} skipped (already sent or "
+            f"failed){topics}"
         )
         return
+    variants = f"; {nouns(report.variants, 'email', 'emails')} rendered" if report.variants else ""
     click.echo(
         f"email: {report.sent} sent, {report.failed} failed, {report.skipped} skipped, "
-        f"{report.pending_left} left ({report.messages_per_second:.0f} messages/s)"
+        f"{report.pending_left} left ({report.messages_per_second:.0f} messages/s){topics}"
+        f"{variants}"
     )
     if report.pending_left:
         click.secho("  some messages are still pending: run publish again to retry", fg="yellow")
@@ -447,6 +480,64 @@ def _edition_of_config(ctx: click.Context, edition: str | None) -> Any:
     return Edition(edition)
 
 
+def parse_topics_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    """--topics moe,rl (or 'all' for every paper): sorted topic keys."""
+    if value is None:
+        return None
+    from newsletter.model import parse_topics
+
+    if value.strip().lower() in ("all", "*"):
+        return ()
+    try:
+        topics = parse_topics(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not topics:
+        raise click.BadParameter("give tags like moe,rl, or 'all' for every paper")
+    return topics
+
+
+def preference_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--cadence and --topics, shared by `subscribers add` and `update`."""
+    command = click.option(
+        "--topics",
+        callback=parse_topics_option,
+        metavar="TAG,TAG|all",
+        help="Only papers with one of these tags (e.g. moe,rl); 'all' for every paper.",
+    )(command)
+    return click.option(
+        "--cadence",
+        type=click.Choice(["daily", "weekly"]),
+        default=None,
+        help="daily: each issue; weekly: one email a week (schedule.weekly_day). "
+        "A change applies from the next weekly period.",
+    )(command)
+
+
+def _preferences(config: Config, cadence: str | None, topics: tuple[str, ...] | None) -> Any:
+    from newsletter.cadence import WeeklySchedule
+    from newsletter.model import Cadence
+    from newsletter.store.subscribers import Preferences
+
+    return Preferences(
+        cadence=Cadence(cadence) if cadence else None,
+        topics=topics,
+        schedule=WeeklySchedule.of(config),
+    )
+
+
+def _describe(subscriber: Any, why: str = "") -> str:
+    from newsletter.cadence import describe
+
+    topics = ",".join(subscriber.topics) or "all"
+    return (
+        f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}{why}, "
+        f"{describe(subscriber)}, topics {topics}"
+    )
+
+
 @subscribers.command("add")
 @click.argument("email")
 @click.option(
@@ -458,15 +549,27 @@ def _edition_of_config(ctx: click.Context, edition: str | None) -> Any:
 )
 @click.option("--name", default="", help="Display name.")
 @click.option("--reactivate", is_flag=True, help="Re-subscribe an address that left or bounced.")
+@preference_options
 @click.pass_context
 @handles_errors()
 def subscribers_add(
-    ctx: click.Context, email: str, edition: str | None, name: str, reactivate: bool
+    ctx: click.Context,
+    email: str,
+    edition: str | None,
+    name: str,
+    reactivate: bool,
+    cadence: str | None,
+    topics: tuple[str, ...] | None,
 ) -> None:
-    """Add (or update) an active subscriber."""
+    """Add (or update) an active subscriber.
+
+    A new subscriber is daily with every topic unless --cadence and --topics
+    say otherwise; an existing one keeps what it has unless they are given.
+    """
     from newsletter.model import SubscriberState
 
     chosen = _edition_of_config(ctx, edition)
+    wanted = _preferences(_config(ctx), cadence, topics)
     with _store(ctx) as store:
         current = store.subscribers.get(email)
         if current is not None and current.state is SubscriberState.COMPLAINED:
@@ -476,7 +579,9 @@ def subscribers_add(
             )
         if current is not None and edition is None:
             chosen = current.edition
-        subscriber = store.subscribers.add(email, chosen, name, reactivate=reactivate)
+        subscriber = store.subscribers.add(
+            email, chosen, name, reactivate=reactivate, preferences=wanted
+        )
     why = ""
     if edition is None:
         why = (
@@ -484,9 +589,34 @@ def subscribers_add(
             if current is not None
             else " (the default: the first of `editions`; choose another with --edition)"
         )
-    click.echo(
-        f"{subscriber.email}: {subscriber.state.value}, edition {subscriber.edition.value}{why}"
-    )
+    click.echo(_describe(subscriber, why))
+
+
+@subscribers.command("update")
+@click.argument("email")
+@click.option("--edition", type=EDITION_CHOICE, default=None, help="Another edition.")
+@preference_options
+@click.pass_context
+@handles_errors()
+def subscribers_update(
+    ctx: click.Context,
+    email: str,
+    edition: str | None,
+    cadence: str | None,
+    topics: tuple[str, ...] | None,
+) -> None:
+    """Change a subscriber's edition, cadence or topics (what is not given stays).
+
+    A change of cadence applies from the next weekly period, so no day is
+    mailed twice or skipped; it says from when.
+    """
+    if edition is None and cadence is None and topics is None:
+        raise click.UsageError("give --edition, --cadence or --topics")
+    chosen = _edition_of_config(ctx, edition) if edition is not None else None
+    wanted = _preferences(_config(ctx), cadence, topics)
+    with _store(ctx) as store:
+        subscriber = store.subscribers.set_preferences(email, wanted, edition=chosen)
+    click.echo(_describe(subscriber))
 
 
 @subscribers.command("remove")
@@ -511,7 +641,15 @@ def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> No
         rows = store.subscribers.list(state=state)
     if as_json:
         data = [
-            {"email": s.email, "edition": s.edition.value, "state": s.state.value, "name": s.name}
+            {
+                "email": s.email,
+                "edition": s.edition.value,
+                "state": s.state.value,
+                "name": s.name,
+                "cadence": s.cadence.value,
+                "topics": list(s.topics),
+                "cadence_from": s.cadence_from.isoformat() if s.cadence_from else None,
+            }
             for s in rows
         ]
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
@@ -519,7 +657,10 @@ def subscribers_list(ctx: click.Context, state: str | None, as_json: bool) -> No
     from newsletter.plurals import nouns
 
     for s in rows:
-        click.echo(f"{s.email}\t{s.edition.value}\t{s.state.value}\t{s.name}")
+        topics = ",".join(s.topics) or "all"
+        click.echo(
+            f"{s.email}\t{s.edition.value}\t{s.state.value}\t{s.name}\t{s.cadence.value}\t{topics}"
+        )
     click.echo(nouns(len(rows), "subscriber", "subscribers"), err=True)
 
 
@@ -534,11 +675,13 @@ def subscribers_import(ctx: click.Context, file: Path) -> None:
     (active when there is none); an address that unsubscribed, bounced or
     complained is never re-subscribed. A row without an edition gets the first of `editions`.
     """
+    from newsletter.cadence import WeeklySchedule
     from newsletter.store.subscriber_csv import import_csv
 
     default = _edition_of_config(ctx, None)
+    schedule = WeeklySchedule.of(_config(ctx))
     with _store(ctx) as store:
-        report = import_csv(store.subscribers, file, default_edition=default)
+        report = import_csv(store.subscribers, file, default_edition=default, schedule=schedule)
     for problem in report.problems:
         click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
     from newsletter.plurals import nouns

@@ -163,6 +163,8 @@ Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
 
 # {papers} is the count with its noun in the edition's language ("1 paper", "논문 3편").
 SUBJECT_FIELDS = ("date", "count", "papers")
+# Weekly subjects: {date} is the range of days; {week} the ISO week (2025-W15).
+WEEKLY_SUBJECT_FIELDS = (*SUBJECT_FIELDS, "week")
 
 # The longest VERP token `newsletter.bounces.verp` adds to the bounce address's
 # local part ('+' and the token); RFC 5321 allows 64 octets in a local part.
@@ -196,6 +198,39 @@ DEFAULT_SUBJECTS = {
     "en": "[ML Papers] {date} · {papers}",
     "both": "[ML 논문 · Papers] {date} · {count}편",
 }
+DEFAULT_WEEKLY_SUBJECTS = {
+    "ko": "[ML Papers] 주간 · {date} · {papers}",
+    "en": "[ML Papers] Weekly · {date} · {papers}",
+    "both": "[ML 논문 · Papers] 주간 Weekly · {date} · {count}편",
+}
+
+
+def _check_subjects(
+    value: dict[Edition, str], defaults: dict[str, str], allowed: tuple[str, ...]
+) -> dict[Edition, str]:
+    """Subject templates merged over `defaults`; ValueError for a field not `allowed`."""
+    merged = {Edition(k): v for k, v in defaults.items()} | value
+    for edition, template in merged.items():
+        try:
+            # Bare names only: '{date.__class__}' or '{count!r}' would reach
+            # into Python objects from a config file.
+            fields = [
+                (name, spec, conversion)
+                for _, name, spec, conversion in string.Formatter().parse(template)
+                if name is not None
+            ]
+            bad = [name for name, spec, conv in fields if name not in allowed or conv]
+            bad += [f"{name}:{spec}" for name, spec, _ in fields if spec]
+            if bad:
+                raise ValueError(f"{{{bad[0]}}} is not allowed")
+        except ValueError as exc:
+            braced = [f"{{{name}}}" for name in allowed]
+            names = ", ".join(braced[:-1]) + f" and {braced[-1]}"
+            raise ValueError(
+                f"subject for {edition.value!r} is not a valid template ({exc}); "
+                f"only {names} may be used"
+            ) from None
+    return merged
 
 
 class EmailConfig(_Section):
@@ -207,6 +242,9 @@ class EmailConfig(_Section):
     # token: bounces+TOKEN@example.org (newsletter/bounces/verp.py).
     bounce_address: Annotated[str, AfterValidator(_check_bounce_address)] | None = None
     subject: dict[Edition, str] = Field(default_factory=lambda: dict(DEFAULT_SUBJECTS))
+    weekly_subject: dict[Edition, str] = Field(
+        default_factory=lambda: dict(DEFAULT_WEEKLY_SUBJECTS)
+    )
     # Bytes of the HTML part as transmitted (Gmail clips past ~102 KB).
     max_bytes: int = Field(100_000, ge=10_000)
     # Characters of each abstract in the email (-1: whole, 0: hidden).
@@ -223,26 +261,12 @@ class EmailConfig(_Section):
     @field_validator("subject")
     @classmethod
     def _subject_templates(cls, value: dict[Edition, str]) -> dict[Edition, str]:
-        merged = {Edition(k): v for k, v in DEFAULT_SUBJECTS.items()} | value
-        for edition, template in merged.items():
-            try:
-                # Bare names only: '{date.__class__}' or '{count!r}' would reach
-                # into Python objects from a config file.
-                fields = [
-                    (name, spec, conversion)
-                    for _, name, spec, conversion in string.Formatter().parse(template)
-                    if name is not None
-                ]
-                bad = [name for name, spec, conv in fields if name not in SUBJECT_FIELDS or conv]
-                bad += [f"{name}:{spec}" for name, spec, _ in fields if spec]
-                if bad:
-                    raise ValueError(f"{{{bad[0]}}} is not allowed")
-            except ValueError as exc:
-                raise ValueError(
-                    f"subject for {edition.value!r} is not a valid template ({exc}); "
-                    "only {date}, {count} and {papers} may be used"
-                ) from None
-        return merged
+        return _check_subjects(value, DEFAULT_SUBJECTS, SUBJECT_FIELDS)
+
+    @field_validator("weekly_subject")
+    @classmethod
+    def _weekly_subject_templates(cls, value: dict[Edition, str]) -> dict[Edition, str]:
+        return _check_subjects(value, DEFAULT_WEEKLY_SUBJECTS, WEEKLY_SUBJECT_FIELDS)
 
     @property
     def sender_address(self) -> str:
@@ -344,6 +368,10 @@ def _check_send_time(value: str) -> str:
 
 class ScheduleConfig(_Section):
     send_time: Annotated[str, AfterValidator(_check_send_time)] = "07:00"
+    # The day the weekly email goes out (at send_time), with the seven days before it.
+    weekly_day: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = "monday"
     poll_seconds: float = Field(30, gt=0)
     settle_seconds: float = Field(10, ge=0)
 

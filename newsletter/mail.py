@@ -33,10 +33,11 @@ from typing import TYPE_CHECKING
 
 from newsletter import mime
 from newsletter.errors import NewsletterError
+from newsletter.letters import Letter
 from newsletter.mail_layout import Bodies, Cut, render_bodies
 from newsletter.mail_size import DoesNotFit, fit, ladder
-from newsletter.model import Digest, Edition
-from newsletter.render import format_date, paper_count
+from newsletter.model import Digest, Edition, IssueId, Week, issue_tag
+from newsletter.render import format_date, format_span, paper_count
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -194,21 +195,35 @@ def encode_mailbox(name: str, address: Address) -> bytes:
     return formataddr((name, address.envelope), charset="utf-8").encode("ascii")
 
 
-def message_id(date: dt.date, edition: str, address: str, domain: str) -> str:
-    """Deterministic per (date, edition, recipient): a retry or a resend after a
+def message_id(issue: IssueId, edition: str, address: str, domain: str) -> str:
+    """Deterministic per (issue, edition, recipient): a retry or a resend after a
     crash is recognisably the same message (RFC 5322 3.6.4). Only for deliveries
-    of the ledger: every other message gets a fresh id.
+    of the ledger: every other message gets a fresh id. `issue` is a date, or
+    a `Week` for the weekly email (`<2025w15.ko.…@domain>`); every topic
+    variant of an issue shares the id, as it is one delivery.
 
     Built by hand: make_msgid() without a domain does a slow hostname lookup.
     """
-    digest = hashlib.sha256(f"{date}|{edition}|{address.lower()}".encode()).hexdigest()[:20]
-    return f"<{date:%Y%m%d}.{edition}.{digest}@{domain}>"
+    key = f"{issue.isoformat()}|{edition}|{address.lower()}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return f"<{issue_tag(issue)}.{edition}.{digest}@{domain}>"
 
 
-def subject_for(config: Config, digest: Digest, edition: Edition, *, test: bool = False) -> str:
+def subject_for(config: Config, letter: Letter, edition: Edition, *, test: bool = False) -> str:
     """The edition's subject: email.subject with {date}, {count} and {papers}
-    (the count with its noun, plural by CLDR rules: '1 paper', '논문 3편')."""
-    subject = subject_text(config, edition, digest.date, len(digest.entries))
+    (the count with its noun, plural by CLDR rules: '1 paper', '논문 3편'), the
+    count being the papers this letter holds (a reader's topics: only theirs).
+    A weekly letter takes email.weekly_subject, {date} its days, {week} its week."""
+    if isinstance(letter.issue, Week) and letter.span is not None:
+        template = config.email.weekly_subject[edition]
+        subject = template.format(
+            date=format_span(*letter.span, edition.language),
+            count=letter.count,
+            papers=paper_count(letter.count, edition.language),
+            week=letter.issue.isoformat(),
+        )
+    else:
+        subject = subject_text(config, edition, letter.days[0].date, letter.count)
     return one_line(("[TEST] " if test else "") + subject)
 
 
@@ -255,7 +270,7 @@ class EditionEmail:
     transport), `sevenbit` for one that does not; `personalise` fills one.
     """
 
-    date: dt.date
+    issue: IssueId  # a date, or the Week of a weekly email
     edition: Edition
     subject: str
     eightbit: Wire
@@ -303,7 +318,7 @@ class EditionEmail:
             "to": encode_mailbox(name, checked),
             "msgid": (
                 msgid
-                or message_id(self.date, self.edition.value, checked.display, self.sender_domain)
+                or message_id(self.issue, self.edition.value, checked.display, self.sender_domain)
             ).encode("ascii"),
             "token": _check_token(token).encode("ascii"),
         }
@@ -327,14 +342,30 @@ def build_edition_email(
     now: dt.datetime | None = None,
     test: bool = False,
 ) -> EditionEmail:
-    """Render, inline and encode one edition, in both wire forms, each within
-    email.max_bytes (`mail_size`: content is given up, cheapest first, with a
-    warning naming the date and edition).
+    """`build_email` of a day's whole issue (`Letter.daily`)."""
+    return build_email(config, Letter.daily(digest), edition, now=now, test=test)
 
-    NewsletterError naming the date and edition if not even one paper fits.
+
+def build_email(
+    config: Config,
+    letter: Letter,
+    edition: Edition,
+    *,
+    now: dt.datetime | None = None,
+    test: bool = False,
+    topics: bool = False,
+) -> EditionEmail:
+    """Render, inline and encode one edition of a letter (a day's issue or a
+    week's, every paper or a reader's topics), in both wire forms, each within
+    email.max_bytes (`mail_size`: content is given up, cheapest first, with a
+    warning naming the issue and edition). `topics`: the letter holds only a
+    reader's topics, and its footer says so.
+
+    NewsletterError naming the issue and edition if not even one paper fits.
     """
     now = now or dt.datetime.now(config.site.tz)
-    builder = _Builder(config, digest, edition, now=now, test=test)
+    builder = _Builder(config, letter, edition, now=now, test=test, topics=topics)
+    name = letter.issue.isoformat()
     limit = config.email.max_bytes
     wires = {}
     for eightbit in (True, False):
@@ -348,7 +379,7 @@ def build_edition_email(
         try:
             cut = fit(
                 measure,
-                papers=len(digest.entries),
+                papers=letter.count,
                 abstract_chars=config.email.abstract_chars,
                 limit=limit,
                 guess=guess,
@@ -356,7 +387,7 @@ def build_edition_email(
         except DoesNotFit as exc:
             relay = "" if eightbit else " (for a relay without 8BITMIME)"
             raise NewsletterError(
-                f"{digest.date.isoformat()} {edition.value} edition: not even one paper fits "
+                f"{name} {edition.value} edition: not even one paper fits "
                 f"in email.max_bytes {limit:,}{relay}: the first paper alone, with its "
                 f"abstract hidden and comments shortened, makes an HTML part of "
                 f"{exc.size:,} bytes",
@@ -370,17 +401,17 @@ def build_edition_email(
         log.warning(
             "%s %s edition%s: %s make an HTML part of %s bytes, over email.max_bytes %s; "
             "sending %s (%s bytes)",
-            digest.date.isoformat(),
+            name,
             edition.value,
             "" if eightbit else " (for a relay without 8BITMIME)",
-            paper_count(len(digest.entries), "en"),
+            paper_count(letter.count, "en"),
             f"{builder.html_bytes(first, eightbit):,}",
             f"{limit:,}",
             wire.cut.describe(first.abstract),
             f"{wire.html_bytes:,}",
         )
     return EditionEmail(
-        date=digest.date,
+        issue=letter.issue,
         edition=edition,
         subject=builder.subject,
         eightbit=wires[True],
@@ -397,17 +428,25 @@ class _Builder:
     SLOTS = ("to", "msgid", "token")
 
     def __init__(
-        self, config: Config, digest: Digest, edition: Edition, *, now: dt.datetime, test: bool
+        self,
+        config: Config,
+        letter: Letter,
+        edition: Edition,
+        *,
+        now: dt.datetime,
+        test: bool,
+        topics: bool = False,
     ) -> None:
         self.config = config
-        self.digest = digest
+        self.letter = letter
         self.edition = edition
         self.now = now
-        self.subject = subject_for(config, digest, edition, test=test)
+        self.topics = topics
+        self.subject = subject_for(config, letter, edition, test=test)
         # Derived from the content, so two builds of the same issue are
         # byte-identical; a digest cannot contain the marker, since it would
         # have to contain its own hash.
-        nonce = hashlib.sha256(repr((digest, edition.value, test)).encode()).hexdigest()[:12]
+        nonce = hashlib.sha256(repr((letter, edition.value, test)).encode()).hexdigest()[:12]
         self.marks = {name: f"NLSLOT{nonce.upper()}{name.upper()}X" for name in self.SLOTS}
         self.longest = {"token": b"x" * MAX_TOKEN}
         self._bodies: dict[Cut, Bodies] = {}
@@ -418,12 +457,13 @@ class _Builder:
             token = self.marks["token"]
             self._bodies[cut] = render_bodies(
                 self.config,
-                self.digest,
+                self.letter,
                 self.edition,
                 subject=self.subject,
                 unsubscribe=unsubscribe_url(self.config, token),
                 preferences=preferences_url(self.config, token),
                 cut=cut,
+                topics=self.topics,
             )
         return self._bodies[cut]
 
@@ -454,7 +494,7 @@ class _Builder:
         html = self.bodies(content).html
         starts = _positions(html, self._ENTRY)
         footer = html.find(self._FOOTER)
-        if len(starts) != len(self.digest.entries) or footer < 0 or not starts:
+        if len(starts) != self.letter.count or footer < 0 or not starts:
             return None
         ratio = self.html_bytes(content, eightbit) / len(html.encode())
         size = len(html[: starts[0]].encode()) + len(html[footer:].encode()) + self._MORE_ROW

@@ -46,6 +46,22 @@ class _Files(http.server.SimpleHTTPRequestHandler):
         return super().send_head()
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """A client that hangs up mid-answer is the client's business, not a traceback.
+
+    A browser or `urllib` that has read the status of a 404 may close before
+    the error page is written; the handler thread then meets BrokenPipeError or
+    ConnectionResetError. Any other error is still reported.
+    """
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def serve_preview(
     config: Config,
     *,
@@ -69,7 +85,7 @@ def serve_preview(
     ):
         handler = functools.partial(_Files, directory=folder)
         try:
-            server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+            server = _Server(("127.0.0.1", port), handler)
         except OSError as exc:
             raise NewsletterError(
                 f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",

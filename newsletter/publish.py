@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 
 from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
 from newsletter.errors import NewsletterError
-from newsletter.model import Digest
+from newsletter.model import WEEKDAYS, Digest, IssueId, Week
 
 if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.deliver.issue import DeliveryReport
+    from newsletter.deliver.variants import Mailing
     from newsletter.papers.linking import DigestLinks
     from newsletter.site import SiteResult
 
@@ -75,7 +76,7 @@ class Scan:
 
 @dataclass(frozen=True)
 class PublishResult:
-    date: dt.date | None
+    date: IssueId | None
     site: SiteResult
     delivery: DeliveryReport | None
     bad: tuple[DigestReport, ...]
@@ -157,9 +158,58 @@ def notify_hub(config: Config, site: SiteResult) -> tuple[str, ...]:
     return tuple(ping_hub(config, changed_feed_urls(config, site.written)))
 
 
+def publish_week(
+    config: Config,
+    week: Week,
+    *,
+    email: bool = True,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    now: dt.datetime | None = None,
+) -> PublishResult:
+    """Publish one week: its weekly pages and feeds, then the weekly email to
+    weekly subscribers (exactly once, like a day's), with the paper links
+    already known (no lookup: its days were published and looked up before).
+
+    No issue in the week's seven days: nothing to send (`delivery.note` says
+    so). NewsletterError before the week's send time (`schedule.weekly_day`
+    at `schedule.send_time`): its last days may still come.
+    """
+    from newsletter.deliver.variants import Mailing
+    from newsletter.scheduler import send_datetime
+    from newsletter.site.weekly import write_weekly
+
+    now = now or dt.datetime.now(config.site.tz)
+    weekly_day = WEEKDAYS.index(config.schedule.weekly_day)
+    due = send_datetime(week.send_day(weekly_day), config.schedule.send_clock, config.site.tz)
+    if now < due:
+        period = week.period(weekly_day)
+        raise NewsletterError(
+            f"the weekly email of {week} holds {period[0]} to {period[-1]} and is due "
+            f"{due.isoformat(timespec='minutes')}: not before",
+            hint="wait until then (newsletter run sends it by itself), or give an earlier week",
+        )
+    found = scan(config)
+    # The links already known (override file, cache): the week's pages keep
+    # those a build or the daemon gave them, and the weekly email shows them.
+    digests = with_known_links(config, found.digests)
+    site = write_weekly(config, digests, week, dry_run=dry_run, now=now)
+    mailing = Mailing.weekly(week, digests, weekly_day)
+    delivery = None
+    if email and mailing is None:
+        from newsletter.deliver.issue import DeliveryReport
+
+        note = f"{week}: no issue in its seven days, so no weekly email"
+        delivery = DeliveryReport(date=week, dry_run=dry_run, no_issue=True, note=note)
+    elif email and mailing is not None:
+        delivery = deliver(config, mailing, dry_run=dry_run, force=force, progress=progress)
+    return PublishResult(week, site, delivery, tuple(found.bad), found.skipped)
+
+
 def deliver(
     config: Config,
-    digest: Digest,
+    digest: Digest | Mailing,
     *,
     dry_run: bool = False,
     force: bool = False,

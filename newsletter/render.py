@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from newsletter.config import Config
-    from newsletter.model import Digest, Entry
+    from newsletter.model import Digest, Entry, Week
     from newsletter.papers.links import PaperLink
 
 
@@ -48,7 +48,14 @@ def counted(count: int | str, language: str, one: str = "", other: str = "") -> 
 def wrap_lines(text: str, width: int = 76) -> str:
     """Jinja filter `|wrap`: text as lines of at most `width` columns
     (`newsletter.text.wrap`: URLs never broken), joined by newlines."""
-    return "\n".join(wrap(str(text), width))
+    return _wrapped(str(text), width)
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrapped(text: str, width: int) -> str:
+    # Remembered: the variants of a send (editions, readers' topics, steps of
+    # the size guard) wrap the same paragraphs again and again.
+    return "\n".join(wrap(text, width))
 
 
 def format_date(date: dt.date, language: str) -> str:
@@ -115,6 +122,18 @@ def environment(config: Config | None = None) -> jinja2.Environment:
 def issue_url(config: Config, date: dt.date, edition: str) -> str:
     """The archive page of one issue in one edition (public/E/YYYY-MM-DD/)."""
     return f"{config.site.base_url}{edition}/{date.isoformat()}/"
+
+
+def weekly_url(config: Config, week: Week, edition: str) -> str:
+    """The archive page of one weekly issue in one edition (public/E/weekly/2025-W15/)."""
+    return f"{config.site.base_url}{edition}/weekly/{week.isoformat()}/"
+
+
+def format_span(first: dt.date, last: dt.date, language: str) -> str:
+    """The days of a weekly issue: '2025년 4월 7일~13일', 'Apr 7 – 13, 2025' (CLDR)."""
+    from babel.dates import format_interval
+
+    return format_interval(first, last, "yMMMMd", locale="ko" if language == "ko" else "en")
 
 
 # --- names shared by pages, feeds and emails (appended for site/feeds) ---------
@@ -194,6 +213,15 @@ def feed_url(config: Config, edition: str, kind: str = "atom", tag: str | None =
 
 
 FEED_FILES = {"atom": "atom.xml", "rss": "rss.xml", "json": "feed.json"}
+
+
+# "Weekly" in page and feed titles, by language.
+WEEKLY_LABELS = {"ko": "주간", "en": "Weekly"}
+
+
+def weekly_feed_url(config: Config, edition: str, kind: str = "atom") -> str:
+    """feeds/E/weekly/atom.xml (rss.xml, feed.json): one item per weekly issue."""
+    return f"{config.site.base_url}feeds/{edition}/weekly/{FEED_FILES[kind]}"
 
 
 # --- an edition's view of a digest: neutral values for pages and feeds ---------

@@ -4,12 +4,15 @@ One tick does everything, so there is a single code path to reason about:
 settled files are parsed, changed dates are published at once (with the paper
 links already known), every issue whose send time has passed (within
 `email.max_lateness_days`) and whose email is not done yet is delivered
-through the ledger, and only then are papers looked up on arXiv: new and
-changed issues' papers, and failed lookups whose retry time has come, newest
-issue first, ending before the next send time (an email never waits for
-arXiv). Pages and feeds whose links changed are written again; emails that
-went out are not sent again. An edited override file (paths.links) is read
-again; a bad one is logged and the last good one kept. APScheduler runs the tick
+through the ledger: each day's issue to daily subscribers at
+`schedule.send_time`, and each week's (the seven days before
+`schedule.weekly_day`) to weekly subscribers at `send_time` on that day. Only
+then are papers looked up on arXiv: new and changed issues' papers, and failed
+lookups whose retry time has come, newest issue first, ending before the next
+send time, daily or weekly (an email never waits for arXiv). Pages and feeds
+whose links changed are written again; emails that went out are not sent
+again. An edited override file (paths.links) is read again; a bad one is
+logged and the last good one kept. APScheduler runs the tick
 `schedule.poll_seconds` after the previous one ended and at each upcoming send
 time, on one worker thread; with `bounces.mailbox` set, `bounces process` runs
 `bounces.poll_minutes` after the previous one ended, on a thread of its own.
@@ -38,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
 from newsletter.errors import NewsletterError
-from newsletter.model import Digest
+from newsletter.model import WEEKDAYS, Digest, IssueId, Week
 from newsletter.papers.watch import DaemonLinks
 from newsletter.plurals import nouns
 
@@ -175,9 +178,10 @@ class Daemon:
         self._by_file: dict[str, Digest] = {}
         self._reported_bad: set[tuple[str, Signature]] = set()
         # Issues with temporary failures left: (when to try again, the wait after that).
-        self._retry: dict[dt.date, tuple[dt.datetime, float]] = {}
+        self._retry: dict[IssueId, tuple[dt.datetime, float]] = {}
         self._lock = threading.Lock()
-        self.on_schedule: Callable[[dt.date, dt.datetime], None] = lambda date, when: None
+        self.weekly_day = WEEKDAYS.index(config.schedule.weekly_day)
+        self.on_schedule: Callable[[IssueId, dt.datetime], None] = lambda date, when: None
         self.links = DaemonLinks(config, self.now)
 
     def close(self) -> None:
@@ -235,6 +239,8 @@ class Daemon:
         self._processed = settled
         for digest in digests:
             self.on_schedule(digest.date, self.send_at(digest.date))
+        for week in self.weeks():
+            self.on_schedule(week, self.week_send_at(week))
 
     # -- paper links (newsletter.papers.watch) -------------------------------
 
@@ -329,6 +335,14 @@ class Daemon:
     def send_at(self, date: dt.date) -> dt.datetime:
         return send_datetime(date, self.config.schedule.send_clock, self.zone)
 
+    def week_send_at(self, week: Week) -> dt.datetime:
+        """When the weekly email of `week` is due: send_time on its weekly day."""
+        return self.send_at(week.send_day(self.weekly_day))
+
+    def weeks(self) -> list[Week]:
+        """The weeks that have an issue, oldest first."""
+        return sorted({Week.holding(d.date, self.weekly_day) for d in self._digests})
+
     def due(self) -> list[Digest]:
         """Issues whose send time has passed and that are not too old to email."""
         now = self.now()
@@ -340,32 +354,56 @@ class Daemon:
             if self.send_at(d.date) <= now and not is_late(d.date, today, limit)
         ]
 
+    def due_weeks(self) -> list[Week]:
+        """Weeks whose weekly email is due and not too old (counted from its day)."""
+        now = self.now()
+        today = now.astimezone(self.zone).date()
+        limit = self.config.email.max_lateness_days
+        return [
+            week
+            for week in self.weeks()
+            if self.week_send_at(week) <= now
+            and not is_late(week.send_day(self.weekly_day), today, limit)
+        ]
+
     def _send_due(self) -> None:
+        from newsletter.deliver.variants import Mailing
         from newsletter.store import Store
 
-        due = self.due()
-        if not due:
+        items: list[Digest | Mailing] = list(self.due())
+        for week in self.due_weeks():
+            mailing = Mailing.weekly(week, self._digests, self.weekly_day)
+            if mailing is not None:
+                items.append(mailing)
+        if not items:
             return
         with Store.open(self.config) as store:
-            for digest in due:
+            for item in items:
+                issue = item.date if isinstance(item, Digest) else item.issue
                 if self.stop.is_set():
                     return
-                if store.ledger.issue_emailed(digest.date):
+                if store.ledger.issue_emailed(issue):
                     continue
-                retry = self._retry.get(digest.date)
+                retry = self._retry.get(issue)
                 if retry and self.now() < retry[0]:
                     continue
-                self._deliver(store, digest)
+                self._deliver(store, item)
 
-    def _deliver(self, store: Any, digest: Digest) -> None:
+    def _deliver(self, store: Any, item: Any) -> None:
         from newsletter.deliver.issue import deliver_issue
 
-        date = digest.date.isoformat()
+        issue = item.date if isinstance(item, Digest) else item.issue
+        date = issue.isoformat()
+        if isinstance(issue, Week):
+            # Its page is there (published with its days); the feed gets its item now.
+            from newsletter.site.weekly import write_weekly
+
+            write_weekly(self.config, self._digests, issue, now=self.now())
         log.info("sending %s", date, extra={"event": "sending", "date": date})
         report = deliver_issue(
             self.config,
             store,
-            digest,
+            item,
             now=self.now(),
             stop=self.stop,
             retry_delays=self.retry_delays,
@@ -389,14 +427,14 @@ class Daemon:
         if self.stop.is_set():
             return
         if report.pending_left == 0:
-            self._retry.pop(digest.date, None)
-            store.ledger.mark_issue_emailed(digest.date)
+            self._retry.pop(issue, None)
+            store.ledger.mark_issue_emailed(issue)
         else:
             # Back off between polls (1 min, 2, 4 ... 1 h): a greylisting or
             # throttling server is not hammered; email.max_attempts ends it.
-            previous = self._retry.get(digest.date)
+            previous = self._retry.get(issue)
             wait = RETRY_FIRST if previous is None else min(previous[1] * 2, RETRY_LONGEST)
-            self._retry[digest.date] = (self.now() + dt.timedelta(seconds=wait), wait)
+            self._retry[issue] = (self.now() + dt.timedelta(seconds=wait), wait)
             log.info(
                 "%s: %s, next try in %d s",
                 date,
@@ -405,10 +443,13 @@ class Daemon:
                 extra={"event": "retry", "date": date, "pending": report.pending_left},
             )
 
-    def next_send(self) -> tuple[dt.date, dt.datetime] | None:
+    def next_send(self) -> tuple[IssueId, dt.datetime] | None:
         now = self.now()
-        upcoming = [(self.send_at(d.date), d.date) for d in self._digests]
-        future = sorted((when, date) for when, date in upcoming if when > now)
+        upcoming: list[tuple[dt.datetime, IssueId]] = [
+            (self.send_at(d.date), d.date) for d in self._digests
+        ]
+        upcoming += [(self.week_send_at(week), week) for week in self.weeks()]
+        future = sorted((item for item in upcoming if item[0] > now), key=lambda item: item[0])
         return (future[0][1], future[0][0]) if future else None
 
 
@@ -468,7 +509,7 @@ def run_daemon(config: Config, *, verbose: bool = False) -> None:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
-        def schedule_send(date: dt.date, when: dt.datetime) -> None:
+        def schedule_send(date: IssueId, when: dt.datetime) -> None:
             if when > daemon.now():
                 scheduler.add_job(
                     daemon.tick, "date", run_date=when, id=f"send-{date}", replace_existing=True

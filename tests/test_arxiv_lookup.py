@@ -9,7 +9,6 @@ import itertools
 import logging
 
 import pytest
-import sqlalchemy as sa
 from arxiv_server import DECOYS, ArxivServer, FakeTime
 from helpers import SAMPLE_DIGESTS
 
@@ -472,28 +471,3 @@ def test_cache_rows(cache):
             )
         )
     assert cache.get(other).lookup.reason == "again"
-
-
-def test_a_version_4_database_gains_the_cache_and_keeps_its_data(tmp_path):
-    """Migration 5 adds paper_links to a database made before it, data kept."""
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    with Database(url) as db:
-        from newsletter.store.subscribers import Subscribers
-
-        Subscribers(db).add("old@example.org", "en")
-        with db.engine.begin() as conn:  # as version 4 left it: no paper_links
-            conn.exec_driver_sql("DROP TABLE paper_links")
-            conn.exec_driver_sql("UPDATE schema_version SET version = 4")
-    assert "paper_links" not in sa.inspect(sa.create_engine(url)).get_table_names()
-    with Database(url) as db:
-        from newsletter.store.subscribers import Subscribers
-
-        assert Subscribers(db).get("old@example.org").edition.value == "en"
-        with db.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 5
-        links = LinkCache(db)
-        now = dt.datetime(2025, 5, 19, tzinfo=dt.UTC)
-        links.put("k" * 64, "T", Lookup.found(PaperLink.for_arxiv("2504.02807")), now)
-        assert links.get("k" * 64).lookup.link.arxiv_id == "2504.02807"
-        indexes = sa.inspect(db.engine).get_indexes("paper_links")
-        assert [i["name"] for i in indexes] == ["ix_paper_links_retry"]

@@ -21,9 +21,11 @@ def test_subscribers_add_list_remove(cli, project):
     )
     add(cli, project, "reader@example.org", "en")
     listed = json.loads(cli("subscribers", "list", "--json", cwd=project).stdout)
+    daily = {"cadence": "daily", "topics": [], "cadence_from": None}
     assert listed == [
-        {"email": "Kim@example.org", "edition": "both", "state": "active", "name": "김철수"},
-        {"email": "reader@example.org", "edition": "en", "state": "active", "name": ""},
+        {"email": "Kim@example.org", "edition": "both", "state": "active", "name": "김철수"}
+        | daily,
+        {"email": "reader@example.org", "edition": "en", "state": "active", "name": ""} | daily,
     ]
     removed = cli("subscribers", "remove", "kim@example.org", cwd=project)
     assert removed.returncode == 0 and "unsubscribed" in removed.stdout

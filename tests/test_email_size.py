@@ -131,7 +131,10 @@ def test_losses_come_cheapest_first(tmp_path, eightbit):
 
     digest = big_digest(6, seed=3)
     levels = ladder(500)
-    sizer = _Builder(mail_config(tmp_path), digest, Edition.BOTH, now=NOW, test=False)
+    from newsletter.letters import Letter
+
+    letter = Letter.daily(digest)
+    sizer = _Builder(mail_config(tmp_path), letter, Edition.BOTH, now=NOW, test=False)
     sizes = [sizer.html_bytes(cut, eightbit) for cut in levels]
     assert sizes == sorted(sizes, reverse=True)  # each step gives something up
     seen = []

@@ -181,6 +181,37 @@ def test_preview_removes_its_folder_when_stopped(project, tmp_path, stop):
     assert not (project / "public").exists()
 
 
+def test_preview_server_is_quiet_when_a_client_hangs_up(tmp_path, capsys):
+    """A client that resets the connection mid-request is no traceback (BrokenPipe, reset)."""
+    import functools
+    import socket
+    import struct
+    import threading
+
+    from newsletter.preview import _Files, _Server
+
+    (tmp_path / "index.html").write_text("<p>안녕</p>", encoding="utf-8")
+    server = _Server(("127.0.0.1", 0), functools.partial(_Files, directory=str(tmp_path)))
+    server.daemon_threads = False  # server_close() joins every request thread
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
+    try:
+        for partial in (b"GET /.x HTTP/1.1\r\n", b"GET /index.html HTTP/1.1\r\nHost: x\r\n"):
+            client = socket.create_connection(server.server_address)
+            client.sendall(partial)
+            # linger 0: close() sends a reset, so the server's next read or write fails
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/") as page:
+            assert "안녕" in page.read().decode("utf-8")
+    finally:
+        server.shutdown()
+        serving.join()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception" not in err, err
+
+
 # --- serve: no dotfiles ------------------------------------------------------------------------
 
 

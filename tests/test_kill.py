@@ -31,17 +31,31 @@ SUBSCRIBERS = 120
 DATE = dt.date(2025, 4, 4)
 
 
-def smtp_project(tmp_path, server, subscribers: int) -> list[str]:
+def smtp_project(
+    tmp_path,
+    server,
+    subscribers: int,
+    *,
+    preferences=None,
+    command: tuple[str, ...] = ("--date", DATE.isoformat(), "--force"),
+) -> list[str]:
     """Config, subscribers and the 'publish' command line for a real SMTP server.
 
-    The SMTP timeout is long: a test may hold a reply at the gate while the
-    machine is loaded, and a client timeout would make a second copy.
+    `preferences(i)`: subscriber i's cadence and topics (default: daily, all);
+    `command`: what follows `publish`. The SMTP timeout is long: a test may
+    hold a reply at the gate while the machine is loaded, and a client
+    timeout would make a second copy.
     """
     config_file = tmp_path / "config.yaml"
     config_file.write_text(
         yaml.safe_dump(
             {
-                "paths": {"digests": str(DATA), "state": "state", "outbox": "outbox"},
+                "paths": {
+                    "digests": str(DATA),
+                    "state": "state",
+                    "outbox": "outbox",
+                    "public": "public",
+                },
                 "papers": {"lookup": "off"},
                 "email": {
                     "transport": "smtp",
@@ -60,19 +74,16 @@ def smtp_project(tmp_path, server, subscribers: int) -> list[str]:
     )
     (tmp_path / "state").mkdir()
     with Store(Database(f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}")) as store:
-        for i in range(subscribers):
-            store.subscribers.add(f"reader{i}@example.org", list(Edition)[i % 3])
-    return [
-        sys.executable,
-        "-m",
-        "newsletter",
-        "--config",
-        str(config_file),
-        "publish",
-        "--date",
-        DATE.isoformat(),
-        "--force",
-    ]
+        store.subscribers.add_many(
+            (
+                f"reader{i}@example.org",
+                list(Edition)[i % 3],
+                "",
+                *((preferences(i),) if preferences else ()),
+            )
+            for i in range(subscribers)
+        )
+    return [sys.executable, "-m", "newsletter", "--config", str(config_file), "publish", *command]
 
 
 def ledger_sent(tmp_path: Path) -> set[str]:

@@ -517,3 +517,90 @@ def test_the_daemon_reads_an_edited_override_file_and_keeps_the_last_good_one(tm
     bad = [message for event, message in events if event == "bad_links_file"]
     assert len(bad) == 1 and f"{links}:3: dates.2025-04-04.1:" in bad[0]
     assert not server.seen  # lookups off: only the file's links
+
+
+# --- weekly pages and emails ---------------------------------------------------------------
+
+
+def test_a_weekly_issue_shows_the_links_its_days_have(tmp_path, server):
+    """`publish --week` asks arXiv nothing, keeps the links its days' pages got
+    on the weekly page, and the weekly email carries them (HTML and text)."""
+    project = make_project(
+        tmp_path, server, {"2025-04-04.txt": sample("2025-04-04.txt")}, subscribers=0
+    )
+    ok(run_cli("subscribers", "add", "w@example.org", "--edition", "ko", "--cadence", "weekly",
+               cwd=project))  # fmt: skip
+    ok(run_cli("publish", "--date", "2025-04-04", "--no-email", cwd=project))
+    assert len(server.seen) == 4
+    weekly = project / "public/ko/weekly/2025-W14/index.html"
+    before = weekly.read_bytes()
+    html = before.decode("utf-8")
+    for ident in IDS_0404:
+        assert f'href="https://arxiv.org/abs/{ident}"' in html
+        assert f'href="https://huggingface.co/papers/{ident}"' in html
+    anchor = "2025-04-04-megamath-pushing-the-limits-of-open-math-corpora-4df9f0b0"
+    assert f'class="self" href="#{anchor}"' in html and f'id="{anchor}"' in html
+    assert "수학 및 코드 데이터 371B" in html
+
+    ok(run_cli("publish", "--week", "2025-W14", "--force", cwd=project))
+    assert len(server.seen) == 4  # no lookup for a week: its days were looked up
+    assert weekly.read_bytes() == before  # the links stay
+    (sent,) = sorted((project / "outbox").rglob("*.eml"))
+    text, html = mail(sent)
+    assert '<a href="https://arxiv.org/abs/2504.02807"' in html
+    assert "수학 및 코드 데이터 371B" in html
+    flat = " ".join(text.split())
+    assert "arXiv:2504.02263 (cs.DC) [" in flat and "371B" in flat
+    assert {f"https://arxiv.org/pdf/{i}" for i in IDS_0404} <= set(numbered_links(text).values())
+
+
+# --- what arXiv says is text ------------------------------------------------------------------
+
+HOSTILE_CATEGORY = 'cs.CL"><script>alert(1)</script>&{{ 7*7 }}'
+
+
+def test_what_arxiv_answers_is_escaped_in_every_output(tmp_path, server):
+    """A primary category with markup (the one free text a lookup brings)
+    stays text: escaped in pages, email HTML, Atom, RSS (HTML inside XML) and
+    JSON Feed, plain in the text part, never a template; Hangul intact."""
+    import xml.etree.ElementTree as ET
+
+    source = (ARXIV_DATA / "2504.02807.xml").read_text(encoding="utf-8")
+    attribute = HOSTILE_CATEGORY.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    hostile = tmp_path / "2504.02807.xml"
+    hostile.write_text(source.replace('term="cs.CL"', f'term="{attribute}"', 1), "utf-8")
+    server.add(hostile)
+    project = make_project(tmp_path / "p", server, {"2025-04-04.txt": sample("2025-04-04.txt")})
+    ok(run_cli("publish", "--date", "2025-04-04", "--force", cwd=project))
+    # Text content: '"' may stay as it is (the email's HTML is reserialised).
+    escaped = 'cs.CL"&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;{{ 7*7 }}'
+
+    def markup(html: str, where: str) -> None:
+        assert "<script" not in html and "49" not in html.split("alert(1)")[1][:40], where
+        assert escaped in html.replace("&#34;", '"').replace("&quot;", '"'), where
+        assert "수학 및 코드 데이터 371B" in html or where.startswith("en"), where
+
+    for edition in ("ko", "en", "both"):
+        markup(page(project, edition, "2025-04-04"), f"{edition} page")
+        tag = project / f"public/{edition}/tags/math/index.html"
+        markup(tag.read_text(encoding="utf-8"), f"{edition} tag page")
+        for kind in ("atom", "rss"):
+            feed = ET.parse(project / f"public/feeds/{edition}/{kind}.xml").getroot()
+            # The HTML each feed carries, as a reader gets it after XML parsing.
+            bodies = [
+                node.text or ""
+                for node in feed.iter()
+                if node.tag
+                in (
+                    "{http://www.w3.org/2005/Atom}content",
+                    "{http://purl.org/rss/1.0/modules/content/}encoded",
+                )
+            ]
+            markup(next(b for b in bodies if "alert(1)" in b), f"{edition} {kind}")
+        items = json.loads((project / f"public/feeds/{edition}/feed.json").read_bytes())["items"]
+        markup(next(i["content_html"] for i in items), f"{edition} json")
+    (sent,) = emails(project, "2025-04-04")
+    text, html = mail(sent)
+    markup(html, "both email html")
+    assert f"arXiv:2504.02807 ({HOSTILE_CATEGORY}) [" in " ".join(text.split())
+    assert "수학 및 코드 데이터 371B" in " ".join(text.split())

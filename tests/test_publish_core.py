@@ -152,12 +152,14 @@ class _Servers:
         self.made: list[http.server.ThreadingHTTPServer] = []
         made = self.made
 
-        class Recorded(http.server.ThreadingHTTPServer):
+        import newsletter.preview
+
+        class Recorded(newsletter.preview._Server):
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
                 made.append(self)
 
-        monkeypatch.setattr(http.server, "ThreadingHTTPServer", Recorded)
+        monkeypatch.setattr(newsletter.preview, "_Server", Recorded)
 
 
 def test_preview_serves_a_temporary_site_and_removes_it(config, monkeypatch):

@@ -128,9 +128,11 @@ def url_digest(abstract: str = URL_FIRST) -> Digest:
 def test_shortened_email_never_links_a_cut_url(tmp_path, limit):
     config = mail_config(tmp_path)
     digest = url_digest()
+    from newsletter.letters import Letter
+
     bodies = render_bodies(
         config,
-        digest,
+        Letter.daily(digest),
         Edition.KO,
         subject="s",
         unsubscribe="https://u/",

@@ -99,3 +99,70 @@ def test_sign_up_confirm_and_unsubscribe_in_a_browser(
     driver.find_element(By.ID, "unsubscribe").click()
     _wait_for_heading(driver, "수신 거부되었습니다")
     assert server.state(address) is SubscriberState.UNSUBSCRIBED
+
+
+def test_preferences_change_cadence_and_topics_in_a_browser(
+    driver, server: Running, tmp_path: Path
+) -> None:
+    """Weekly, only #rl: saved, shown again, and the next weekly email has only those papers."""
+    import datetime as dt
+    import email
+    import email.policy
+    import re
+
+    from selenium.webdriver.common.by import By
+
+    from newsletter.model import Cadence, Week
+    from newsletter.publish import publish, publish_week
+    from newsletter.transports import outbox_name
+
+    address = "prefs.reader@example.com"
+    with server.store() as store:
+        store.subscribers.add(address, "ko")
+    # Thursday 24 April 2025: the tags on offer are those of 25 Jan - 24 Apr,
+    # so those of the 4 April issue (one paper each: by name) and not January's.
+    server.clock[0] = dt.datetime(2025, 4, 24, 3, 0, tzinfo=dt.UTC)
+    token = sign_token(SECRET.encode(), UNSUBSCRIBE, address)
+    _width(driver, 375)
+    driver.get(f"{server.client.base}preferences?token={token}")
+    _wait_for_heading(driver, "구독 설정")
+    offered = [e.get_attribute("value") for e in driver.find_elements(By.NAME, "topic")]
+    assert offered == sorted(offered) and {"rl", "math", "long-context"} <= set(offered)
+    assert "agent" not in offered  # only in January's issue: older than 90 days
+    assert driver.execute_script("return document.documentElement.scrollWidth") <= 375
+    driver.find_element(By.CSS_SELECTOR, 'input[name="cadence"][value="weekly"]').click()
+    driver.find_element(By.CSS_SELECTOR, 'input[name="scope"][value="some"]').click()
+    driver.find_element(By.CSS_SELECTOR, 'input[name="topic"][value="rl"]').click()
+    driver.find_element(By.ID, "save").click()
+    _wait_for_heading(driver, "설정을 저장했습니다")
+    # A daily reader turning weekly on a Thursday: weekly from next Monday.
+    assert "2025-04-28" in driver.find_element(By.ID, "saved-cadence").text
+    with server.store() as store:
+        saved = store.subscribers.get(address)
+    assert (saved.cadence, saved.topics) == (Cadence.WEEKLY, ("rl",))
+    assert saved.previous_cadence is Cadence.DAILY and str(saved.cadence_from) == "2025-04-28"
+
+    driver.get(f"{server.client.base}preferences?token={token}")
+    _wait_for_heading(driver, "구독 설정")
+    checked = (
+        "return [...document.querySelectorAll('input:checked')].map(e => e.name + '=' + e.value)"
+    )
+    assert set(driver.execute_script(checked)) == {
+        "edition=ko",
+        "cadence=weekly",
+        "scope=some",
+        "topic=rl",
+    }
+    assert "2025-04-28" in driver.find_element(By.ID, "cadence-note").text
+
+    # The next emails: no daily one any more; the weekly one holds only #rl papers.
+    config = server.config
+    publish(config, dt.date(2025, 5, 19), force=True)
+    assert not (config.paths.outbox / "2025-05-19" / outbox_name(address)).exists()
+    publish_week(config, Week(2025, 21), force=True)
+    path = config.paths.outbox / "2025-W21" / outbox_name(address)
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    text = message.get_body(("plain",)).get_content()
+    tag_lines = re.findall(r"^#.+$", text.replace("\r\n", "\n"), re.M)
+    assert tag_lines and all("#rl" in line.split() for line in tag_lines)
+    assert message["Subject"].endswith(f"논문 {len(tag_lines)}편")

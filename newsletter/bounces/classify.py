@@ -32,7 +32,6 @@ Anything else is `UNKNOWN` and must be left exactly where it is.
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import email.errors
 import email.header
@@ -48,7 +47,7 @@ from typing import Protocol
 
 from newsletter.bounces.verp import DeliveryRef, Verp
 from newsletter.mail import UNSUBSCRIBE, message_id
-from newsletter.model import Edition
+from newsletter.model import Edition, IssueId
 from newsletter.store.bounces import EventKind, status_of
 from newsletter.tokens import verify_address
 
@@ -87,7 +86,7 @@ class Verdict:
     kind: Kind
     why: str
     email: str | None = None
-    date: dt.date | None = None
+    date: IssueId | None = None
     edition: Edition | None = None
     status: str = ""
     diagnostic: str = ""
@@ -115,7 +114,7 @@ class Directory(Protocol):
         """The address of a subscriber id (None: no such subscriber)."""
         ...
 
-    def deliveries_of(self, email: str) -> list[tuple[dt.date, Edition]]:
+    def deliveries_of(self, email: str) -> list[tuple[IssueId, Edition]]:
         """(issue date, edition) of every delivery to this address."""
         ...
 
@@ -123,7 +122,7 @@ class Directory(Protocol):
 @dataclass(frozen=True)
 class _Identity:
     email: str
-    date: dt.date | None
+    date: IssueId | None
     edition: Edition | None
     how: str
 
@@ -299,7 +298,7 @@ class Classifier:
                     return _Identity(address, date, edition, "unsubscribe token")
         return None
 
-    def delivery_of(self, address: str, texts: list[str]) -> tuple[dt.date | None, Edition | None]:
+    def delivery_of(self, address: str, texts: list[str]) -> tuple[IssueId | None, Edition | None]:
         """The issue and edition of a report about `address` whose sender already
         vouched for it (a verified webhook): by a VERP address of that subscriber in
         `texts` (the envelope sender, headers), else by our Message-ID there."""
@@ -320,7 +319,7 @@ class Classifier:
 
     def _delivery_by_message_id(
         self, address: str, texts: list[str]
-    ) -> tuple[dt.date | None, Edition | None]:
+    ) -> tuple[IssueId | None, Edition | None]:
         ids = {m for text in texts for m in _MESSAGE_ID.findall(text)}
         if not ids:
             return None, None

@@ -6,7 +6,7 @@ Every message's envelope sender (MAIL FROM, which becomes the Return-Path) is
     bounces+2n9c.20250404.ko.9f2c41d07be3a865@example.org
             |    |        |  `- 64-bit MAC (tokens.sign_short), hex
             |    |        `- edition
-            |    `- issue date
+            |    `- issue: its date, or its ISO week (2025w15) for a weekly email
             `- subscriber id, base 36
 
 All lowercase, so a server that folds case keeps it valid; at most 45
@@ -23,7 +23,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from newsletter.model import Edition
+from newsletter.model import Edition, IssueId, Week
 from newsletter.tokens import sign_short, verify_short
 
 PURPOSE = "verp"
@@ -32,10 +32,10 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 @dataclass(frozen=True)
 class DeliveryRef:
-    """One delivery: the subscriber's id, the issue date and the edition."""
+    """One delivery: the subscriber's id, the issue (a date or a week) and the edition."""
 
     subscriber_id: int
-    date: dt.date
+    date: IssueId
     edition: Edition
 
 
@@ -60,13 +60,14 @@ class Verp:
         self.secret = secret
         self.local, _, self.domain = bounce_address.rpartition("@")
         self._pattern = re.compile(
-            rf"(?<![\w.+-]){re.escape(self.local)}\+([0-9a-z]{{1,13}})\.(\d{{8}})"
+            rf"(?<![\w.+-]){re.escape(self.local)}\+([0-9a-z]{{1,13}})\.(\d{{8}}|\d{{4}}w\d{{2}})"
             rf"\.(ko|en|both)\.([0-9a-f]{{16}})@{re.escape(self.domain)}(?![\w-])",
             re.IGNORECASE,
         )
 
     def address(self, subscriber_id: int, day: str, edition: str) -> str:
-        """The return address of one delivery; `day` is the date as YYYYMMDD."""
+        """The return address of one delivery; `day` is the issue as `model.issue_tag`
+        writes it: the date as YYYYMMDD, or the week as 2025w15."""
         payload = f"{_base36(subscriber_id)}.{day}.{edition}"
         mac = sign_short(self.secret, PURPOSE, payload)
         return f"{self.local}+{payload}.{mac}@{self.domain}"
@@ -79,7 +80,11 @@ class Verp:
             if not verify_short(self.secret, PURPOSE, payload, mac):
                 continue
             try:
-                date = dt.datetime.strptime(day, "%Y%m%d").date()
+                date: IssueId = (
+                    Week.fromisoformat(day)
+                    if "w" in day
+                    else dt.datetime.strptime(day, "%Y%m%d").date()
+                )
             except ValueError:
                 continue
             return DeliveryRef(int(ident, 36), date, Edition(edition))

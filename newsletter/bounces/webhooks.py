@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter.bounces.sns import Certificates, MalformedMessage, SignatureError, verify_sns
 from newsletter.errors import NewsletterError
-from newsletter.model import Edition
+from newsletter.model import Edition, parse_issue_id
 from newsletter.store.bounces import BounceEvent, EventKind, status_of
 
 if TYPE_CHECKING:
@@ -282,10 +282,13 @@ class GenericEndpoint:
         if kind is EventKind.REACTIVATED or not isinstance(item.get("email"), str):
             raise Invalid(f"event {number}: needs a type and an email")
         try:
-            date = dt.date.fromisoformat(item["issue_date"]) if item.get("issue_date") else None
+            date = parse_issue_id(item["issue_date"]) if item.get("issue_date") else None
             edition = Edition(item["edition"]) if item.get("edition") else None
         except (ValueError, TypeError):
-            raise Invalid(f"event {number}: issue_date is YYYY-MM-DD, edition ko/en/both") from None
+            raise Invalid(
+                f"event {number}: issue_date is YYYY-MM-DD (or a week, YYYY-Www), "
+                "edition ko/en/both"
+            ) from None
         canonical = json.dumps(item, sort_keys=True, ensure_ascii=False)
         return Report(
             kind,

@@ -1,7 +1,10 @@
 """Send one issue to every active subscriber, exactly once: `deliver_issue`.
 
-Order of work: count the plan (who still needs this date), render every edition
-once, start the workers, each opening its connection (a bad server fails here,
+An issue is a day's (to daily subscribers) or a week's (to weekly
+subscribers): `variants.Mailing`. Order of work: count the plan by edition
+and topics (who still needs this issue), render every variant once (an
+edition of the issue, or of the papers some readers' topics pick:
+`variants.Variants`), start the workers, each opening its connection (a bad server fails here,
 before anything is marked), then page through the plan (keyset pages of
 `run.PAGE` subscribers: memory stays flat however long the list): write the
 page's 'pending' ledger rows, hand its messages to the workers (`run.SendRun`).
@@ -25,10 +28,11 @@ from typing import TYPE_CHECKING
 
 from newsletter.bounces.verp import Verp
 from newsletter.deliver.run import ProgressCallback, SendRun
+from newsletter.deliver.variants import Mailing, Variants
 from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
-from newsletter.mail import build_edition_email, check_address, check_sendable, resolve_secret
+from newsletter.mail import check_address, check_sendable, resolve_secret
 from newsletter.mail_checks import setup_warnings
-from newsletter.model import Digest, Edition, Subscriber
+from newsletter.model import Digest, Edition, IssueId, Subscriber
 from newsletter.plurals import nouns
 
 if TYPE_CHECKING:
@@ -56,16 +60,22 @@ class DeliveryReport:
     """What one run did. `recipients` is filled only for dry runs; `seconds` is
     the whole run, `messages_per_second` the sending part only."""
 
-    date: dt.date
+    date: IssueId
     sent: int = 0
     failed: int = 0
     skipped: int = 0
     pending_left: int = 0
+    # Subscribers whose topics picked no paper of the issue: no email, by rule.
+    filtered: int = 0
+    # Distinct emails rendered (editions x letters), and distinct topic sets.
+    variants: int = 0
+    topic_sets: int = 0
     seconds: float = 0.0
     per_edition: Mapping[str, EditionCounts] = field(default_factory=dict)
     messages_per_second: float = 0.0
     dry_run: bool = False
     too_late: bool = False
+    no_issue: bool = False  # a week without an issue: no weekly email
     recipients: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     note: str = ""
 
@@ -73,7 +83,7 @@ class DeliveryReport:
 def deliver_issue(
     config: Config,
     store: Store,
-    digest: Digest,
+    digest: Digest | Mailing,
     *,
     force: bool = False,
     dry_run: bool = False,
@@ -83,7 +93,9 @@ def deliver_issue(
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Email the issue to every active subscriber not yet sent this date.
+    """Email the issue to every active subscriber of its cadence not yet sent it.
+
+    `digest`: a day's issue (the daily email), or a `Mailing` (a weekly one).
 
     Setting `stop` (SIGTERM in the daemon) lets the messages in flight finish,
     records them, and returns with the rest still pending for the next run.
@@ -98,8 +110,9 @@ def deliver_issue(
     the sender.
     """
     now = now or dt.datetime.now(config.site.tz)
-    date = digest.date
-    late = (now.astimezone(config.site.tz).date() - date).days
+    mailing = digest if isinstance(digest, Mailing) else Mailing.daily(digest)
+    date = mailing.issue
+    late = (now.astimezone(config.site.tz).date() - mailing.due).days
     if late > config.email.max_lateness_days and not force:
         # Not logged: the caller says it once, in its own terms (the CLI names --force).
         note = (
@@ -109,33 +122,45 @@ def deliver_issue(
         return DeliveryReport(date=date, too_late=True, dry_run=dry_run, note=note)
 
     if dry_run:
-        return _plan_only(config, store, date)
+        return _plan_only(config, store, mailing)
 
     # One sender per database at a time: two would both see everyone as not
     # done yet and both send. Planning happens under the lock.
     with store.db.sending_lock(date):
         return _send(
-            config, store.ledger, digest, now, progress, transport_factory, retry_delays, stop
+            config, store.ledger, mailing, now, progress, transport_factory, retry_delays, stop
         )
 
 
-def _plan_only(config: Config, store: Store, date: dt.date) -> DeliveryReport:
+def _plan_only(config: Config, store: Store, mailing: Mailing) -> DeliveryReport:
     """What a real run would do now: the same plan and the same counts, nothing sent."""
-    todo, skipped = store.ledger.delivery_plan(date, config.editions)
+    date = mailing.issue
+    groups_, skipped = store.ledger.plan_groups(
+        date, config.editions, cadence=mailing.cadence, day=mailing.decides
+    )
+    variants = Variants(mailing, groups_)
+    todo, _ = store.ledger.delivery_plan(
+        date, config.editions, cadence=mailing.cadence, day=mailing.decides
+    )
     groups: dict[Edition, list[Subscriber]] = {}
     for subscriber in todo:
-        groups.setdefault(subscriber.edition, []).append(subscriber)
+        if variants.of(subscriber) is not None:
+            groups.setdefault(subscriber.edition, []).append(subscriber)
     recipients = {
         e.value: tuple(s.email for s in groups[e]) for e in config.editions if e in groups
     }
     per = {e: EditionCounts(pending=len(r)) for e, r in recipients.items()}
     by_edition = "".join(f", {len(r)} {e}" for e, r in recipients.items())
-    messages = nouns(len(todo), "message", "messages")
+    count = sum(len(r) for r in recipients.values())
+    messages = nouns(count, "message", "messages")
     note = f"dry run: {messages} would be sent for {date}{by_edition}"
     return DeliveryReport(
         date=date,
         skipped=skipped,
-        pending_left=len(todo),
+        pending_left=count,
+        filtered=variants.filtered,
+        variants=len(variants.variants),
+        topic_sets=variants.topic_sets,
         per_edition=per,
         dry_run=True,
         recipients=recipients,
@@ -146,7 +171,7 @@ def _plan_only(config: Config, store: Store, date: dt.date) -> DeliveryReport:
 def _send(
     config: Config,
     ledger: Ledger,
-    digest: Digest,
+    mailing: Mailing,
     now: dt.datetime,
     progress: ProgressCallback | None,
     transport_factory: TransportFactory | None,
@@ -154,23 +179,34 @@ def _send(
     stop: threading.Event | None,
 ) -> DeliveryReport:
     started = time.monotonic()
-    date = digest.date
-    planned, skipped = ledger.plan_counts(date, config.editions)
+    date = mailing.issue
+    groups, skipped = ledger.plan_groups(
+        date, config.editions, cadence=mailing.cadence, day=mailing.decides
+    )
+    variants = Variants(mailing, groups)
     # In the order of config.editions, as the per-edition report always was.
-    planned = {e: planned[e] for e in config.editions if planned.get(e)}
+    planned = variants.in_order(config.editions)
     total = sum(planned.values())
+    counts = {"filtered": variants.filtered, "topic_sets": variants.topic_sets}
     if not total:
-        note = f"{date}: nothing to send ({skipped} already done)"
+        note = f"{date}: nothing to send ({skipped} already done, {variants.filtered} no paper)"
         log.info(note)
-        return DeliveryReport(date=date, skipped=skipped, note=note)
+        return DeliveryReport(date=date, skipped=skipped, note=note, **counts)
 
     check_sendable(config)
     for warning in setup_warnings(config):
         log.warning("%s", warning)
     secret = resolve_secret(config, smtp=config.email.transport == "smtp")
-    emails = {edition: build_edition_email(config, digest, edition, now=now) for edition in planned}
+    emails = variants.build(config, now)
+    log.info(
+        "%s: %s rendered for %s (%s)",
+        date,
+        nouns(len(emails), "email", "emails"),
+        nouns(total, "subscriber", "subscribers"),
+        nouns(variants.topic_sets, "topic set", "topic sets"),
+    )
     context = WorkContext(
-        emails={e.value: m for e, m in emails.items()},
+        emails=dict(enumerate(emails)),
         secret=secret,
         sender=check_address(config.email.sender_address).envelope,
         date=date,
@@ -184,7 +220,7 @@ def _send(
         # Start-up check: a bad host/TLS/password raises before anything is marked.
         pool.start()
         send_started = time.monotonic()
-        source = run.plan(config.editions)
+        source = run.plan(config.editions, mailing, variants)
         jobs: Iterator[Job] = source
         for attempt in range(len(retry_delays) + 1):
             retry = run.round(jobs)
@@ -204,6 +240,8 @@ def _send(
     finally:
         pool.close()
     send_seconds = max(time.monotonic() - send_started, 1e-9)
+    # Someone who changed edition or topics after the emails were built is
+    # left for the next run (they are in `total`, so they count as left).
     pending = total - run.counts["sent"] - run.counts["failed"]
     per = {
         e.value: EditionCounts(
@@ -222,6 +260,8 @@ def _send(
         seconds=time.monotonic() - started,
         per_edition=per,
         messages_per_second=run.counts["sent"] / send_seconds,
+        variants=len(emails),
+        **counts,
     )
     log.info(
         "%s: sent %d, failed %d, skipped %d, pending %d in %.1f s (%.0f msg/s)",

@@ -17,7 +17,6 @@ server refuses the sender) stops the run.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import itertools
 import logging
 import threading
@@ -29,12 +28,13 @@ from typing import TYPE_CHECKING
 from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
 from newsletter.mail import check_address
-from newsletter.model import Edition
+from newsletter.model import Edition, IssueId
 from newsletter.store.ledger import DeliveryState, Outcome
 from newsletter.transports import PermanentFailure, SendFailure
 
 if TYPE_CHECKING:
     from newsletter.config import Config
+    from newsletter.deliver.variants import Mailing, Variants
     from newsletter.deliver.workers import Pool
     from newsletter.store.ledger import Ledger
 
@@ -63,7 +63,7 @@ class SendRun:
         self,
         config: Config,
         ledger: Ledger,
-        date: dt.date,
+        date: IssueId,
         pool: Pool,
         progress: ProgressCallback | None,
         total: int,
@@ -79,18 +79,37 @@ class SendRun:
         self.counts: Counter[str] = Counter()
         self.per_edition: Counter[tuple[str, str]] = Counter()
         self.source_left = True
+        # Planned subscribers whose edition or topics changed after the emails
+        # were built: not sent now (the next run has an email for them).
+        self.changed = 0
         self._number = 0
         self._next_write = 0.0
         # (edition, address) of temporary failures that reached email.max_attempts.
         self._abandoned: set[tuple[str, str]] = set()
 
-    def plan(self, editions: Sequence[Edition]) -> Iterator[wire.Job]:
-        """Jobs page by page; a page's 'pending' rows are written before its jobs go out."""
-        for page in self.ledger.plan_pages(self.date, editions, page=PAGE):
-            self.ledger.start_deliveries(self.date, page)
+    def plan(
+        self, editions: Sequence[Edition], mailing: Mailing, variants: Variants
+    ) -> Iterator[wire.Job]:
+        """Jobs page by page; a page's 'pending' rows are written before its jobs go out.
+
+        Each subscriber gets the variant of their edition and topics; one whose
+        topics pick no paper gets nothing (no ledger row).
+        """
+        pages = self.ledger.plan_pages(
+            self.date, editions, page=PAGE, cadence=mailing.cadence, day=mailing.decides
+        )
+        for page in pages:
+            kept = []
             for sub in page:
+                variant = variants.of(sub)
+                if variant is not None:
+                    kept.append((sub, variant))
+                elif not variants.is_filtered(sub):
+                    self.changed += 1
+            self.ledger.start_deliveries(self.date, [sub for sub, _ in kept])
+            for sub, variant in kept:
                 self._number += 1
-                yield (self._number, sub.email, sub.name, sub.edition.value, sub.id or 0)
+                yield (self._number, sub.email, sub.name, sub.edition.value, sub.id or 0, variant)
 
     def round(self, jobs: Iterator[wire.Job]) -> list[wire.Job]:
         """Send jobs once each; return those that failed temporarily.

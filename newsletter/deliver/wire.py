@@ -20,8 +20,9 @@ from typing import Any
 
 from newsletter.transports import PermanentFailure, SendFailure, TemporaryFailure
 
-# A job: (number within the run, address, display name, edition value, subscriber id).
-Job = tuple[int, str, str, str, int]
+# A job: (number within the run, address, display name, edition value, subscriber
+# id, variant: the index of the prebuilt email it gets, `deliver.variants`).
+Job = tuple[int, str, str, str, int, int]
 # A SendFailure on the wire: (permanent, recipient, code, text, hard_bounce, fatal).
 Failure = tuple[bool, str, int | None, str, bool, bool]
 

@@ -22,7 +22,6 @@ process speaking the same protocol.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -41,6 +40,7 @@ from newsletter.bounces.verp import Verp
 from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
 from newsletter.mail import UNSUBSCRIBE, EditionEmail, check_address, sign_token
+from newsletter.model import IssueId, issue_tag
 from newsletter.transports import (
     PermanentFailure,
     RateLimiter,
@@ -69,15 +69,16 @@ TransportFactory = Callable[[], Transport]
 class WorkContext:
     """What every worker needs besides its transport (inherited by fork, not pickled).
 
-    `emails`: the prebuilt message of each edition, by edition value; `secret`:
-    the key of the unsubscribe tokens; `sender`: the envelope sender, unless
-    `verp` makes one per delivery (email.bounce_address).
+    `emails`: the prebuilt message of each variant (an edition of the issue, or
+    of a reader's topics), by variant index; `secret`: the key of the
+    unsubscribe tokens; `sender`: the envelope sender, unless `verp` makes one
+    per delivery (email.bounce_address); `date`: the issue (a day or a week).
     """
 
-    emails: dict[str, EditionEmail]
+    emails: dict[int, EditionEmail]
     secret: bytes
     sender: str
-    date: dt.date
+    date: IssueId
     verp: Verp | None = None
 
 
@@ -137,7 +138,7 @@ def _work(
             conn.send((wire.READY, None))
         lost = 0
         secret, sender, verp = context.secret, context.sender, context.verp
-        day = f"{context.date:%Y%m%d}"
+        day = issue_tag(context.date)
         # SMTP gets the editions dot-stuffed once, not every message.
         smtp = isinstance(transport, SmtpTransport)
         emails = {k: e.for_smtp() for k, e in context.emails.items()} if smtp else context.emails
@@ -155,10 +156,10 @@ def _work(
             if parent is not None and os.getppid() != parent:
                 return  # nobody left to record what we send
             job = jobs.popleft()
-            number, email, name, edition, ident = job
+            number, email, name, edition, ident, variant = job
             try:
                 token = sign_token(secret, UNSUBSCRIBE, email)
-                data = emails[edition].personalise(
+                data = emails[variant].personalise(
                     email, name, token, eightbit=getattr(transport, "eightbitmime", False)
                 )
                 recipient = check_address(email).envelope

@@ -1,7 +1,8 @@
 """feeds.opml: every feed of the site in one OPML 2.0 file
 (http://opml.org/spec2.opml), for importing all editions or all tags at once.
 
-One outline per edition, holding its feed and a folder of its tags' feeds.
+One outline per edition, holding its feed, its weekly feed and a folder of
+its tags' feeds.
 Each feed is listed once, as Atom (its RSS and JSON Feed twins carry the same
 items): importing the file subscribes to every feed once.
 """
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from newsletter import render
 from newsletter.feeds.atom import clean
+from newsletter.model import Edition
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -30,6 +32,13 @@ def build_opml(config: Config, tags: list[tuple[str, str]]) -> bytes:
         title = f"{config.site.title} · {name}"
         folder = etree.SubElement(body, "outline", text=clean(title))
         _feed(folder, title, render.feed_url(config, edition), f"{config.site.base_url}{edition}/")
+        weekly = f"{title} · {render.WEEKLY_LABELS[Edition(edition).language]}"
+        _feed(
+            folder,
+            weekly,
+            render.weekly_feed_url(config, edition),
+            f"{config.site.base_url}{edition}/",
+        )
         if tags:
             tag_folder = etree.SubElement(folder, "outline", text=f"{name} · #")
             for tag, _slug in tags:

@@ -9,6 +9,7 @@ Layout under paths.public (E is an edition: ko, en, both):
     E/tags/index.html                every tag with its number of papers
     E/tags/TAG/index.html            one tag's newest papers (page/K/ as above)
     E/search/index.html              search (Pagefind), when site.search is on
+    E/weekly/2025-W15/index.html     one weekly issue (newsletter.site.weekly)
     pagefind/E/                      that edition's search index
     feeds/..., feeds.opml            see newsletter.feeds
     sitemap.xml, sitemaps/, robots.txt
@@ -16,7 +17,8 @@ Layout under paths.public (E is an edition: ko, en, both):
                                      when each item's text last changed
 
 Modules, by step: paths (where pages live), pages (one page), indexes (lists),
-sitemap, search, manifest, build (plan, render what changed, write).
+sitemap, search, weekly (pages and feeds of the weekly issues), manifest,
+build (plan, render what changed, write).
 """
 
 from newsletter.site.build import SiteResult, index_files, issue_files, newest_first, write_site

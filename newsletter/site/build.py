@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from newsletter import render
 from newsletter.errors import NewsletterError
-from newsletter.model import Digest
+from newsletter.model import Digest, Week
 from newsletter.outputs import DigestKeys, Output, environment_key, key_of
 from newsletter.revisions import Revisions, issue_key
 from newsletter.site import paths, sitemap
@@ -29,6 +29,7 @@ from newsletter.site.indexes import Views, edition_outputs, tag_index_output, ta
 from newsletter.site.manifest import BuildManifest, read_build_manifest, write_manifest
 from newsletter.site.pages import SiteContext, issue_page, landing_page, search_page
 from newsletter.site.sitemap import issue_time, sitemap_outputs
+from newsletter.site.weekly import weekly_day, weekly_outputs
 from newsletter.site.writer import Writer
 
 if TYPE_CHECKING:
@@ -197,6 +198,10 @@ def _write_site(
             )
         ]
     )
+    # The weekly pages (every week, or the week of this day) and weekly feeds.
+    weeks = None if date is None else [Week.holding(date, weekly_day(config))]
+    now_ = revisions.now or dt.datetime.now(config.site.tz)
+    writer.add(weekly_outputs(site, issues, env=env, keys=keys, now=now_, weeks=weeks))
     writer.add(sitemap_outputs(site, issues, groups, revisions, scope.date))
     writer.add([Output("robots.txt", key_of(env, "robots"), lambda: sitemap.robots_txt(config))])
     writer.flush()

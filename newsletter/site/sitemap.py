@@ -91,12 +91,15 @@ def sitemap_outputs(
     revisions: Revisions,
     date: dt.date | None,
 ) -> list[Output]:
-    """sitemap.xml, sitemaps/E-YYYY.xml and sitemaps/lists.xml as planned
-    outputs; with a date, only that date's year of issue sitemaps.
+    """sitemap.xml, sitemaps/E-YYYY.xml and sitemaps/lists.xml (lists and the
+    weekly pages) as planned outputs; with a date, only that date's year of
+    issue sitemaps.
     Takes each issue's revision time (issue_time)."""
     from newsletter.site.indexes import Pagination
+    from newsletter.site.weekly import week_page_path, weeks_of
 
     config = site.config
+    weeks = weeks_of(config, issues)
     base = config.site.base_url
     children: list[tuple[str, dt.datetime | None]] = []
     outputs: list[Output] = []
@@ -136,6 +139,9 @@ def sitemap_outputs(
                 lists.append(
                     (paths.page_url(config, paths.tag_page_path(edition, group.name, number)), when)
                 )
+        for week, days in sorted(weeks.items()):
+            when = newest(times[d.date] for d in days)
+            lists.append((paths.page_url(config, week_page_path(edition, week)), when))
         if site.search:
             lists.append((paths.page_url(config, paths.search_page_path(edition)), None))
     lists.insert(0, (base, newest(all_times)))

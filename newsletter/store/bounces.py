@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from newsletter.model import Edition, SubscriberState
+from newsletter.model import Edition, IssueId, SubscriberState, parse_issue_id
 from newsletter.store.database import now
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class BounceEvent:
     email: str
     source: str
     ref: str
-    issue_date: dt.date | None = None
+    issue_date: IssueId | None = None
     edition: Edition | None = None
     status: str = ""
     diagnostic: str = ""
@@ -151,7 +151,7 @@ class BounceEvents:
         with self.db.engine.connect() as conn:
             return conn.execute(sa.select(s.c.email).where(s.c.id == subscriber_id)).scalar()
 
-    def deliveries_of(self, email: str) -> list[tuple[dt.date, Edition]]:
+    def deliveries_of(self, email: str) -> list[tuple[IssueId, Edition]]:
         """(issue date, edition) of every ledger row of this address, newest first."""
         import sqlalchemy as sa
 
@@ -162,7 +162,7 @@ class BounceEvents:
             .order_by(d.c.issue_date.desc())
         )
         with self.db.engine.connect() as conn:
-            return [(dt.date.fromisoformat(day), Edition(ed)) for day, ed in conn.execute(query)]
+            return [(parse_issue_id(day), Edition(ed)) for day, ed in conn.execute(query)]
 
     # -- reading --
 
@@ -210,7 +210,7 @@ def smtp_bounce_rows(day: str, outcomes: Iterable[Outcome], stamp: dt.datetime) 
                 email=o.email,
                 source="smtp",
                 ref=f"smtp|{day}|{o.edition.value}|{o.email.lower()}",
-                issue_date=dt.date.fromisoformat(day),
+                issue_date=parse_issue_id(day),
                 edition=o.edition,
                 status=status_of(o.reply) or o.reply[:3],
                 diagnostic=o.reply,
@@ -244,7 +244,7 @@ def _event(row: Any) -> BounceEvent:
         email=row.email,
         source=row.source,
         ref=row.ref,
-        issue_date=dt.date.fromisoformat(row.issue_date) if row.issue_date else None,
+        issue_date=parse_issue_id(row.issue_date) if row.issue_date else None,
         edition=Edition(row.edition) if row.edition else None,
         status=row.status,
         diagnostic=row.diagnostic,

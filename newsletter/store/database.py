@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import NewsletterError
+from newsletter.model import Week
 from newsletter.store.schema import migrate, tables
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class Database:
         self.close()
 
     @contextlib.contextmanager
-    def sending_lock(self, date: dt.date) -> Iterator[None]:
+    def sending_lock(self, date: dt.date | Week) -> Iterator[None]:
         """Hold the right to send the issue of `date`; refuse if someone else has it.
 
         SQLite: an flock beside the database file (one machine). PostgreSQL: a

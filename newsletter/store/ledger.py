@@ -1,10 +1,13 @@
 """The delivery ledger: who still needs an issue, and what happened to each message.
 
-One row per (issue date, edition, address) in `deliveries`: 'pending' before a
+One row per (issue, edition, address) in `deliveries`: 'pending' before a
 message is handed to a worker, 'sent' once the server accepted it, 'failed'
-when it never will be. The plan of a date is the active subscribers with no
-'sent' or 'failed' row that day (in any edition), so a rerun sends only what is
-left. `issues` marks the dates whose email is done (the daemon's send-once mark).
+when it never will be. An issue is a day (`2025-04-04`, the daily email) or an
+ISO week (`2025-W15`, the weekly email): the column `issue_date` holds either.
+The plan of an issue is the active subscribers of its cadence (daily or
+weekly, on the day that decides: `newsletter.cadence`) with no 'sent' or
+'failed' row for it (in any edition), so a rerun sends only what is left.
+`issues` marks the issues whose email is done (the daemon's send-once mark).
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from newsletter.model import Edition, Subscriber, SubscriberState
+from newsletter.cadence import plan_condition
+from newsletter.model import (
+    Cadence,
+    Edition,
+    IssueId,
+    Subscriber,
+    SubscriberState,
+    Week,
+    parse_issue_id,
+)
 from newsletter.store.bounces import smtp_bounce_rows
 from newsletter.store.database import now
 from newsletter.store.subscribers import subscriber_from_row
@@ -41,7 +53,7 @@ class Delivery:
     """One ledger row. `attempts` counts every try over all runs; `last_reply` is
     the server's last answer (at most 500 characters); `sent_at` is UTC."""
 
-    date: dt.date
+    date: IssueId
     edition: Edition
     email: str
     state: str
@@ -72,20 +84,51 @@ class Ledger:
     # --- the plan ---------------------------------------------------------------
 
     def plan_counts(
-        self, date: dt.date, editions: Sequence[Edition]
+        self,
+        date: IssueId,
+        editions: Sequence[Edition],
+        *,
+        cadence: Cadence = Cadence.DAILY,
+        day: dt.date | None = None,
     ) -> tuple[dict[Edition, int], int]:
         """Like delivery_plan, without the list: (messages to send per edition, skipped)."""
+        counts: dict[Edition, int] = {}
+        groups, skipped = self.plan_groups(date, editions, cadence=cadence, day=day)
+        for (edition, _topics), n in groups.items():
+            counts[edition] = counts.get(edition, 0) + n
+        return counts, skipped
+
+    def plan_groups(
+        self,
+        date: IssueId,
+        editions: Sequence[Edition],
+        *,
+        cadence: Cadence = Cadence.DAILY,
+        day: dt.date | None = None,
+    ) -> tuple[dict[tuple[Edition, tuple[str, ...]], int], int]:
+        """The plan counted by (edition, topics): one query, a row per group,
+        however long the list; and how many were skipped (see delivery_plan)."""
         import sqlalchemy as sa
 
         s = self.tables.subscribers
-        query = _plan_query(self.tables, date, editions, [s.c.edition, sa.func.count()])
+        who = _Who(date, editions, cadence, day)
+        query = _plan_query(self.tables, who, [s.c.edition, s.c.topics, sa.func.count()])
         with self.db.engine.connect() as conn:
-            rows = conn.execute(query.group_by(s.c.edition))
-            counts = {Edition(edition): int(n) for edition, n in rows}
-        return counts, self._skipped(date, editions)
+            rows = conn.execute(query.group_by(s.c.edition, s.c.topics))
+            groups = {
+                (Edition(edition), tuple(topics.split(",")) if topics else ()): int(n)
+                for edition, topics, n in rows
+            }
+        return groups, self._skipped(who)
 
     def plan_pages(
-        self, date: dt.date, editions: Sequence[Edition], *, page: int = 2000
+        self,
+        date: IssueId,
+        editions: Sequence[Edition],
+        *,
+        page: int = 2000,
+        cadence: Cadence = Cadence.DAILY,
+        day: dt.date | None = None,
     ) -> Iterator[list[Subscriber]]:
         """The delivery plan in pages of `page` subscribers, by id (keyset pagination).
 
@@ -94,13 +137,11 @@ class Ledger:
         Someone who unsubscribes meanwhile is left out of the pages not yet read.
         """
         s = self.tables.subscribers
+        who = _Who(date, editions, cadence, day)
         last = 0
         while True:
             query = (
-                _plan_query(self.tables, date, editions, [s])
-                .where(s.c.id > last)
-                .order_by(s.c.id)
-                .limit(page)
+                _plan_query(self.tables, who, [s]).where(s.c.id > last).order_by(s.c.id).limit(page)
             )
             with self.db.engine.connect() as conn:
                 rows = [subscriber_from_row(row) for row in conn.execute(query)]
@@ -112,27 +153,39 @@ class Ledger:
                 return
 
     def delivery_plan(
-        self, date: dt.date, editions: Sequence[Edition]
+        self,
+        date: IssueId,
+        editions: Sequence[Edition],
+        *,
+        cadence: Cadence = Cadence.DAILY,
+        day: dt.date | None = None,
     ) -> tuple[list[Subscriber], int]:
-        """Active subscribers of these editions still to mail for date, and how many
-        were skipped (already sent, or failed permanently, in any edition that day)."""
-        todo = [subscriber for page in self.plan_pages(date, editions) for subscriber in page]
-        return todo, self._skipped(date, editions)
+        """Active subscribers of these editions still to mail for the issue, and how
+        many were skipped (already sent, or failed permanently, in any edition).
 
-    def _skipped(self, date: dt.date, editions: Sequence[Edition]) -> int:
-        """Active subscribers of `editions` already sent or failed on `date`."""
+        `cadence`: who gets this issue, daily (a date) or weekly (a Week); `day`
+        is the day whose cadence decides (default: the issue's date; a week's
+        first day for a weekly issue), see `newsletter.cadence`.
+        """
+        pages = self.plan_pages(date, editions, cadence=cadence, day=day)
+        todo = [subscriber for page in pages for subscriber in page]
+        return todo, self._skipped(_Who(date, editions, cadence, day))
+
+    def _skipped(self, who: _Who) -> int:
+        """Active subscribers of the issue's audience already sent or failed."""
         import sqlalchemy as sa
 
         s, d = self.tables.subscribers, self.tables.deliveries
         done = (
             sa.select(d.c.email_key)
-            .where(d.c.issue_date == date.isoformat())
+            .where(d.c.issue_date == who.issue.isoformat())
             .where(d.c.state.in_([DeliveryState.SENT, DeliveryState.FAILED]))
         )
         query = sa.select(sa.func.count()).select_from(
             sa.select(s.c.id)
             .where(s.c.state == SubscriberState.ACTIVE.value)
-            .where(s.c.edition.in_([e.value for e in editions]))
+            .where(s.c.edition.in_([e.value for e in who.editions]))
+            .where(plan_condition(s, who.cadence, who.decides))
             .where(s.c.email_key.in_(done))
             .subquery()
         )
@@ -141,7 +194,7 @@ class Ledger:
 
     # --- writing ----------------------------------------------------------------
 
-    def start_deliveries(self, date: dt.date, subscribers: Iterable[Subscriber]) -> None:
+    def start_deliveries(self, date: IssueId, subscribers: Iterable[Subscriber]) -> None:
         """Ledger rows in state 'pending' for these subscribers (existing rows kept).
 
         Called once per page of the plan, so it costs per page, not per row: one
@@ -187,7 +240,7 @@ class Ledger:
 
     def record(
         self,
-        date: dt.date,
+        date: IssueId,
         outcomes: Sequence[Outcome],
         bounce_limit: int,
         max_attempts: int | None = None,
@@ -256,7 +309,7 @@ class Ledger:
         return given_up
 
     def _give_up(
-        self, date: dt.date, outcomes: list[Outcome], max_attempts: int
+        self, date: IssueId, outcomes: list[Outcome], max_attempts: int
     ) -> tuple[list[Outcome], list[Outcome]]:
         """Split outcomes into (as they are, temporary ones turned final at the cap)."""
         import sqlalchemy as sa
@@ -286,7 +339,7 @@ class Ledger:
 
     # --- reading ----------------------------------------------------------------
 
-    def deliveries_for(self, date: dt.date) -> list[Delivery]:
+    def deliveries_for(self, date: IssueId) -> list[Delivery]:
         """Every ledger row of `date`, by edition and address."""
         import sqlalchemy as sa
 
@@ -299,7 +352,7 @@ class Ledger:
         with self.db.engine.connect() as conn:
             return [
                 Delivery(
-                    date=dt.date.fromisoformat(row.issue_date),
+                    date=parse_issue_id(row.issue_date),
                     edition=Edition(row.edition),
                     email=row.email,
                     state=row.state,
@@ -310,7 +363,7 @@ class Ledger:
                 for row in conn.execute(query)
             ]
 
-    def delivery_counts(self, date: dt.date) -> dict[str, int]:
+    def delivery_counts(self, date: IssueId) -> dict[str, int]:
         """Ledger rows of `date` by state (states with none are left out)."""
         import sqlalchemy as sa
 
@@ -351,7 +404,7 @@ class Ledger:
 
     # --- the daemon's send-once mark -------------------------------------------
 
-    def issue_emailed(self, date: dt.date) -> bool:
+    def issue_emailed(self, date: IssueId) -> bool:
         """Whether the email of this issue is done (the daemon's send-once mark)."""
         import sqlalchemy as sa
 
@@ -360,7 +413,7 @@ class Ledger:
         with self.db.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def mark_issue_emailed(self, date: dt.date) -> None:
+    def mark_issue_emailed(self, date: IssueId) -> None:
         """Set the send-once mark of this issue (idempotent)."""
         import sqlalchemy as sa
 
@@ -378,8 +431,25 @@ class Ledger:
 # --- statements -------------------------------------------------------------------
 
 
-def _plan_query(tables: Tables, date: dt.date, editions: Sequence[Edition], columns: Any) -> Any:
-    """SELECT columns FROM active subscribers of `editions` not yet done on `date`.
+@dataclass(frozen=True)
+class _Who:
+    """The audience of an issue: its editions, and the cadence it is for on the
+    day that decides (`newsletter.cadence`)."""
+
+    issue: IssueId
+    editions: Sequence[Edition]
+    cadence: Cadence
+    day: dt.date | None
+
+    @property
+    def decides(self) -> dt.date:
+        if self.day is not None:
+            return self.day
+        return self.issue.monday if isinstance(self.issue, Week) else self.issue
+
+
+def _plan_query(tables: Tables, who: _Who, columns: Any) -> Any:
+    """SELECT columns FROM active subscribers of the audience not yet done.
 
     "Done" is sent or failed in any edition; NOT EXISTS on the ledger's
     primary key is an index lookup per subscriber (a NOT IN subquery would be
@@ -390,7 +460,7 @@ def _plan_query(tables: Tables, date: dt.date, editions: Sequence[Edition], colu
     s, d = tables.subscribers, tables.deliveries
     done = (
         sa.select(sa.literal(1))
-        .where(d.c.issue_date == date.isoformat())
+        .where(d.c.issue_date == who.issue.isoformat())
         .where(d.c.edition.in_([e.value for e in Edition]))
         .where(d.c.email_key == s.c.email_key)
         .where(d.c.state.in_([DeliveryState.SENT, DeliveryState.FAILED]))
@@ -398,7 +468,8 @@ def _plan_query(tables: Tables, date: dt.date, editions: Sequence[Edition], colu
     return (
         sa.select(*columns)
         .where(s.c.state == SubscriberState.ACTIVE.value)
-        .where(s.c.edition.in_([e.value for e in editions]))
+        .where(s.c.edition.in_([e.value for e in who.editions]))
+        .where(plan_condition(s, who.cadence, who.decides))
         .where(~sa.exists(done))
     )
 

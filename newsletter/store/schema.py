@@ -70,12 +70,33 @@ def _add_state_changed_at(tables: Tables, conn: Any) -> None:
     )
 
 
+def _add_preferences(tables: Tables, conn: Any) -> None:
+    """subscribers.cadence, topics, previous_cadence, cadence_from: everyone is
+    daily with every topic, as before. Idempotent like `_add_state_changed_at`."""
+    import sqlalchemy as sa
+
+    s = tables.subscribers
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("subscribers")}
+    for name, default in (
+        ("cadence", "'daily'"),
+        ("topics", "''"),
+        ("previous_cadence", None),
+        ("cadence_from", None),
+    ):
+        if name in columns:
+            continue
+        kind = s.c[name].type.compile(dialect=conn.dialect)
+        extra = f" NOT NULL DEFAULT {default}" if default else ""
+        conn.exec_driver_sql(f"ALTER TABLE subscribers ADD COLUMN {name} {kind}{extra}")
+
+
 # Migration N takes a database from version N-1 to N. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("subscribers and the delivery ledger", _create("subscribers", "deliveries")),
     Migration("issues: the daemon's send-once mark", _create("issues")),
     Migration("bounce_events: bounces, complaints, unsubscribes", _create("bounce_events")),
     Migration("subscribers.state_changed_at: when the state last changed", _add_state_changed_at),
+    Migration("subscribers: cadence (daily, weekly) and topics", _add_preferences),
     Migration("paper_links: the arXiv lookup cache", _create("paper_links")),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -109,6 +130,13 @@ def _define(sa: Any) -> Tables:
         # confirmation link issued before it is stale. Null only in rows written
         # by hand; migration 4 fills it from updated_at.
         sa.Column("state_changed_at", sa.DateTime(timezone=True), nullable=True),
+        # Daily or weekly, and the topics (tags, sorted, comma-separated; "" for
+        # every paper). A change of cadence applies from `cadence_from`; until
+        # then `previous_cadence` does (newsletter/cadence.py). Migration 5.
+        sa.Column("cadence", sa.String(8), nullable=False, default="daily", server_default="daily"),
+        sa.Column("topics", sa.String(2000), nullable=False, default="", server_default=""),
+        sa.Column("previous_cadence", sa.String(8), nullable=True),
+        sa.Column("cadence_from", sa.Date, nullable=True),
         sa.Index("ix_subscribers_state", "state"),
     )
     deliveries = sa.Table(

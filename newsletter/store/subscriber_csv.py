@@ -1,8 +1,10 @@
 """The subscriber list as CSV: export, and import (bad rows reported by line).
 
 An export imports as it is: the header names the columns, and every column of
-the table travels (address, edition, name, state, hard bounces, and the times
-the row was created, last updated and last changed state, in ISO 8601 UTC). So
+the table travels (address, edition, name, state, hard bounces, the times
+the row was created, last updated and last changed state, in ISO 8601 UTC,
+then cadence, topics, and a change of cadence still waiting for its period:
+the cadence until then and the day it applies from). So
 `subscribers export > list.csv` then `subscribers import list.csv` into a fresh
 database gives back the same list, which is how a list moves from SQLite to
 PostgreSQL. A hand-written file may have just `email,edition[,name]`.
@@ -11,6 +13,7 @@ PostgreSQL. A hand-written file may have just `email,edition[,name]`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator
@@ -19,11 +22,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from newsletter.errors import NewsletterError
-from newsletter.model import Edition, SubscriberState
+from newsletter.model import Cadence, Edition, SubscriberState, parse_topics
 from newsletter.store.database import now
-from newsletter.store.subscribers import History, as_utc, new_row, normalize_email
+from newsletter.store.subscribers import (
+    History,
+    Preferences,
+    as_utc,
+    new_row,
+    normalize_email,
+)
 
 if TYPE_CHECKING:
+    from newsletter.cadence import WeeklySchedule
     from newsletter.store.subscribers import Subscribers
 
 # The columns of an export, in order; a file without a header row has them in
@@ -37,6 +47,10 @@ COLUMNS = (
     "created_at",
     "updated_at",
     "state_changed_at",
+    "cadence",
+    "topics",
+    "previous_cadence",
+    "cadence_from",
 )
 _ALIASES = {"e-mail": "email", "address": "email"}
 _TIMES = ("created_at", "updated_at", "state_changed_at")
@@ -75,6 +89,7 @@ def import_csv(
     path: str | os.PathLike[str] | TextIO,
     *,
     default_edition: Edition = Edition.KO,
+    schedule: WeeklySchedule | None = None,
 ) -> ImportReport:
     """Import rows of the export's columns; bad rows are reported by line, good ones kept.
 
@@ -85,6 +100,9 @@ def import_csv(
     saying unsubscribed, bounced or complained records that departure; an
     address that left (`LEFT_STATES`) is never re-subscribed (reported as a
     problem).
+    A row's cadence and topics (columns `cadence`, `topics`) apply to a new
+    address as they are; for an address already there a new cadence follows
+    the rule of `newsletter.cadence` (`schedule`: when weekly periods start).
     One transaction. NewsletterError if the file cannot be read or its header
     names a column we do not know.
     """
@@ -97,7 +115,10 @@ def import_csv(
         lines: Iterable[str] = list(decoded_lines(data.splitlines(keepends=True), problems))
     else:
         lines = path
-    rows = list(_good_rows(lines, path, default_edition, problems))
+    rows = [
+        dataclasses.replace(r, preferences=dataclasses.replace(r.preferences, schedule=schedule))
+        for r in _good_rows(lines, path, default_edition, problems)
+    ]
     when = now()
     counts = {"added": 0, "updated": 0, "unchanged": 0}
     # New addresses (all of them, into a fresh database) are inserted 500 at a
@@ -120,6 +141,7 @@ def import_csv(
                     r.state or SubscriberState.ACTIVE,
                     when,
                     r.history,
+                    r.preferences,
                 )
                 for r in chunk
                 if r.address.lower() not in known
@@ -139,6 +161,7 @@ def import_csv(
                         r.state or SubscriberState.ACTIVE,
                         False,
                         history=r.history,
+                        preferences=r.preferences,
                     )
                 except NewsletterError as exc:
                     problems.append(ImportProblem(r.line, r.raw, exc.message))
@@ -158,6 +181,7 @@ class _Row:
     name: str
     state: SubscriberState | None
     history: History
+    preferences: Preferences
 
 
 def _good_rows(
@@ -182,6 +206,7 @@ def _good_rows(
         values = dict(zip(columns, cells, strict=False))
         try:
             address, edition, state, history = _parse(values, default_edition)
+            preferences = _preferences(values)
         except BadCell as exc:
             problems.append(ImportProblem(line, raw, str(exc)))
             continue
@@ -193,7 +218,8 @@ def _good_rows(
             problems.append(ImportProblem(line, raw, reason))
             continue
         seen[address.lower()] = line
-        yield _Row(line, raw, address, edition, values.get("name", ""), state, history)
+        name = values.get("name", "")
+        yield _Row(line, raw, address, edition, name, state, history, preferences)
 
 
 def _header(cells: list[str], path: object) -> tuple[str, ...]:
@@ -227,7 +253,31 @@ def _parse(
     if not bounces.isdigit():
         raise BadCell(f"hard_bounces {bounces!r} is not a whole number")
     times = {name: parse_time(name, values.get(name, "")) for name in _TIMES}
-    return address, edition, state, History(hard_bounces=int(bounces), **times)
+    previous = _cadence(values, "previous_cadence")
+    since_text = values.get("cadence_from", "")
+    try:
+        since = dt.date.fromisoformat(since_text) if since_text else None
+    except ValueError:
+        raise BadCell(f"cadence_from {since_text!r} is not a date like 2025-04-14") from None
+    history = History(int(bounces), previous_cadence=previous, cadence_from=since, **times)
+    return address, edition, state, history
+
+
+def _cadence(values: dict[str, str], column: str) -> Cadence | None:
+    text = values.get(column, "")
+    try:
+        return Cadence(text.lower()) if text else None
+    except ValueError:
+        raise BadCell(f"unknown {column} {text!r} (daily, weekly)") from None
+
+
+def _preferences(values: dict[str, str]) -> Preferences:
+    """Cadence and topics of a row; a column left out (or empty) leaves them as they are."""
+    try:
+        topics = parse_topics(values["topics"]) if "topics" in values else None
+    except ValueError as exc:
+        raise BadCell(f"topics: {exc}") from None
+    return Preferences(cadence=_cadence(values, "cadence"), topics=topics)
 
 
 def parse_time(name: str, text: str) -> dt.datetime | None:
@@ -263,6 +313,10 @@ def export_csv(
                 row.state,
                 row.hard_bounces,
                 *(iso_time(getattr(row, name)) for name in _TIMES),
+                row.cadence,
+                row.topics,
+                row.previous_cadence or "",
+                row.cadence_from.isoformat() if row.cadence_from else "",
             ]
         )
         count += 1

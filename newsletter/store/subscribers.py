@@ -12,13 +12,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from newsletter import cadence as cadences
 from newsletter.errors import NewsletterError
-from newsletter.model import LEFT_STATES, Edition, Subscriber, SubscriberState
+from newsletter.model import (
+    LEFT_STATES,
+    Cadence,
+    Edition,
+    Subscriber,
+    SubscriberState,
+    topics_text,
+)
 from newsletter.store.database import now
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from newsletter.cadence import WeeklySchedule
     from newsletter.store.database import Database
 
 # What add_in did to the row.
@@ -34,6 +43,20 @@ class History:
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     state_changed_at: dt.datetime | None = None
+    # A cadence change still waiting for its period (newsletter.cadence).
+    previous_cadence: Cadence | None = None
+    cadence_from: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What a subscriber chose besides the edition: None leaves it as it is
+    (a new subscriber: daily, every topic). `schedule` says when weekly
+    periods start, for the rule of a cadence change (newsletter.cadence)."""
+
+    cadence: Cadence | None = None
+    topics: tuple[str, ...] | None = None
+    schedule: WeeklySchedule | None = None
 
 
 def stamp(at: dt.datetime | None = None) -> dt.datetime:
@@ -82,8 +105,9 @@ class Subscribers:
         state: SubscriberState = SubscriberState.ACTIVE,
         reactivate: bool = False,
         at: dt.datetime | None = None,
+        preferences: Preferences | None = None,
     ) -> Subscriber:
-        """Add a subscriber, or update edition/name of an existing one.
+        """Add a subscriber, or update edition/name (and `preferences`) of an existing one.
 
         An address that left (unsubscribed, bounced, complained) is reactivated
         only with reactivate=True (NewsletterError otherwise, and for an invalid
@@ -91,8 +115,9 @@ class Subscribers:
         """
         with self.db.engine.begin() as conn:
             subscriber, _ = self.add_in(
-                conn, email, Edition(edition), name, state, reactivate, at=at
-            )
+                conn, email, Edition(edition), name, state, reactivate, at=at,
+                preferences=preferences,
+            )  # fmt: skip
         return subscriber
 
     def add_in(
@@ -106,13 +131,15 @@ class Subscribers:
         *,
         at: dt.datetime | None = None,
         history: History | None = None,
+        preferences: Preferences | None = None,
     ) -> tuple[Subscriber, Change]:
         """`add` inside the caller's transaction `conn`; also says what it changed.
 
-        A new address gets `state` and, if given, the counts and times of
-        `history` (an import of an export). An existing one keeps its state,
-        except that a departure (`state` in LEFT_STATES) is recorded,
-        and `reactivate` brings back one that left.
+        A new address gets `state`, `preferences` and, if given, the counts and
+        times of `history` (an import of an export). An existing one keeps its
+        state, except that a departure (`state` in LEFT_STATES) is recorded,
+        and `reactivate` brings back one that left; a new cadence follows the
+        rule of `newsletter.cadence` (at once for one that was not active).
         """
         import sqlalchemy as sa
 
@@ -121,9 +148,11 @@ class Subscribers:
         t = self.table
         when = stamp(at)
         kept = history or History()
+        wanted = preferences or Preferences()
         row = conn.execute(sa.select(t).where(t.c.email_key == address.lower())).first()
         if row is None:
-            conn.execute(t.insert().values(**new_row(address, edition, name, state, when, kept)))
+            values = new_row(address, edition, name, state, when, kept, wanted)
+            conn.execute(t.insert().values(**values))
             return self._get(conn, address), "added"
         left = row.state in LEFT_STATES
         leaving = state in LEFT_STATES
@@ -133,6 +162,7 @@ class Subscribers:
                 hint="re-add it with --reactivate only if its owner asked",
             )
         values: dict[str, Any] = {"edition": edition.value, "name": name or row.name}
+        values |= preference_values(subscriber_from_row(row), wanted, when)
         if left and not leaving:
             values |= {"state": state.value, "hard_bounces": 0}
         elif leaving and not left:
@@ -206,6 +236,36 @@ class Subscribers:
         """Set the edition; NewsletterError if the address is not a subscriber."""
         return self._update(email, stamp(at), edition=Edition(edition).value)
 
+    def set_preferences(
+        self,
+        email: str,
+        preferences: Preferences,
+        *,
+        edition: Edition | str | None = None,
+        at: dt.datetime | None = None,
+    ) -> Subscriber:
+        """Change edition, cadence and topics (None: unchanged); a new cadence
+        follows the rule of `newsletter.cadence`. NewsletterError if the address
+        is not a subscriber."""
+        import sqlalchemy as sa
+
+        address = normalize_email(email)
+        when = stamp(at)
+        t = self.table
+        with self.db.engine.begin() as conn:
+            row = conn.execute(sa.select(t).where(t.c.email_key == address.lower())).first()
+            if row is None:
+                raise NewsletterError(
+                    f"{address} is not a subscriber",
+                    hint="add it first with 'newsletter subscribers add'",
+                )
+            values = preference_values(subscriber_from_row(row), preferences, when)
+            if edition is not None:
+                values["edition"] = Edition(edition).value
+            if any(row._mapping[key] != value for key, value in values.items()):
+                conn.execute(t.update().where(t.c.id == row.id).values(updated_at=when, **values))
+            return self._get(conn, address)
+
     def _update(self, email: str, when: dt.datetime, **values: Any) -> Subscriber:
         address = normalize_email(email)
         t = self.table
@@ -244,8 +304,16 @@ class Subscribers:
             rows = conn.execute(sa.select(t.c.state, sa.func.count()).group_by(t.c.state))
             return {state: n for state, n in rows}
 
-    def add_many(self, rows: Iterable[tuple[str, Edition | str, str]], *, chunk: int = 5000) -> int:
-        """Bulk path for large lists (benchmarks, migrations): (email, edition, name) rows.
+    def add_many(
+        self,
+        rows: Iterable[
+            tuple[str, Edition | str, str] | tuple[str, Edition | str, str, Preferences]
+        ],
+        *,
+        chunk: int = 5000,
+    ) -> int:
+        """Bulk path for large lists (benchmarks, migrations): (email, edition, name) rows,
+        or (email, edition, name, preferences).
 
         Each address is normalised; addresses already in the database (or repeated
         in `rows`) are left alone, so it never reactivates anyone. One transaction,
@@ -266,13 +334,17 @@ class Subscribers:
 
         seen: set[str] = set()
         with self.db.engine.begin() as conn:
-            for email, edition, name in rows:
+            for email, edition, name, *wanted in rows:
                 address = normalize_email(email)
                 key = address.lower()
                 if key in seen:
                     continue
                 seen.add(key)
-                batch.append(new_row(address, Edition(edition), name, SubscriberState.ACTIVE, when))
+                active = SubscriberState.ACTIVE
+                preferences = wanted[0] if wanted else None
+                batch.append(
+                    new_row(address, Edition(edition), name, active, when, None, preferences)
+                )
                 if len(batch) >= chunk:
                     added += flush(conn)
             if batch:
@@ -291,6 +363,20 @@ class Subscribers:
         return {key for (key,) in conn.execute(query)}
 
 
+def preference_values(
+    current: Subscriber, wanted: Preferences, when: dt.datetime
+) -> dict[str, Any]:
+    """The columns `wanted` changes on the row of `current` (none if it asks for nothing)."""
+    values: dict[str, Any] = {}
+    if wanted.topics is not None:
+        values["topics"] = topics_text(wanted.topics)
+    if wanted.cadence is not None:
+        at_once = current.state is not SubscriberState.ACTIVE
+        schedule = wanted.schedule or cadences.WeeklySchedule()
+        values |= cadences.change(current, wanted.cadence, when, schedule, at_once=at_once)
+    return values
+
+
 def new_row(
     address: str,
     edition: Edition,
@@ -298,13 +384,17 @@ def new_row(
     state: SubscriberState,
     when: dt.datetime,
     history: History | None = None,
+    preferences: Preferences | None = None,
 ) -> dict[str, Any]:
     """The column values of a new subscriber (`address` already normalised).
 
-    Times come from `history` where it has them, else `when` (aware).
+    Times come from `history` where it has them, else `when` (aware); a
+    cadence change still waiting also comes from `history` (an import).
     """
     kept = history or History()
+    wanted = preferences or Preferences()
     created = stamp(kept.created_at or when)
+    pending = kept.cadence_from is not None and kept.previous_cadence is not None
     return {
         "email": address,
         "email_key": address.lower(),
@@ -315,11 +405,18 @@ def new_row(
         "created_at": created,
         "updated_at": stamp(kept.updated_at or when),
         "state_changed_at": stamp(kept.state_changed_at or created),
+        "cadence": (wanted.cadence or Cadence.DAILY).value,
+        "topics": topics_text(wanted.topics or ()),
+        "previous_cadence": kept.previous_cadence.value
+        if pending and kept.previous_cadence
+        else None,
+        "cadence_from": kept.cadence_from if pending else None,
     }
 
 
 def subscriber_from_row(row: sa.Row[Any]) -> Subscriber:
     """A `Subscriber` from a row of the subscribers table."""
+    previous = row.previous_cadence
     return Subscriber(
         email=row.email,
         edition=Edition(row.edition),
@@ -327,4 +424,8 @@ def subscriber_from_row(row: sa.Row[Any]) -> Subscriber:
         name=row.name,
         id=row.id,
         state_changed_at=as_utc(row.state_changed_at),
+        cadence=Cadence(row.cadence),
+        topics=tuple(row.topics.split(",")) if row.topics else (),
+        previous_cadence=Cadence(previous) if previous else None,
+        cadence_from=row.cadence_from,
     )

@@ -6,7 +6,7 @@
     POST /confirm?token=&edition=   the button: activates a pending subscriber
     GET  /unsubscribe?token=   a page with one button: GET never unsubscribes
     POST /unsubscribe?token=   unsubscribes, whatever the body (RFC 8058 one-click)
-    GET|POST /preferences?token=   change edition (the POST is CSRF-protected)
+    GET|POST /preferences?token=   change edition, cadence, topics (the POST is CSRF-protected)
     POST /webhooks/...         provider bounce and complaint webhooks (web/webhooks_routes.py)
     /...                       paths.public (archive, feeds) as static files
 
@@ -40,11 +40,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from newsletter import tokens
+from newsletter.cadence import WeeklySchedule
 from newsletter.files import is_hidden
-from newsletter.model import Edition
+from newsletter.model import Cadence, Edition, parse_topics
 from newsletter.store.database import Database
-from newsletter.store.subscribers import Subscribers
-from newsletter.web.pages import Pages, edition_texts
+from newsletter.store.subscribers import Preferences, Subscribers
+from newsletter.topics import TagCatalog
+from newsletter.web.pages import Pages, edition_texts, preference_texts
 from newsletter.web.safety import (
     STATIC_CSP,
     AccessLog,
@@ -122,7 +124,8 @@ def create_app(
     pages = Pages(config, csrf)
     per_ip = SlidingWindow(limits.per_ip, limits.window_seconds)
     per_address = SlidingWindow(limits.per_address, limits.window_seconds)
-    handlers = _Handlers(config, service, pages, csrf, per_ip, per_address)
+    catalog = TagCatalog(config)
+    handlers = _Handlers(config, service, pages, csrf, per_ip, per_address, catalog)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -173,11 +176,32 @@ class _Handlers:
     csrf: Csrf
     per_ip: SlidingWindow
     per_address: SlidingWindow
+    catalog: TagCatalog
 
     # -- sign-up --
 
+    def _tags(self, chosen: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """The topics on offer: recent tags, most used first, then any the reader
+        chose that fell out of use (count None)."""
+        today = self.service.clock().astimezone(self.config.site.tz).date()
+        recent = self.catalog.recent(today)
+        offered = [{"key": t.key, "name": t.name, "count": t.count} for t in recent]
+        known = {t.key for t in recent}
+        offered += [{"key": key, "name": key, "count": None} for key in chosen if key not in known]
+        return offered
+
     async def subscribe_form(self, request: Request) -> Response:
-        return self.pages.form(request, "subscribe.html", email="", edition=None, error=None)
+        tags = await run_in_threadpool(self._tags)
+        return self.pages.form(
+            request,
+            "subscribe.html",
+            email="",
+            edition=None,
+            error=None,
+            cadence="daily",
+            topics=(),
+            tags=tags,
+        )
 
     async def subscribe(self, request: Request) -> Response:
         form = await _form(request)
@@ -186,8 +210,10 @@ class _Handlers:
         email = _field(form, "email")
         edition = _edition(_field(form, "edition"), self.config)
         address = usable_address(email)
-        if address is None or edition is None:
-            return self._form_error(request, email, edition, address is None)
+        chosen = _chosen(form, self.config, keep=False)
+        if address is None or edition is None or isinstance(chosen, str):
+            problem = "email" if address is None else "edition" if edition is None else chosen
+            return await self._form_error(request, email, edition, problem, form)
         ip = _client_ip(request)
         if self.per_ip.full(ip) or self.per_address.full(address.lower()):
             log.warning("sign-up rate limit reached (ip %s)", ip)
@@ -197,27 +223,30 @@ class _Handlers:
             return response
         self.per_ip.add(ip)
         self.per_address.add(address.lower())
+        assert not isinstance(chosen, str)
         try:
-            await run_in_threadpool(self.service.request, address, edition)
+            await run_in_threadpool(self.service.request, address, edition, chosen)
         except DeliveryProblem:
             return self.pages.message("unavailable")
         return self.pages.message("sent", address=address)
 
-    def _form_error(
-        self, request: Request, email: str, edition: Edition | None, bad_email: bool
+    async def _form_error(
+        self, request: Request, email: str, edition: Edition | None, problem: str, form: Any
     ) -> Response:
-        error = (
-            ("올바른 이메일 주소를 입력해 주세요.", "Please enter a valid email address.")
-            if bad_email
-            else ("받을 판을 골라 주세요.", "Please choose an edition.")
-        )
+        ko, en = _FORM_ERRORS[problem]
+        cadence = _field(form, "cadence")
+        topics = tuple(dict.fromkeys(_topic_values(form)))[:50]
+        tags = await run_in_threadpool(self._tags, topics)
         return self.pages.form(
             request,
             "subscribe.html",
             400,
             email=email[:320],
             edition=edition.value if edition else None,
-            error={"ko": error[0], "en": error[1], "field": "email" if bad_email else "edition"},
+            error={"ko": ko, "en": en, "field": problem},
+            cadence=cadence if cadence in ("daily", "weekly") else "daily",
+            topics=topics,
+            tags=tags,
         )
 
     def _confirm_link(self, request: Request) -> ConfirmLink | Response:
@@ -301,15 +330,24 @@ class _Handlers:
         address = self._unsubscribe_address(request)
         if address is None:
             return self.pages.message("bad_link")
-        current = await run_in_threadpool(self.service.edition_of, address)
+        current = await run_in_threadpool(self.service.active, address)
         if current is None:
             return self.pages.message("not_subscribed", address=address)
+        tags = await run_in_threadpool(self._tags, current.topics)
+        pending = current.cadence_from is not None and current.previous_cadence is not None
         return self.pages.form(
             request,
             "preferences.html",
             address=address,
             token=request.query_params["token"],
-            current=current.value,
+            current=current.edition.value,
+            cadence=current.cadence.value,
+            previous=current.previous_cadence.value if current.previous_cadence else None,
+            cadence_from=current.cadence_from.isoformat()
+            if pending and current.cadence_from
+            else None,
+            topics=current.topics,
+            tags=tags,
         )
 
     async def save_preferences(self, request: Request) -> Response:
@@ -320,11 +358,13 @@ class _Handlers:
         if not self.csrf.ok(request, form):
             return self.pages.message("csrf")
         edition = _edition(_field(form, "edition"), self.config)
-        if edition is None:
+        chosen = _chosen(form, self.config, keep=True)
+        if edition is None or isinstance(chosen, str):
             return self.pages.message("bad_request")
-        if not await run_in_threadpool(self.service.change_edition, address, edition):
+        saved = await run_in_threadpool(self.service.change, address, edition, chosen)
+        if saved is None:
             return self.pages.message("not_subscribed", address=address)
-        return self.pages.message("saved", address=address, **edition_texts(edition))
+        return self.pages.message("saved", address=address, **preference_texts(saved))
 
     # -- assets and errors --
 
@@ -359,6 +399,40 @@ async def _form(request: Request) -> Any:
 def _field(form: Any, name: str) -> str:
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
+
+
+_FORM_ERRORS = {
+    "email": ("올바른 이메일 주소를 입력해 주세요.", "Please enter a valid email address."),
+    "edition": ("받을 판을 골라 주세요.", "Please choose an edition."),
+    "topics": (
+        "태그를 하나 이상 고르거나 '모든 논문'을 골라 주세요.",
+        "Please choose at least one tag, or every paper.",
+    ),
+}
+
+
+def _topic_values(form: Any) -> list[str]:
+    return [value for value in form.getlist("topic") if isinstance(value, str)][:200]
+
+
+def _chosen(form: Any, config: Config, *, keep: bool) -> Preferences | str:
+    """Cadence and topics from a form; "topics" when they make no sense (none
+    chosen with 'only these tags', or one that is not a tag). `keep`: a field
+    left out keeps what the subscriber has (else: daily, every paper)."""
+    cadence_text = _field(form, "cadence")
+    cadence = Cadence(cadence_text) if cadence_text in ("daily", "weekly") else None
+    if cadence is None and not keep:
+        cadence = Cadence.DAILY
+    scope = _field(form, "scope")
+    topics: tuple[str, ...] | None = None if keep and scope not in ("all", "some") else ()
+    if scope == "some":
+        try:
+            topics = parse_topics(_topic_values(form))
+        except ValueError:
+            return "topics"
+        if not topics:
+            return "topics"
+    return Preferences(cadence=cadence, topics=topics, schedule=WeeklySchedule.of(config))
 
 
 def _edition(value: str, config: Config) -> Edition | None:

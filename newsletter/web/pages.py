@@ -8,13 +8,28 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from newsletter import tokens
-from newsletter.model import Edition
+from newsletter.model import Edition, Subscriber
 from newsletter.render import environment
 from newsletter.web.safety import Csrf, security_headers
 from newsletter.web.subscriptions import EDITION_NAMES
 
 if TYPE_CHECKING:
     from newsletter.config import Config
+
+# schedule.weekly_day in Korean and English.
+WEEKDAY_NAMES: dict[str, tuple[str, str]] = {
+    "monday": ("월요일", "Monday"),
+    "tuesday": ("화요일", "Tuesday"),
+    "wednesday": ("수요일", "Wednesday"),
+    "thursday": ("목요일", "Thursday"),
+    "friday": ("금요일", "Friday"),
+    "saturday": ("토요일", "Saturday"),
+    "sunday": ("일요일", "Sunday"),
+}
+CADENCE_NAMES: dict[str, tuple[str, str]] = {
+    "daily": ("매일", "Daily"),
+    "weekly": ("매주", "Weekly"),
+}
 
 # Message pages: status and the way on (the sentences: templates/web/_texts.html).
 MESSAGES: dict[str, tuple[int, str]] = {
@@ -52,6 +67,8 @@ class Pages:
             "editions": [e.value for e in self.config.editions],
             "edition_names": EDITION_NAMES,
             "days": tokens.CONFIRM_MAX_AGE.days,
+            "weekly_day": WEEKDAY_NAMES[self.config.schedule.weekly_day],
+            "cadence_names": CADENCE_NAMES,
         }
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -76,6 +93,22 @@ class Pages:
         if fresh:
             self.csrf.set_cookie(response, nonce)
         return response
+
+
+def preference_texts(subscriber: Subscriber) -> dict[str, str]:
+    """What a subscriber now gets, as message page values: edition, cadence
+    (and from when, while a change waits for its week), topics."""
+    ko, en = CADENCE_NAMES[subscriber.cadence.value]
+    since = subscriber.cadence_from.isoformat() if subscriber.cadence_from else ""
+    if subscriber.previous_cadence is None:
+        since = ""
+    topics = " ".join(f"#{t}" for t in subscriber.topics)
+    return edition_texts(subscriber.edition) | {
+        "cadence_ko": ko,
+        "cadence_en": en.lower(),
+        "since": since,
+        "topics": topics,
+    }
 
 
 def edition_texts(edition: Edition) -> dict[str, str]:

@@ -45,7 +45,7 @@ from newsletter.transports import FileTransport, SendFailure, Transport, make_tr
 if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.model import Subscriber
-    from newsletter.store.subscribers import Subscribers
+    from newsletter.store.subscribers import Preferences, Subscribers
 
 log = logging.getLogger("newsletter.web")
 
@@ -190,30 +190,41 @@ class Subscriptions:
 
     # -- the changes --
 
-    def request(self, address: str, edition: Edition) -> None:
+    def request(
+        self, address: str, edition: Edition, preferences: Preferences | None = None
+    ) -> None:
         """A sign-up: pending + confirmation, or a note to an active subscriber.
 
-        DeliveryProblem if the mail could not be handed to the transport.
+        `preferences` (cadence, topics) are kept on the pending row; they apply
+        once the address is confirmed. DeliveryProblem if the mail could not be
+        handed to the transport.
         """
         # One time for the state change and the link's issue time: the new link
         # is never older than the change it was sent for.
         at = self.clock()
         with self._lock:
-            kind = self._prepare(address, edition, at)
+            kind = self._prepare(address, edition, at, preferences)
         self._send(address, edition, kind, at)
 
-    def _prepare(self, address: str, edition: Edition, at: dt.datetime) -> str:
+    def _prepare(
+        self, address: str, edition: Edition, at: dt.datetime, preferences: Preferences | None
+    ) -> str:
         current = self.subscribers.get(address)
         pending = SubscriberState.PENDING
         if current is None:
-            self.subscribers.add(address, edition, state=pending, at=at)
+            self.subscribers.add(address, edition, state=pending, at=at, preferences=preferences)
             return "confirm"
         if current.state is SubscriberState.ACTIVE:
             return "already"  # no change: only the owner's click may change anything
         if current.state is not pending:
             # Unsubscribed, bounced or complained: back through double opt-in.
             # The links sent before are stale from now on.
-            self.subscribers.add(address, edition, state=pending, reactivate=True, at=at)
+            self.subscribers.add(
+                address, edition, state=pending, reactivate=True, at=at, preferences=preferences
+            )
+        elif preferences is not None:
+            # Asked again while pending: the newest choice is the one confirmed.
+            self.subscribers.set_preferences(address, preferences, at=at)
         return "confirm"
 
     def _send(self, address: str, edition: Edition, kind: str, at: dt.datetime) -> None:
@@ -264,22 +275,36 @@ class Subscriptions:
             ):
                 self.subscribers.remove(address, self.clock())
 
-    def edition_of(self, address: str) -> Edition | None:
-        """The edition of an active subscriber; None for anyone else."""
+    def active(self, address: str) -> Subscriber | None:
+        """The subscriber if active (edition, cadence, topics); None for anyone else."""
         with self._lock:
             current = self.subscribers.get(address)
         if current is None or current.state is not SubscriberState.ACTIVE:
             return None
-        return current.edition
+        return current
+
+    def edition_of(self, address: str) -> Edition | None:
+        """The edition of an active subscriber; None for anyone else."""
+        current = self.active(address)
+        return current.edition if current else None
 
     def change_edition(self, address: str, edition: Edition) -> bool:
         """Set the edition of an active subscriber; False if not subscribed."""
+        from newsletter.store.subscribers import Preferences
+
+        return self.change(address, edition, Preferences()) is not None
+
+    def change(self, address: str, edition: Edition, preferences: Preferences) -> Subscriber | None:
+        """Set edition, cadence and topics of an active subscriber (a new cadence
+        applies from the next weekly period: `newsletter.cadence`); None if not
+        subscribed."""
         with self._lock:
             current = self.subscribers.get(address)
             if current is None or current.state is not SubscriberState.ACTIVE:
-                return False
-            self.subscribers.set_edition(address, edition, self.clock())
-            return True
+                return None
+            return self.subscribers.set_preferences(
+                address, preferences, edition=edition, at=self.clock()
+            )
 
 
 def _link_state(current: Subscriber | None, link: ConfirmLink) -> LinkState:

@@ -50,8 +50,9 @@ def main() -> None:
 
     from newsletter.config import config_from_dict
     from newsletter.digest import read_digest
-    from newsletter.mail import DEV_SECRET, UNSUBSCRIBE, build_edition_email, sign_token
+    from newsletter.mail import build_edition_email
     from newsletter.model import Edition
+    from newsletter.tokens import DEV_SECRET, UNSUBSCRIBE, sign_token
 
     raw = {
         "site": {"base_url": "https://papers.example.org/"},

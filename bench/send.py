@@ -2,6 +2,7 @@
 
     python bench/send.py [--subscribers N] [--connections C] [--skip-ceiling] [--7bit]
                          [--bounce-address bounces@example.org] [--topics]
+                         [--tls-subscribers N] [--skip-postfix]
 
 Needs Postfix's test tools (`smtp-sink`, `smtp-source` in /usr/sbin), run as root:
 
@@ -27,7 +28,12 @@ What it does, all on localhost:
    tree (sampled from /proc every 20 ms), then checks the ledger: N sent;
 5. the ceiling: `smtp-source -d -s C -m N -l SIZE` into the same smtp-sink,
    SIZE being the real size of one of our messages;
-6. the start-up time of `newsletter --help` (hyperfine if installed, else the
+6. plain SMTP against STARTTLS, in the same run: the same publish (default
+   5,000 subscribers, `--tls-subscribers`) into an aiosmtpd sink in its own
+   process (bench/smtp_sink.py), once with `security: none` and once with
+   `security: starttls` and a throw-away certificate (trustme; the client
+   trusts it through SSL_CERT_FILE); prints both rates and STARTTLS/plain;
+7. the start-up time of `newsletter --help` (hyperfine if installed, else the
    best of 10 runs).
 
 Absolute figures on a shared 2-core machine are noisy: compare the ratio.
@@ -91,7 +97,44 @@ def smtp_sink(port: int, eightbitmime: bool = True):
         process.wait()
 
 
-def write_config(folder: Path, port: int, connections: int, bounce_address: str | None) -> Path:
+@contextlib.contextmanager
+def aiosmtpd_sink(port: int, tls: tuple[Path, Path] | None = None):
+    """bench/smtp_sink.py in its own process: plain, or STARTTLS with (cert, key)."""
+    args = [sys.executable, str(Path(__file__).with_name("smtp_sink.py")), str(port)]
+    if tls:
+        args += ["--tls", str(tls[0]), str(tls[1])]
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if process.stdout is None or process.stdout.readline().strip() != "ready":
+            sys.exit(f"the aiosmtpd sink did not start ({process.wait()})")
+        yield
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a certificate for 127.0.0.1: (CA pem, cert pem, key pem)."""
+    try:
+        import trustme
+    except ImportError:
+        sys.exit("trustme is missing: pip install -e '.[test]'")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    paths = (folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    ca.cert_pem.write_to_path(str(paths[0]))
+    cert.cert_chain_pems[0].write_to_path(str(paths[1]))
+    cert.private_key_pem.write_to_path(str(paths[2]))
+    return paths
+
+
+def write_config(
+    folder: Path,
+    port: int,
+    connections: int,
+    bounce_address: str | None = None,
+    security: str = "none",
+) -> Path:
     path = folder / "config.yaml"
     path.write_text(
         "site:\n  base_url: https://papers.example.org/\n  timezone: Asia/Seoul\n"
@@ -99,7 +142,7 @@ def write_config(folder: Path, port: int, connections: int, bounce_address: str 
         "email:\n  transport: smtp\n  from: ML Papers <papers@example.org>\n"
         + (f"  bounce_address: {bounce_address}\n" if bounce_address else "")
         + "  smtp:\n    host: 127.0.0.1\n"
-        f"    port: {port}\n    security: none\n    connections: {connections}\n"
+        f"    port: {port}\n    security: {security}\n    connections: {connections}\n"
         "    rate_limit: 0\n    timeout: 30\n",
         encoding="utf-8",
     )
@@ -187,8 +230,9 @@ def message_size(config_path: Path, eightbit: bool) -> int:
 
     from newsletter.config import load_config
     from newsletter.digest import read_digest
-    from newsletter.mail import UNSUBSCRIBE, build_edition_email, sign_token
+    from newsletter.mail import build_edition_email
     from newsletter.model import Edition
+    from newsletter.tokens import UNSUBSCRIBE, sign_token
 
     config = load_config(str(config_path))
     digest = read_digest(DIGESTS / f"{DATE}.txt").digest
@@ -237,9 +281,11 @@ def tree_pss(root: int) -> int:
     return total
 
 
-def run_publish(config_path: Path) -> tuple[float, str, int, int]:
+def run_publish(
+    config_path: Path, env: dict[str, str] | None = None
+) -> tuple[float, str, int, int]:
     """(seconds, stdout, peak RSS of the largest process, peak PSS of the tree)."""
-    env = os.environ | {"NEWSLETTER_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+    env = os.environ | {"NEWSLETTER_SECRET": SECRET, "PYTHONUNBUFFERED": "1"} | (env or {})
     args = [
         sys.executable,
         "-m",
@@ -331,6 +377,26 @@ def ceiling(port: int, connections: int, count: int, size: int) -> float:
     return count / (time.monotonic() - started)
 
 
+def tls_comparison(folder: Path, count: int, connections: int) -> None:
+    """The same publish into an aiosmtpd sink, plain then STARTTLS; prints both and the ratio."""
+    ca, cert, key = certificates(folder)
+    rates = {}
+    for security in ("none", "starttls"):
+        run = folder / f"tls-{security}"
+        run.mkdir()
+        port = free_port()
+        config_path = write_config(run, port, connections, security=security)
+        create_subscribers(config_path, count, topics=False)
+        with aiosmtpd_sink(port, (cert, key) if security == "starttls" else None):
+            seconds, _, _, _ = run_publish(config_path, {"SSL_CERT_FILE": str(ca)})
+        check_ledger(config_path, count)
+        rates[security] = count / seconds
+    print(f"aiosmtpd sink:   {count:,} messages over {connections} connection(s), each run")
+    print(f"  plain:         {rates['none']:,.0f} messages/s (security: none)")
+    print(f"  STARTTLS:      {rates['starttls']:,.0f} messages/s (security: starttls)")
+    print(f"  ratio:         {rates['starttls'] / rates['none']:.2f} (STARTTLS/plain)")
+
+
 def help_startup() -> str:
     newsletter = Path(sys.executable).parent / "newsletter"
     command = (
@@ -367,11 +433,50 @@ def _timed(args: list[str]) -> float:
     return time.monotonic() - started
 
 
+def smtp_sink_run(folder: Path, n: int, c: int, args: argparse.Namespace) -> None:
+    """Publish to n subscribers into Postfix's smtp-sink; smtp-source -d as the ceiling."""
+    port = free_port()
+    config_path = write_config(folder, port, c, args.bounce_address)
+    setup, sets = create_subscribers(config_path, n, args.topics)
+    size = message_size(config_path, not args.sevenbit)
+    form = "7-bit (no 8BITMIME)" if args.sevenbit else "8bit (8BITMIME)"
+    print(f"setup: {n:,} subscribers in {setup:.1f} s; one message is {size:,} bytes, {form}")
+    if args.topics:
+        print(f"topics:          {sets:,} distinct topic sets (every paper counts as one)")
+    sent = expected_recipients(n, args.topics)
+    with smtp_sink(port, not args.sevenbit):
+        seconds, stdout, peak_one, peak_tree = run_publish(config_path)
+        check_ledger(config_path, sent)
+        summary = next((line for line in stdout.splitlines() if line.startswith("email:")), "")
+        rate = sent / seconds
+        print(f"publish: {summary}")
+        print(f"messages:        {sent:,} over {c} connection(s), ledger exact ({sent:,} sent)")
+        print(f"seconds:         {seconds:.2f} (start of `newsletter publish` to its exit)")
+        print(f"messages/s:      {rate:,.0f}")
+        print(
+            f"peak memory:     {peak_one / 2**20:.0f} MB RSS of the largest process, "
+            f"{peak_tree / 2**20:.0f} MB PSS of the whole process tree"
+        )
+        if not args.skip_ceiling:
+            top = ceiling(port, c, sent, size)
+            print(f"ceiling:         {top:,.0f} messages/s (smtp-source -d -s {c} -l {size})")
+            print(f"ratio:           {rate / top:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--skip-ceiling", action="store_true")
+    parser.add_argument(
+        "--tls-subscribers",
+        type=int,
+        default=5_000,
+        help="messages of the plain/STARTTLS comparison (0: skip it)",
+    )
+    parser.add_argument(
+        "--skip-postfix", action="store_true", help="only the plain/STARTTLS comparison"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument(
         "--bounce-address",
@@ -391,32 +496,10 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="nl-bench-"))
     try:
-        port = free_port()
-        config_path = write_config(folder, port, c, args.bounce_address)
-        setup, sets = create_subscribers(config_path, n, args.topics)
-        size = message_size(config_path, not args.sevenbit)
-        form = "7-bit (no 8BITMIME)" if args.sevenbit else "8bit (8BITMIME)"
-        print(f"setup: {n:,} subscribers in {setup:.1f} s; one message is {size:,} bytes, {form}")
-        if args.topics:
-            print(f"topics:          {sets:,} distinct topic sets (every paper counts as one)")
-        sent = expected_recipients(n, args.topics)
-        with smtp_sink(port, not args.sevenbit):
-            seconds, stdout, peak_one, peak_tree = run_publish(config_path)
-            check_ledger(config_path, sent)
-            summary = next((line for line in stdout.splitlines() if line.startswith("email:")), "")
-            rate = sent / seconds
-            print(f"publish: {summary}")
-            print(f"messages:        {sent:,} over {c} connection(s), ledger exact ({sent:,} sent)")
-            print(f"seconds:         {seconds:.2f} (start of `newsletter publish` to its exit)")
-            print(f"messages/s:      {rate:,.0f}")
-            print(
-                f"peak memory:     {peak_one / 2**20:.0f} MB RSS of the largest process, "
-                f"{peak_tree / 2**20:.0f} MB PSS of the whole process tree"
-            )
-            if not args.skip_ceiling:
-                top = ceiling(port, c, sent, size)
-                print(f"ceiling:         {top:,.0f} messages/s (smtp-source -d -s {c} -l {size})")
-                print(f"ratio:           {rate / top:.2f}")
+        if not args.skip_postfix:
+            smtp_sink_run(folder, n, c, args)
+        if args.tls_subscribers:
+            tls_comparison(folder, args.tls_subscribers, c)
         print(f"--help startup:  {help_startup()}")
     finally:
         if args.keep:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from newsletter import __version__
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.errors import ConfigError, NewsletterError, file_error
+from newsletter.signals import Terminated, sigterm_is_ctrl_c
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -80,21 +81,31 @@ def _set_log_format(_ctx: click.Context, _param: click.Parameter, value: str) ->
 
 
 def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn the one user-error type into a message and an exit code."""
+    """Turn the one user-error type into a message and an exit code.
+
+    SIGTERM is handled like Ctrl-C (`signals.sigterm_is_ctrl_c`); exit status
+    130 after Ctrl-C, 143 after SIGTERM.
+    """
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             state = click.get_current_context().find_object(State)
             try:
-                return command(*args, **kwargs)
+                with sigterm_is_ctrl_c():
+                    return command(*args, **kwargs)
             except ConfigError as error:  # a config or a file it names: usage, exit 2
                 _fail(error, bool(state and state.debug), 2)
             except NewsletterError as error:
                 _fail(error, bool(state and state.debug), code)
-            except KeyboardInterrupt:
-                click.echo("interrupted", err=True)
-                sys.exit(130)
+            except OSError as error:
+                # A file the command could not read or write (a full disk, a
+                # read-only folder) that no code path translated: still one line.
+                _fail(file_error(error, doing="use"), bool(state and state.debug), 1)
+            except KeyboardInterrupt as stop:
+                terminated = isinstance(stop, Terminated)
+                click.echo("stopped (SIGTERM)" if terminated else "interrupted", err=True)
+                sys.exit(143 if terminated else 130)
 
         return wrapper
 
@@ -177,7 +188,7 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, verbose: b
         if not path.exists():
             raise click.BadParameter(f"{path} does not exist", param_hint="PATH")
     found = find_digest_files(paths)
-    reports = check_paths(found.files)
+    reports = check_paths(found.files, config.limits.digest)
     if as_json:
         click.echo(
             json.dumps([_report_json(report) for report in reports], ensure_ascii=False, indent=2)
@@ -216,6 +227,7 @@ def _report_json(report: Any) -> dict[str, Any]:
 
 
 def _print_report(report: Any) -> None:
+    from newsletter.logs import printable  # file names and digest text: no terminal escapes
     from newsletter.plurals import plural
 
     if report.ok:
@@ -224,11 +236,11 @@ def _print_report(report: Any) -> None:
         entries = plural(
             len(digest.entries), "en", one="{count:>3} entry", other="{count:>3} entries"
         )
-        click.echo(f"{digest.date.isoformat()}  {entries}  {report.file}")
+        click.echo(f"{digest.date.isoformat()}  {entries}  {printable(report.file)}")
     for problem in report.errors:
-        click.secho(f"{problem}", fg="red")
+        click.secho(printable(str(problem)), fg="red")
     for problem in report.warnings:
-        click.secho(f"  warning: {problem}", fg="yellow")
+        click.secho(f"  warning: {printable(str(problem))}", fg="yellow")
 
 
 # --- publishing: site and feeds ----------------------------------------------
@@ -446,7 +458,20 @@ def _print_delivery(report: Any, dry_run: bool) -> None:
         f"{report.pending_left} left ({report.messages_per_second:.0f} messages/s){topics}"
         f"{variants}"
     )
-    if report.pending_left:
+    for edition, reply in report.refused.items():
+        left = report.per_edition[edition].pending if edition in report.per_edition else 0
+        click.secho(
+            f"error: the SMTP server refused the {edition} edition's message for "
+            f"{report.date.isoformat()}: {reply}",
+            fg="red",
+            err=True,
+        )
+        click.echo(
+            f"  hint: nobody was marked failed: its {left} message(s) stay pending; fix the "
+            "relay (or the message: email.max_bytes), then run publish again to send them",
+            err=True,
+        )
+    if report.pending_left and not report.refused:
         click.secho("  some messages are still pending: run publish again to retry", fg="yellow")
     if report.failed or report.pending_left:
         sys.exit(1)
@@ -792,6 +817,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     upcoming = data["next_send"]
     click.echo(
         f"next send: {upcoming['date']} at {upcoming['at']}" if upcoming else "next send: none"
+    )
+    weekly = data["next_weekly_send"]
+    click.echo(
+        f"next weekly send: {weekly['week']} at {weekly['at']}"
+        if weekly
+        else "next weekly send: none"
     )
     subscribers_text = ", ".join(f"{n} {state}" for state, n in data["subscribers"].items())
     click.echo(f"subscribers: {subscribers_text or 'none'}")

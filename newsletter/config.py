@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from newsletter.errors import NewsletterError
-from newsletter.model import ALL_EDITIONS, Edition
+from newsletter.model import ALL_EDITIONS, DigestLimits, Edition
 from newsletter.papers.links import ARXIV_API_URL, is_public_arxiv
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -193,7 +193,7 @@ def _check_bounce_address(value: str) -> str:
 
 DEFAULT_SUBJECTS = {
     # Not "[ML 논문] ...": its only cased letters, "ML", read as an all-caps
-    # subject to spam filters (newsletter.mail.shouting).
+    # subject to spam filters (newsletter.mail_checks.shouting).
     "ko": "[ML Papers] {date} · {papers}",
     "en": "[ML Papers] {date} · {papers}",
     "both": "[ML 논문 · Papers] {date} · {count}편",
@@ -352,6 +352,16 @@ def _env_secret(key: str, name: str | None) -> str | None:
     return value
 
 
+class LimitsConfig(_Section):
+    max_digest_bytes: int = Field(DigestLimits().max_bytes, ge=1_000)
+    max_entries: int = Field(DigestLimits().max_entries, ge=1)
+
+    @property
+    def digest(self) -> DigestLimits:
+        """These limits as the digest reader takes them."""
+        return DigestLimits(self.max_digest_bytes, self.max_entries)
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -390,6 +400,7 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     bounces: BouncesConfig = BouncesConfig()
+    limits: LimitsConfig = LimitsConfig()
     database_url: str | None = None
     # Where the config came from; relative paths were resolved against its folder.
     source: Path | None = Field(None, exclude=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.errors import DigestError
-from newsletter.model import HANGUL, Digest, Entry, Problem
+from newsletter.model import HANGUL, Digest, DigestLimits, Entry, Problem
 from newsletter.text import ELLIPSIS, shorten
 
 _KOREAN_DATE = re.compile(r"^(\d{4})\s*년\s*(\d{1,2})\s*월\s*(\d{1,2})\s*일$")
@@ -45,6 +45,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 # Either of the two (one search per line: most lines have neither).
 _ODD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 _JOIN_WITHOUT_SPACE = tuple(".,;:!?)]}")
+DEFAULT_LIMITS = DigestLimits()
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,11 @@ class _Line:
     text: str
 
 
-def parse_digest(text: str, source: str = "<digest>") -> ParsedDigest:
-    """Parse a digest's text. Raises DigestError naming the file and line."""
+def parse_digest(
+    text: str, source: str = "<digest>", limits: DigestLimits = DEFAULT_LIMITS
+) -> ParsedDigest:
+    """Parse a digest's text. Raises DigestError naming the file and line, also
+    for more than `limits.max_entries` entries."""
     warnings: list[Problem] = []
     lines = _clean_lines(text, source, warnings)
     content = [line for line in lines if line.text]
@@ -91,6 +95,15 @@ def parse_digest(text: str, source: str = "<digest>") -> ParsedDigest:
     for line in content[1:]:
         block.append(line)
         if _TAG_LINE.match(line.text):
+            if len(entries) == limits.max_entries:
+                raise DigestError(
+                    source,
+                    block[0].number,
+                    f"more than {limits.max_entries} entries: this one is entry "
+                    f"{len(entries) + 1} (limits.max_entries)",
+                    hint="one day's digest has far fewer papers: check the file, "
+                    "or raise limits.max_entries in the config",
+                )
             entries.append(_parse_entry(block, source, warnings))
             block = []
     if block:
@@ -110,19 +123,37 @@ def parse_digest(text: str, source: str = "<digest>") -> ParsedDigest:
     return ParsedDigest(Digest(date, tuple(entries), source), tuple(warnings))
 
 
-def read_digest(path: str | os.PathLike[str]) -> ParsedDigest:
-    """Read and parse one digest file."""
+def read_digest(
+    path: str | os.PathLike[str], limits: DigestLimits = DEFAULT_LIMITS
+) -> ParsedDigest:
+    """Read and parse one digest file; a file over `limits.max_bytes` is an error
+    (and is not read past the limit)."""
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        with Path(path).open("rb") as handle:
+            data = handle.read(limits.max_bytes + 1)
+            size = os.fstat(handle.fileno()).st_size
     except OSError as exc:
         raise DigestError(source, None, f"cannot read the file: {exc.strerror or exc}") from None
-    return parse_digest(_decode(data, source), source)
+    if len(data) > limits.max_bytes:
+        raise DigestError(
+            source,
+            None,
+            f"the file is {max(size, len(data)):,} bytes, over limits.max_digest_bytes "
+            f"({limits.max_bytes:,})",
+            hint="one day's digest is far smaller: check the file, "
+            "or raise limits.max_digest_bytes in the config",
+        )
+    return parse_digest(_decode(data, source), source, limits)
 
 
-def check_paths(paths: Iterable[str | os.PathLike[str]]) -> list[DigestReport]:
-    """Check files and the files in folders; two files with one date are both bad."""
-    reports = [_check_file(file) for file in find_digest_files(paths).files]
+def check_paths(
+    paths: Iterable[str | os.PathLike[str]], limits: DigestLimits = DEFAULT_LIMITS
+) -> list[DigestReport]:
+    """Check files and the files in folders; two files with one date are both bad.
+
+    Files over `limits` are bad (DigestLimits: bytes and entries)."""
+    reports = [_check_file(file, limits) for file in find_digest_files(paths).files]
     by_date: dict[dt.date, list[int]] = defaultdict(list)
     for index, report in enumerate(reports):
         if report.digest is not None:
@@ -408,9 +439,9 @@ def _shorten(text: str, width: int = 60) -> str:
     return str(short)
 
 
-def _check_file(path: Path) -> DigestReport:
+def _check_file(path: Path, limits: DigestLimits) -> DigestReport:
     try:
-        parsed = read_digest(path)
+        parsed = read_digest(path, limits)
     except DigestError as exc:
         return DigestReport(str(path), None, (), (Problem(exc.file, exc.line, exc.bare_message),))
     return DigestReport(str(path), parsed.digest, parsed.warnings)

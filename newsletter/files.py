@@ -6,11 +6,21 @@ import os
 import tempfile
 from pathlib import Path
 
+from newsletter.errors import file_error
+
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write data to path via a temp file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write data to path via a temp file in the same folder and a rename.
+
+    A reader sees the old file or the new one, never a part; on any failure
+    the temp file is removed. NewsletterError (`errors.file_error`: the path,
+    the cause, a hint) for a full disk, a read-only folder, permissions.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise file_error(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -18,8 +28,10 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise file_error(exc, path) from exc
         raise
 
 
@@ -51,13 +63,17 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
     once (syncfs(2) on Linux, else an fsync per file), then every temp file is
     renamed into place. A reader never sees half a file, and after a crash
     each file holds its old bytes or its new ones (like write_atomic, without
-    one disk flush per file: a site build writes thousands).
+    one disk flush per file: a site build writes thousands). NewsletterError
+    (`errors.file_error`, naming the file) for a full disk, a read-only folder,
+    permissions; the temp files not yet renamed are removed.
     """
     temps: list[tuple[str, Path]] = []
     renamed = 0
     folders: set[Path] = set()
+    current: Path | None = None  # the file being written or renamed, for the error
     try:
         for path, data in files:
+            current = path
             if path.parent not in folders:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 folders.add(path.parent)
@@ -69,11 +85,14 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
         if temps:
             _flush([tmp for tmp, _ in temps])
         for done, (tmp, path) in enumerate(temps, 1):
+            current = path
             os.replace(tmp, path)
             renamed = done
-    except BaseException:
+    except BaseException as exc:
         for tmp, _ in temps[renamed:]:
             Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise file_error(exc, current) from exc
         raise
 
 

@@ -17,73 +17,42 @@ about 102 KB, hiding the footer with the unsubscribe link.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.header import Header
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING
 
 from newsletter import mime
 from newsletter.errors import NewsletterError
+from newsletter.headers import (
+    MAX_ADDRESS,
+    check_address,
+    encode_mailbox,
+    encode_text_header,
+    list_id_header,
+    message_id,
+    one_line,
+)
 from newsletter.letters import Letter
 from newsletter.mail_layout import Bodies, Cut, render_bodies
 from newsletter.mail_size import DoesNotFit, fit, ladder
-from newsletter.model import Digest, Edition, IssueId, Week, issue_tag
+from newsletter.model import Digest, Edition, IssueId, Week
 from newsletter.render import format_date, format_span, paper_count
+from newsletter.tokens import DEV_SECRET
 
 if TYPE_CHECKING:
     from newsletter.config import Config
 
 log = logging.getLogger("newsletter")
 
-UNSUBSCRIBE = "unsubscribe"
-# Used only by the file transport when $NEWSLETTER_SECRET is unset (dev/preview).
-DEV_SECRET = b"newsletter-dev-secret-not-for-production"
-# The longest address (RFC 5321 4.5.3.1.3: a path is at most 256 octets with
-# its angle brackets) and so the longest unsubscribe token: the size guard
+# The longest unsubscribe token (of the longest address): the size guard
 # measures every edition with it.
-MAX_ADDRESS = 254
 MAX_TOKEN = -(-MAX_ADDRESS * 4 // 3) + 1 + 24
-
-
-# --- tokens -----------------------------------------------------------------
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def sign_token(secret: bytes, purpose: str, address: str) -> str:
-    """A URL-safe token binding an address to a purpose (e.g. 'unsubscribe').
-
-    Only [A-Za-z0-9_.-]: safe in URLs, headers and quoted-printable bodies.
-    """
-    payload = _b64(address.encode("utf-8"))
-    mac = hmac.new(secret, f"{purpose}\0{payload}".encode("ascii"), hashlib.sha256)
-    return f"{payload}.{_b64(mac.digest()[:18])}"
-
-
-def verify_token(secret: bytes, purpose: str, token: str) -> str | None:
-    """The address a token was signed for, or None if it is forged or malformed."""
-    payload, dot, mac = token.partition(".")
-    # Tokens come from URLs anyone can edit: anything non-ASCII is forged.
-    if not dot or not payload or not mac or not token.isascii():
-        return None
-    good = hmac.new(secret, f"{purpose}\0{payload}".encode("ascii"), hashlib.sha256)
-    if not hmac.compare_digest(_b64(good.digest()[:18]), mac):
-        return None
-    try:
-        return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
 
 
 def unsubscribe_url(config: Config, token: str) -> str:
@@ -120,93 +89,6 @@ def resolve_secret(config: Config, *, smtp: bool) -> bytes:
         )
         return DEV_SECRET
     return secret
-
-
-# --- addresses and headers --------------------------------------------------
-
-# Anything that could end a header line or break out of <...>.
-_BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>()\[\],;:\"\\]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-
-
-@dataclass(frozen=True)
-class Address:
-    """A recipient address checked for use in a header and an SMTP envelope."""
-
-    display: str  # as stored (domain may be Unicode)
-    envelope: str  # ASCII (IDNA domain) when possible
-    smtputf8: bool  # the local part is not ASCII: needs SMTPUTF8
-
-
-def check_address(address: str) -> Address:
-    """Validate an address for headers/envelope; ValueError if it is unsafe.
-
-    Cheap on purpose (it runs per recipient): the store already normalised the
-    address with email-validator; this only guarantees it cannot inject a header.
-    """
-    local, at, domain = address.rpartition("@")
-    if len(address.encode("utf-8", "replace")) > MAX_ADDRESS:
-        raise ValueError(f"address {address[:60]!r}... is longer than {MAX_ADDRESS} octets")
-    if not at or not local or not domain or _BAD_ADDRESS.search(address) or "@" in domain:
-        raise ValueError(f"unsafe or malformed address {address!r}")
-    if _CONTROL.search(address):
-        raise ValueError(f"unsafe or malformed address {address!r}")
-    try:
-        ascii_domain = domain.encode("ascii").decode()
-    except UnicodeEncodeError:
-        try:
-            ascii_domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"address {address!r} has an invalid domain") from None
-    smtputf8 = not local.isascii()
-    return Address(address, f"{local}@{ascii_domain}", smtputf8)
-
-
-def one_line(text: str) -> str:
-    """Header text: control characters (CR, LF, ...) become single spaces."""
-    return " ".join(_CONTROL.sub(" ", text).split())
-
-
-def encode_text_header(name: str, value: str) -> bytes:
-    """'Name: value' folded, RFC 2047-encoded when not ASCII (no CRLF at the end)."""
-    value = one_line(value)
-    charset = "us-ascii" if value.isascii() and "=?" not in value else "utf-8"
-    encoded = Header(value, charset, header_name=name, maxlinelen=78).encode(linesep="\r\n")
-    return f"{name}: {encoded}".encode("ascii")
-
-
-def list_id_header(title: str, list_id: str) -> bytes:
-    """RFC 2919: only the description may be encoded; the <list-id> stays literal."""
-    phrase = encode_text_header("List-Id", one_line(title).replace("<", "").replace(">", ""))
-    return phrase + f" <{list_id}>".encode("ascii")
-
-
-# RFC 5322 caps a header line at 998 octets; a display name longer than this is cut.
-MAX_NAME = 100
-
-
-def encode_mailbox(name: str, address: Address) -> bytes:
-    """'Name <addr>' for a header: name RFC 2047-encoded if needed, never a CR/LF."""
-    name = one_line(name)[:MAX_NAME]
-    if address.smtputf8:
-        # RFC 6532: the header carries UTF-8; only sent to SMTPUTF8 servers.
-        shown = formataddr((name, "x@x"), charset="utf-8")[: -len("<x@x>")] if name else ""
-        return f"{shown}<{address.display}>".encode() if name else address.display.encode()
-    return formataddr((name, address.envelope), charset="utf-8").encode("ascii")
-
-
-def message_id(issue: IssueId, edition: str, address: str, domain: str) -> str:
-    """Deterministic per (issue, edition, recipient): a retry or a resend after a
-    crash is recognisably the same message (RFC 5322 3.6.4). Only for deliveries
-    of the ledger: every other message gets a fresh id. `issue` is a date, or
-    a `Week` for the weekly email (`<2025w15.ko.…@domain>`); every topic
-    variant of an issue shares the id, as it is one delivery.
-
-    Built by hand: make_msgid() without a domain does a slow hostname lookup.
-    """
-    key = f"{issue.isoformat()}|{edition}|{address.lower()}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    return f"<{issue_tag(issue)}.{edition}.{digest}@{domain}>"
 
 
 def subject_for(config: Config, letter: Letter, edition: Edition, *, test: bool = False) -> str:

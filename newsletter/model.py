@@ -88,6 +88,20 @@ class Digest:
 
 
 @dataclass(frozen=True)
+class DigestLimits:
+    """How large a digest may be: `max_bytes` of its file, `max_entries` papers.
+
+    A day's digest is tens of kilobytes and a few dozen entries; far larger
+    files are mistakes (a concatenated archive, a stray dump) that would take
+    minutes and hundreds of megabytes to publish and mail out in 10 MB emails.
+    The config's `limits` section sets them.
+    """
+
+    max_bytes: int = 2_000_000
+    max_entries: int = 200
+
+
+@dataclass(frozen=True)
 class Problem:
     """A warning or error about a digest file, located by file and line."""
 

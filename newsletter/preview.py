@@ -7,22 +7,20 @@ is removed when the preview stops: Ctrl-C (SIGINT) or SIGTERM.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import http.server
-import signal
 import tempfile
-import threading
 import urllib.parse
 import webbrowser
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.files import is_hidden
+from newsletter.signals import sigterm_is_ctrl_c
 
 
 def preview_config(config: Config, public: Path, port: int) -> Config:
@@ -51,8 +49,11 @@ class _Server(http.server.ThreadingHTTPServer):
 
     A browser or `urllib` that has read the status of a 404 may close before
     the error page is written; the handler thread then meets BrokenPipeError or
-    ConnectionResetError. Any other error is still reported.
+    ConnectionResetError. Any other error is still reported. Stopping never
+    waits for a client that keeps its connection open (`block_on_close`).
     """
+
+    block_on_close = False
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
@@ -81,7 +82,7 @@ def serve_preview(
 
     with (
         tempfile.TemporaryDirectory(prefix="newsletter-preview-") as folder,
-        _stop_on_sigterm(),
+        sigterm_is_ctrl_c(),
     ):
         handler = functools.partial(_Files, directory=folder)
         try:
@@ -113,20 +114,3 @@ def serve_preview(
                 server.serve_forever()
             except KeyboardInterrupt:
                 echo("preview stopped")
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM stops the preview like Ctrl-C: the temporary folder is removed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -97,7 +97,7 @@ def scan(config: Config) -> Scan:
             hint="create it, or set paths.digests in the config",
         )
     found = find_digest_files([folder])
-    return Scan(tuple(check_paths(found.files)), found.skipped)
+    return Scan(tuple(check_paths(found.files, config.limits.digest)), found.skipped)
 
 
 def publish(

@@ -209,7 +209,7 @@ class Daemon:
         if settled == self._processed:
             return
         first_run = self._processed is None
-        reports = check_paths(sorted(settled))
+        reports = check_paths(sorted(settled), self.config.limits.digest)
         self._log_bad(reports, settled)
         # A file that turns bad (or clashes with another's date) keeps its last
         # good version online until it is fixed: a typo must not unpublish.

@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from newsletter.bounces.policy import issue_rates, rate_warnings
+from newsletter.model import WEEKDAYS, Week
 from newsletter.scheduler import is_late, send_datetime
 
 if TYPE_CHECKING:
@@ -17,6 +18,13 @@ _ISSUE_PAGE = re.compile(r"^[a-z]+/(\d{4}-\d{2}-\d{2})/index\.html$")
 
 
 def collect_status(config: Config, now: dt.datetime | None = None) -> dict[str, Any]:
+    """What `newsletter status` shows, as JSON-ready values.
+
+    `next_send` is the oldest day's issue not yet emailed and not too old
+    (`email.max_lateness_days`), `next_weekly_send` the same for the weekly
+    email (`{"week": "2025-W15", "at": ...}`, due on `schedule.weekly_day`);
+    times are ISO 8601 in `site.timezone`. `now` (aware) defaults to the clock.
+    """
     from newsletter.publish import scan
     from newsletter.site import read_manifest
     from newsletter.store import Store
@@ -39,6 +47,16 @@ def collect_status(config: Config, now: dt.datetime | None = None) -> dict[str, 
                 continue
             next_send = {"date": digest.date.isoformat(), "at": when.isoformat()}
             break
+        next_weekly_send = None
+        weekly_day = WEEKDAYS.index(config.schedule.weekly_day)
+        for week in sorted({Week.holding(d.date, weekly_day) for d in digests}):
+            day = week.send_day(weekly_day)
+            too_old = is_late(day, now.date(), config.email.max_lateness_days)
+            if too_old or store.ledger.issue_emailed(week):
+                continue
+            when = send_datetime(day, config.schedule.send_clock, config.site.tz)
+            next_weekly_send = {"week": week.isoformat(), "at": when.isoformat()}
+            break
         deliveries = store.ledger.recent_delivery_counts()
         rates = issue_rates(deliveries, store.bounces.counts_by_issue(deliveries))
         links: dict[str, Any] = {"lookup": config.papers.lookup}
@@ -49,6 +67,7 @@ def collect_status(config: Config, now: dt.datetime | None = None) -> dict[str, 
         return {
             "last_published": published[-1] if published else None,
             "next_send": next_send,
+            "next_weekly_send": next_weekly_send,
             "deliveries": deliveries,
             "subscribers": dict(sorted(store.subscribers.count().items())),
             "bounces": rates,

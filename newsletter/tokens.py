@@ -1,6 +1,6 @@
 """Signed tokens for the web service: expiring ones and CSRF form tokens.
 
-Both reuse `mail.sign_token`'s scheme (an HMAC-SHA256 over purpose and a
+Both reuse `sign_token`'s scheme (an HMAC-SHA256 over purpose and a
 base64url payload), so there is one way of signing in the project:
 
 - an expiring token signs the purpose *with its issue time* (`confirm@1743724800`)
@@ -13,25 +13,29 @@ base64url payload), so there is one way of signing in the project:
   for places that may fold case, such as the local part of the VERP return
   address (`newsletter.bounces.verp`).
 
-The unsubscribe token in every email already sent is `mail.sign_token(secret,
-mail.UNSUBSCRIBE, address)` and never expires; it is verified with
-`mail.verify_token` as before.
+The unsubscribe token in every email already sent is `sign_token(secret,
+UNSUBSCRIBE, address)` and never expires; it is verified with
+`verify_token` as before.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
 import hmac
 import re
 import secrets
 
-from newsletter.mail import sign_token, verify_token
-
+UNSUBSCRIBE = "unsubscribe"
+# Used only by the file transport when $NEWSLETTER_SECRET is unset (dev/preview).
+DEV_SECRET = b"newsletter-dev-secret-not-for-production"
 CONFIRM = "confirm"
 CSRF = "csrf"
 # How long a confirmation link stays valid.
 CONFIRM_MAX_AGE = dt.timedelta(days=3)
-# What our tokens are made of. mail.verify_token raises (instead of answering
+# What our tokens are made of. verify_token raises (instead of answering
 # None) on non-ASCII input, so anything from a URL or form is checked first.
 _WELL_FORMED = re.compile(r"[A-Za-z0-9_.\-]{1,1000}")
 # A token issued "in the future" by more than this is not ours (clock skew allowed).
@@ -54,13 +58,42 @@ class ExpiredToken(TokenError):
         self.address = address
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def sign_token(secret: bytes, purpose: str, address: str) -> str:
+    """A URL-safe token binding an address to a purpose (e.g. 'unsubscribe').
+
+    Only [A-Za-z0-9_.-]: safe in URLs, headers and quoted-printable bodies.
+    """
+    payload = _b64(address.encode("utf-8"))
+    mac = hmac.new(secret, f"{purpose}\0{payload}".encode("ascii"), hashlib.sha256)
+    return f"{payload}.{_b64(mac.digest()[:18])}"
+
+
+def verify_token(secret: bytes, purpose: str, token: str) -> str | None:
+    """The address a token was signed for, or None if it is forged or malformed."""
+    payload, dot, mac = token.partition(".")
+    # Tokens come from URLs anyone can edit: anything non-ASCII is forged.
+    if not dot or not payload or not mac or not token.isascii():
+        return None
+    good = hmac.new(secret, f"{purpose}\0{payload}".encode("ascii"), hashlib.sha256)
+    if not hmac.compare_digest(_b64(good.digest()[:18]), mac):
+        return None
+    try:
+        return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
 def well_formed(token: str | None) -> bool:
     """Whether a value from a request can be a token of ours (safe to verify)."""
     return bool(token) and _WELL_FORMED.fullmatch(token or "") is not None
 
 
 def verify_address(secret: bytes, purpose: str, token: str | None) -> str | None:
-    """mail.verify_token for request input: None for anything forged or malformed."""
+    """verify_token for request input: None for anything forged or malformed."""
     if token is None or not well_formed(token):
         return None
     return verify_token(secret, purpose, token)
@@ -145,7 +178,7 @@ SHORT_MAC_CHARS = 16
 def sign_short(secret: bytes, purpose: str, payload: str) -> str:
     """The MAC of an ASCII `payload` for `purpose`: 16 lowercase hex digits.
 
-    The same HMAC-SHA256 over purpose and payload as `mail.sign_token`, cut to
+    The same HMAC-SHA256 over purpose and payload as `sign_token`, cut to
     64 bits and written in hex, so that a server folding the case of an address
     keeps it valid. Hex, not base32: `bytes.hex` is C, `base64.b32encode` is
     Python and cost more than the HMAC itself (this runs once per message).

@@ -13,10 +13,11 @@ from smtp_servers import sample_digest
 
 from newsletter.bounces.verp import Verp
 from newsletter.config import config_from_dict
-from newsletter.mail import UNSUBSCRIBE, build_edition_email, sign_token
+from newsletter.mail import build_edition_email
 from newsletter.model import Edition
 from newsletter.store import Store
 from newsletter.store.ledger import DeliveryState, Outcome
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 
 SAMPLES = DATA / "bounces"
 SECRET = "bounce-test-secret-0123456789"

@@ -30,7 +30,8 @@ def email_html(config: Any, digest: Any, edition: Any) -> str:
     import email
     import email.policy
 
-    from newsletter.mail import DEV_SECRET, UNSUBSCRIBE, build_edition_email, sign_token
+    from newsletter.mail import build_edition_email
+    from newsletter.tokens import DEV_SECRET, UNSUBSCRIBE, sign_token
 
     now = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.UTC)
     address = "reader@example.com"

@@ -196,7 +196,8 @@ def edition_email(config: Any, digest: Any, edition: Any, **kwargs: Any) -> byte
     """One edition's email, personalised for reader@example.com, at a fixed time."""
     import datetime as dt
 
-    from newsletter.mail import DEV_SECRET, build_edition_email, sign_token
+    from newsletter.mail import build_edition_email
+    from newsletter.tokens import DEV_SECRET, sign_token
 
     now = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.UTC)
     message = build_edition_email(config, digest, edition, now=now, **kwargs)

@@ -95,3 +95,17 @@ def postgres_server() -> Iterator[str]:
         capture_output=True,
     )
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh_pg_database(server_url: str, prefix: str) -> str:
+    """A new, empty database on the test cluster of `server_url`; its URL."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return server_url.replace("/postgres?", f"/{name}?")

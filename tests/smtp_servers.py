@@ -3,7 +3,11 @@
 One configurable handler covers the behaviours we need: record messages, answer
 451 for the first tries, 550 for some recipients, drop the connection on chosen
 messages, sleep per message, hold messages at a gate until the test opens it;
-`start_server` adds STARTTLS + AUTH when asked.
+and the relay faults of a bad day: refuse the message itself after DATA,
+allow only so many recipients or messages per session (452 4.5.3 / 421), a
+session that answers 451 to everything once it has taken some messages.
+`start_server` adds STARTTLS + AUTH when asked, and passes aiosmtpd options
+(e.g. `data_size_limit`, which refuses too large a SIZE at MAIL with 552).
 
 Tests synchronise on what the server sees, never on time: `Handler.wait_until`
 wakes on every message, DATA command, held message and closed session.
@@ -51,6 +55,11 @@ class Handler:
     temp_fail_first: int = 0  # answer 451 at DATA for the first N DATA commands
     drop_on: set[int] = field(default_factory=set)  # drop the connection on these DATA numbers
     delay: float = 0.0  # seconds per message, before it is recorded
+    # After DATA, this reply for every message containing the marker (b"": all).
+    refuse_content: tuple[bytes, str] | None = None
+    session_recipients: int = 0  # RCPTs per session, then 452 4.5.3 (0: no limit)
+    session_messages: int = 0  # messages per session, then 421 at MAIL and hang up
+    sick_after: int = 0  # messages per session, then 451 at DATA for the rest of it
     # Messages after the first `hold_after` DATA commands are accepted (recorded)
     # but their "250" waits until `gate` is set; `held` counts those waiting now.
     hold_after: int | None = None
@@ -60,6 +69,7 @@ class Handler:
     messages: list[Received] = field(default_factory=list)
     refused: list[Received] = field(default_factory=list)  # answered 451 at DATA
     data_calls: int = 0
+    closed_sessions: int = 0  # 421s given for session_messages
     rcpt_calls: Counter[str] = field(default_factory=Counter)
     sessions_open: int = 0
     sessions_closed: int = 0
@@ -69,11 +79,27 @@ class Handler:
     def __post_init__(self) -> None:
         self.changed = threading.Condition(self.lock)
 
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.session_messages and _count(session, "messages") >= self.session_messages:
+            with self.lock:
+                self.closed_sessions += 1
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.7.0 Too many messages in this session, closing"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         with self.lock:
             self.rcpt_calls[address] += 1
+        if self.session_recipients:
+            if _count(session, "recipients") >= self.session_recipients:
+                return "452 4.5.3 Error: too many recipients"
+            _count(session, "recipients", 1)
         code = self.reject.get(address)
         if code:
             return f"{code} 5.1.1 <{address}>: mailbox unavailable"
@@ -94,8 +120,13 @@ class Handler:
                     Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
                 )
             return "451 4.3.0 try again later"
+        if self.sick_after and _count(session, "messages") >= self.sick_after:
+            return "451 4.3.0 Temporary lookup failure"
+        if self.refuse_content and self.refuse_content[0] in envelope.original_content:
+            return self.refuse_content[1]
         if self.delay:
             await asyncio.sleep(self.delay)
+        _count(session, "messages", 1)
         with self.changed:
             self.messages.append(
                 Received(
@@ -154,6 +185,13 @@ class Handler:
             return Counter(r for m in self.messages for r in m.recipients)
 
 
+def _count(session: Any, name: str, add: int = 0) -> int:
+    """A per-connection counter kept on aiosmtpd's session object."""
+    value = getattr(session, f"test_{name}", 0) + add
+    setattr(session, f"test_{name}", value)
+    return value
+
+
 class _TrackedSMTP(SMTP):
     """aiosmtpd's SMTP session, telling the handler when a connection opens and ends.
 
@@ -201,10 +239,14 @@ def start_server(
     *,
     tls_context: ssl.SSLContext | None = None,
     auth: tuple[str, str] | None = None,
+    **options: Any,
 ) -> Iterator[Server]:
-    """An SMTP server on 127.0.0.1; with tls_context it requires STARTTLS (and AUTH)."""
+    """An SMTP server on 127.0.0.1; with tls_context it requires STARTTLS (and AUTH).
+
+    `options` go to aiosmtpd's SMTP (e.g. data_size_limit=30000).
+    """
     handler = handler or Handler()
-    kwargs: dict[str, Any] = {"enable_SMTPUTF8": True}
+    kwargs: dict[str, Any] = {"enable_SMTPUTF8": True, **options}
     if tls_context is not None:
         kwargs |= {"tls_context": tls_context, "require_starttls": True}
     if auth is not None:
@@ -244,3 +286,37 @@ def sample_digest(name: str = "2025-04-04.txt") -> Any:
     from newsletter.digest import read_digest
 
     return read_digest(DATA / name).digest
+
+
+def smtp_project(
+    folder: Any, server: Server, subscribers: int, *, digests: Any = None, **settings: Any
+) -> Any:
+    """A project folder for the real CLI: config.yaml (transport smtp to `server`,
+    2 connections unless `settings` say otherwise) and `subscribers` active
+    readers (reader0..., editions in turn). Returns the config file's path.
+
+    `digests`: the digests folder (default: the sample digests); `settings`
+    also takes top-level config sections, e.g. schedule={...}.
+    """
+    import yaml
+
+    from newsletter.model import Edition
+    from newsletter.store import Store
+    from newsletter.store.database import Database
+
+    smtp = {"host": server.host, "port": server.port, "security": "none", "timeout": 10}
+    smtp |= {"connections": 2} | settings.pop("smtp", {})
+    config = {
+        "paths": {"digests": str(digests or DATA), "state": "state", "outbox": "outbox"},
+        "email": {"transport": "smtp", "from": "ML Papers <papers@example.org>", "smtp": smtp},
+        **settings,
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    (folder / "state").mkdir(exist_ok=True)
+    with Store(Database(f"sqlite:///{folder / 'state' / 'newsletter.db'}")) as store:
+        editions = list(Edition)
+        store.subscribers.add_many(
+            (f"reader{i}@example.org", editions[i % 3], "") for i in range(subscribers)
+        )
+    return path

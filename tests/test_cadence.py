@@ -117,12 +117,12 @@ def test_plans_follow_the_rule(store):
         store.subscribers.set_preferences(address, Preferences(cadence, schedule=SEOUL), at=at(9))
 
     def daily(day: int) -> set[str]:
-        todo, _ = store.ledger.delivery_plan(dt.date(2025, 4, day), list(Edition))
+        todo, _ = store.plan.todo(dt.date(2025, 4, day), list(Edition))
         return {s.email for s in todo}
 
     def weekly(number: int) -> set[str]:
         week = Week(2025, number)
-        todo, _ = store.ledger.delivery_plan(
+        todo, _ = store.plan.todo(
             week, list(Edition), cadence=Cadence.WEEKLY, day=week.period(0)[0]
         )
         return {s.email for s in todo}
@@ -356,7 +356,7 @@ def test_sign_up_with_cadence_and_topics_and_change_them(server):
     """The choices travel through double opt-in; the POSTs need their CSRF token."""
     from test_web import SECRET, csrf_of, link_in
 
-    from newsletter.mail import UNSUBSCRIBE, sign_token
+    from newsletter.tokens import UNSUBSCRIBE, sign_token
 
     server.clock[0] = dt.datetime(2025, 5, 20, 3, 0, tzinfo=dt.UTC)
     client = server.client

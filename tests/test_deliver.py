@@ -16,10 +16,10 @@ from smtp_servers import Handler, free_port, mail_config, sample_digest, start_s
 from newsletter.deliver.issue import deliver_issue
 from newsletter.deliver.proof import send_test
 from newsletter.errors import NewsletterError
-from newsletter.mail import verify_token
 from newsletter.model import Edition, SubscriberState
 from newsletter.store import Store
 from newsletter.store.database import Database
+from newsletter.tokens import verify_token
 from newsletter.transports import SmtpTransport
 
 NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
@@ -315,7 +315,8 @@ def boundary(message: bytes) -> bytes:
 
 def test_worker_processes_send_each_once_byte_exact(tmp_path, mail_secret, pools):
     from newsletter.deliver.workers import _fork_is_safe
-    from newsletter.mail import UNSUBSCRIBE, build_edition_email, sign_token
+    from newsletter.mail import build_edition_email
+    from newsletter.tokens import UNSUBSCRIBE, sign_token
 
     digest = sample_digest()
     # Comments that start with '.': lines of the text part do too (dot-stuffing).

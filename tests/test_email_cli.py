@@ -119,8 +119,10 @@ def test_status_json(cli, project):
     assert data["subscribers"] == {"active": 1, "unsubscribed": 1}
     assert data["deliveries"] == {"2025-04-04": {"sent": 1}}
     assert data["next_send"] is None  # the samples are too old to email
+    assert data["next_weekly_send"] is None
     text = cli("status", cwd=project).stdout
     assert "last published: 2025-04-04" in text and "2025-04-04: 1 sent" in text
+    assert "next send: none" in text and "next weekly send: none" in text
 
 
 def test_import_reports_a_line_that_is_not_utf8(cli, project):

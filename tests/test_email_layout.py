@@ -12,12 +12,12 @@ import pytest
 from helpers import edition_email, email_bodies, html_text, numbered_links, run_cli
 from smtp_servers import Handler, mail_config, sample_digest, start_server
 
-from newsletter.mail import DEV_SECRET, UNSUBSCRIBE, sign_token
 from newsletter.mail_checks import setup_warnings, shouting
 from newsletter.model import Edition, Entry
 from newsletter.render import paper_anchors
 from newsletter.site import issue_files
 from newsletter.text import columns
+from newsletter.tokens import DEV_SECRET, UNSUBSCRIBE, sign_token
 
 TOKEN = sign_token(DEV_SECRET, UNSUBSCRIBE, "reader@example.com")
 PAGE = "https://papers.example.org/{}/2025-04-04/"

@@ -21,10 +21,11 @@ from aiosmtpd.controller import Controller
 from smtp_servers import free_port, mail_config, sample_digest
 
 from newsletter.deliver.issue import deliver_issue
-from newsletter.mail import UNSUBSCRIBE, build_edition_email, sign_token
+from newsletter.mail import build_edition_email
 from newsletter.model import Edition
 from newsletter.store import Store
 from newsletter.store.database import Database
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 from newsletter.transports import FileTransport, SmtpTransport
 
 NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
@@ -116,7 +117,7 @@ def test_the_file_transport_writes_what_an_8bitmime_relay_gets(tmp_path, monkeyp
     store.subscribers.add("reader@example.org", Edition.BOTH, "독자")
     deliver_issue(config, store, sample_digest(), now=NOW)
     (eml,) = (tmp_path / "outbox" / "2025-04-04").glob("*.eml")
-    from newsletter.mail import DEV_SECRET
+    from newsletter.tokens import DEV_SECRET
 
     token = sign_token(DEV_SECRET, UNSUBSCRIBE, "reader@example.org")
     message = build_edition_email(config, sample_digest(), Edition.BOTH, now=NOW)

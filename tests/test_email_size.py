@@ -23,11 +23,12 @@ from hypothesis import strategies as st
 from smtp_servers import mail_config
 
 from newsletter.errors import NewsletterError
-from newsletter.mail import DEV_SECRET, MAX_TOKEN, UNSUBSCRIBE, build_edition_email, sign_token
+from newsletter.mail import MAX_TOKEN, build_edition_email
 from newsletter.mail_layout import Cut
 from newsletter.mail_size import fit, ladder
 from newsletter.model import Digest, Edition, Entry
 from newsletter.render import paper_anchors
+from newsletter.tokens import DEV_SECRET, UNSUBSCRIBE, sign_token
 
 NOW = dt.datetime(2025, 6, 2, 7, 0, tzinfo=dt.UTC)
 FORMS = [True, False]

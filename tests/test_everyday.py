@@ -174,7 +174,7 @@ def test_preview_removes_its_folder_when_stopped(project, tmp_path, stop):
             assert refused.value.code == 404, path
     finally:
         process.send_signal(stop)
-        _out, err = process.communicate(timeout=15)
+        _out, err = process.communicate(timeout=120)  # a guard against a hang, not a timing
     assert process.returncode == 0, err
     assert list(tmp.iterdir()) == []
     assert "Traceback" not in err
@@ -192,7 +192,7 @@ def test_preview_server_is_quiet_when_a_client_hangs_up(tmp_path, capsys):
 
     (tmp_path / "index.html").write_text("<p>안녕</p>", encoding="utf-8")
     server = _Server(("127.0.0.1", 0), functools.partial(_Files, directory=str(tmp_path)))
-    server.daemon_threads = False  # server_close() joins every request thread
+    server.block_on_close = True  # server_close() joins every request thread
     serving = threading.Thread(target=server.serve_forever)
     serving.start()
     try:

@@ -4,6 +4,7 @@ a target that cannot be replaced, an interrupt in the middle of writing)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -52,8 +53,10 @@ def test_a_full_disk_with_no_old_file_leaves_nothing(tmp_path):
 
 def test_a_target_that_cannot_be_replaced_leaves_no_temp_file(tmp_path):
     (tmp_path / "index.html").mkdir()  # a folder where the file should go
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(OSError) as refused:  # errors.FileError: an OSError that says which file
         write_atomic(tmp_path / "index.html", b"page")
+    assert refused.value.errno == errno.EISDIR
+    assert str(refused.value).startswith(f"cannot write {tmp_path / 'index.html'}: Is a directory")
     assert leftovers(tmp_path) == [] and (tmp_path / "index.html").is_dir()
 
 

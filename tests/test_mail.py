@@ -20,15 +20,11 @@ import pytest
 from helpers import assert_golden, with_sample_links
 from smtp_servers import mail_config, sample_digest
 
-from newsletter.mail import (
-    DEV_SECRET,
-    build_edition_email,
-    check_address,
-    sign_token,
-    verify_token,
-)
+from newsletter.headers import check_address
+from newsletter.mail import build_edition_email
 from newsletter.model import Edition, Entry
 from newsletter.text import columns
+from newsletter.tokens import DEV_SECRET, sign_token, verify_token
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
 NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))

@@ -11,9 +11,8 @@ import datetime as dt
 import pytest
 
 from newsletter import mime
-from newsletter.mail import (
+from newsletter.headers import (
     MAX_ADDRESS,
-    MAX_TOKEN,
     Address,
     check_address,
     encode_mailbox,
@@ -21,9 +20,9 @@ from newsletter.mail import (
     list_id_header,
     message_id,
     one_line,
-    sign_token,
-    verify_token,
 )
+from newsletter.mail import MAX_TOKEN
+from newsletter.tokens import sign_token, verify_token
 
 KEY = b"k"
 

@@ -432,7 +432,7 @@ def test_a_database_that_cannot_be_opened_costs_the_links_not_the_site(tmp_path,
     missing = tmp_path / "no such folder" / "newsletter.db"
     config.write_text(config.read_text() + f"database_url: 'sqlite:///{missing}'\n", "utf-8")
     done = ok(run_cli("build", cwd=project))
-    assert "paper links: cannot open the database" in done.stderr
+    assert f"paper links: cannot open or write the database {missing}" in done.stderr
     assert "no lookups this run" in done.stderr
     assert not server.seen
     assert "MegaMath" in page(project, "en", "2025-04-04")

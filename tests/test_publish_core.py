@@ -15,6 +15,7 @@ from smtp_servers import free_port
 
 from newsletter.config import load_config
 from newsletter.errors import NewsletterError
+from newsletter.model import Week
 from newsletter.preview import preview_config, serve_preview
 from newsletter.publish import build, publish, scan
 from newsletter.status import collect_status
@@ -115,6 +116,8 @@ def test_status_before_and_after_publishing(config):
         "last_published": None,
         # 2025-01-22 is too old to email; 2025-04-04 is due at 07:00 Seoul time.
         "next_send": {"date": "2025-04-04", "at": "2025-04-04T07:00:00+09:00"},
+        # The week of 2025-04-04 (ISO 2025-W14) is emailed on Monday 2025-04-07.
+        "next_weekly_send": {"week": "2025-W14", "at": "2025-04-07T07:00:00+09:00"},
         "deliveries": {},
         "subscribers": {"active": 1, "unsubscribed": 1},
         "bounces": {},
@@ -130,8 +133,15 @@ def test_status_before_and_after_publishing(config):
         "date": "2025-05-19",
         "at": "2025-05-19T07:00:00+09:00",
     }
+    with Store.open(config) as store:
+        store.ledger.mark_issue_emailed(Week(2025, 14))
+    assert collect_status(config, now)["next_weekly_send"] == {
+        "week": "2025-W21",
+        "at": "2025-05-26T07:00:00+09:00",
+    }
     late = dt.datetime(2025, 6, 1, tzinfo=SEOUL)
     assert collect_status(config, late)["next_send"] is None
+    assert collect_status(config, late)["next_weekly_send"] is None
 
 
 # --- preview ------------------------------------------------------------------------

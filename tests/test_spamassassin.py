@@ -21,8 +21,9 @@ from smtp_servers import mail_config
 
 from newsletter.config import load_config
 from newsletter.digest import read_digest
-from newsletter.mail import DEV_SECRET, UNSUBSCRIBE, build_edition_email, sign_token
+from newsletter.mail import build_edition_email
 from newsletter.model import Edition
+from newsletter.tokens import DEV_SECRET, UNSUBSCRIBE, sign_token
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 1.0

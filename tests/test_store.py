@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import io
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pg_server import fresh_pg_database
 from smtp_servers import mail_config
 
 from newsletter.errors import NewsletterError
@@ -33,9 +35,8 @@ def store(request, tmp_path):
     store = Store(Database(url))
     if request.param == "postgresql":  # one server for the module: start clean
         with store.db.engine.begin() as conn:
-            conn.execute(store.db.tables.bounce_events.delete())
-            conn.execute(store.db.tables.deliveries.delete())
-            conn.execute(store.db.tables.subscribers.delete())
+            for table in ("bounce_events", "deliveries", "issues", "subscribers", "paper_links"):
+                conn.execute(getattr(store.db.tables, table).delete())
     yield store
     store.close()
 
@@ -82,7 +83,7 @@ def test_every_older_version_upgrades_to_the_current_keeping_its_data(store, ver
         store.subscribers.set_preferences(
             "weekly@example.org", Preferences(Cadence.DAILY, ("moe", "rl")), at=week_of
         )
-    sent = dt.date(2024, 1, version)  # a date of this test's own (the PostgreSQL server is shared)
+    sent = dt.date(2024, 1, version)
     if version >= 2:
         store.ledger.mark_issue_emailed(sent)
     with store.db.engine.begin() as conn:
@@ -299,7 +300,7 @@ def test_ledger_plan_start_record(store):
     for i in range(5):
         store.subscribers.add(f"u{i}@example.org", "ko" if i % 2 else "en")
     store.subscribers.set_state("u4@example.org", "unsubscribed")
-    todo, skipped = store.ledger.delivery_plan(DATE, [Edition.KO, Edition.EN])
+    todo, skipped = store.plan.todo(DATE, [Edition.KO, Edition.EN])
     assert [s.email for s in todo] == [f"u{i}@example.org" for i in range(4)] and skipped == 0
     store.ledger.start_deliveries(DATE, todo)
     store.ledger.start_deliveries(DATE, todo)  # idempotent
@@ -320,14 +321,12 @@ def test_ledger_plan_start_record(store):
     assert (
         rows["u2@example.org"].last_reply == "451 later" and rows["u2@example.org"].sent_at is None
     )
-    todo, skipped = store.ledger.delivery_plan(DATE, list(Edition))
+    todo, skipped = store.plan.todo(DATE, list(Edition))
     assert [s.email for s in todo] == ["u2@example.org", "u3@example.org"]
     assert skipped == 1  # u0 sent; u1 is bounced now (not active)
     # A subscriber who switched edition after getting today's issue is skipped too.
     store.subscribers.set_edition("u0@example.org", "ko")
-    assert "u0@example.org" not in [
-        s.email for s in store.ledger.delivery_plan(DATE, list(Edition))[0]
-    ]
+    assert "u0@example.org" not in [s.email for s in store.plan.todo(DATE, list(Edition))[0]]
 
 
 def test_record_20000_outcomes_in_batches(tmp_path):
@@ -351,7 +350,7 @@ def test_record_20000_outcomes_in_batches(tmp_path):
             ],
         )
     start = time.perf_counter()
-    todo, _ = store.ledger.delivery_plan(DATE, list(Edition))
+    todo, _ = store.plan.todo(DATE, list(Edition))
     store.ledger.start_deliveries(DATE, todo)
     outcomes = [Outcome(Edition.KO, s.email, DeliveryState.SENT) for s in todo]
     for i in range(0, len(outcomes), 500):
@@ -505,9 +504,7 @@ def test_complained_subscribers_stay_out_of_web_flows(store, tmp_path):
 
 def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tmp_path):
     """The README's move, command by command: nobody is mailed twice afterwards."""
-    import secrets
 
-    import sqlalchemy as sa
     from helpers import run_cli
 
     def cli(*args: str):
@@ -539,12 +536,7 @@ def test_move_from_sqlite_to_postgresql_through_the_cli(mail_pg_url, project, tm
     (project / "ledger.csv").write_text(ledger_csv, encoding="utf-8")
 
     # A fresh PostgreSQL database, named in the config.
-    name = f"moved_{secrets.token_hex(4)}"
-    admin = sa.create_engine(mail_pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    url = mail_pg_url.replace("/postgres?", f"/{name}?")
+    url = fresh_pg_database(mail_pg_url, "moved")
     config = project / "config.yaml"
     config.write_text(config.read_text(encoding="utf-8") + f"database_url: '{url}'\n")
 
@@ -580,7 +572,7 @@ def test_ledger_import_never_makes_a_sent_message_sendable_again(store, tmp_path
 
     for address in ("a@example.org", "b@example.org", "c@example.org"):
         store.subscribers.add(address, "ko")
-    todo, _ = store.ledger.delivery_plan(DATE, [Edition.KO])
+    todo, _ = store.plan.todo(DATE, [Edition.KO])
     store.ledger.start_deliveries(DATE, todo)
     store.ledger.record(
         DATE,
@@ -641,3 +633,59 @@ def test_a_reported_bounce_or_complaint_records_when_the_state_changed(store):
     reactivate(store, "hard@example.org")
     back = store.subscribers.get("hard@example.org")
     assert back.state is SubscriberState.ACTIVE and back.state_changed_at >= hard.state_changed_at
+
+
+# --- several processes creating the database at once ------------------------------
+
+
+def _schema_rows(url: str) -> list[int]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.exec_driver_sql("SELECT version FROM schema_version")]
+    finally:
+        engine.dispose()
+
+
+def _twelve_adds_at_once(config: Path) -> None:
+    from concurrent_cli import run_together
+
+    from newsletter.config import load_config
+    from newsletter.store.schema import SCHEMA_VERSION
+
+    adds = [("--config", str(config), "subscribers", "add", f"u{i}@example.org") for i in range(12)]
+    results = run_together(adds)
+    failed = [r.stderr for r in results if r.returncode != 0]
+    assert not failed, failed[0]
+    url = load_config(config).db_url
+    assert _schema_rows(url) == [SCHEMA_VERSION]
+    with Store(Database(url)) as store:
+        assert len(store.subscribers.list()) == 12
+
+
+def test_twelve_commands_creating_a_fresh_sqlite_database_at_once(tmp_path):
+    (tmp_path / "config.yaml").write_text("paths:\n  state: state\n", encoding="utf-8")
+    _twelve_adds_at_once(tmp_path / "config.yaml")
+
+
+def test_twelve_commands_creating_a_fresh_postgresql_database_at_once(tmp_path, mail_pg_url):
+    url = fresh_pg_database(mail_pg_url, "race")
+    (tmp_path / "config.yaml").write_text(f"database_url: '{url}'\n", encoding="utf-8")
+    _twelve_adds_at_once(tmp_path / "config.yaml")
+
+
+def test_a_database_left_with_several_version_rows_is_repaired(tmp_path):
+    url = f"sqlite:///{tmp_path / 'nl.db'}"
+    Database(url).close()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as an old, unlocked start could leave it
+        conn.exec_driver_sql("INSERT INTO schema_version VALUES (0), (2)")
+    engine.dispose()
+    Database(url).close()
+    from newsletter.store.schema import SCHEMA_VERSION
+
+    assert _schema_rows(url) == [SCHEMA_VERSION]

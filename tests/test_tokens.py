@@ -9,7 +9,6 @@ import datetime as dt
 import pytest
 
 from newsletter import tokens
-from newsletter.mail import sign_token
 from newsletter.tokens import (
     CONFIRM_MAX_AGE,
     ExpiredToken,
@@ -18,6 +17,7 @@ from newsletter.tokens import (
     csrf_valid,
     new_csrf_nonce,
     sign_expiring,
+    sign_token,
     verify_address,
     verify_expiring,
     well_formed,

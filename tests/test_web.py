@@ -34,9 +34,9 @@ from smtp_servers import free_port
 
 from newsletter import tokens
 from newsletter.config import SECRET_ENV, Config, config_from_dict
-from newsletter.mail import UNSUBSCRIBE, sign_token
 from newsletter.model import SubscriberState
 from newsletter.store import Store
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 from newsletter.transports import outbox_name
 from newsletter.web.safety import Limits
 

@@ -14,8 +14,8 @@ import pytest
 from helpers import start_chromium
 from test_web import SECRET, Running, link_in, server  # server: the fixture
 
-from newsletter.mail import UNSUBSCRIBE, sign_token
 from newsletter.model import SubscriberState
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 
 __all__ = ["server"]  # used as a fixture by name
 

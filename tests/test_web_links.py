@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from test_web import SECRET, Running, form_action, link_in, server
 
-from newsletter.mail import UNSUBSCRIBE, sign_token
 from newsletter.model import SubscriberState
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 
 __all__ = ["server"]  # used as a fixture by name
 

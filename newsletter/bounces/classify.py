@@ -46,10 +46,10 @@ from enum import StrEnum
 from typing import Protocol
 
 from newsletter.bounces.verp import DeliveryRef, Verp
-from newsletter.mail import UNSUBSCRIBE, message_id
+from newsletter.headers import message_id
 from newsletter.model import Edition, IssueId
 from newsletter.store.bounces import EventKind, status_of
-from newsletter.tokens import verify_address
+from newsletter.tokens import UNSUBSCRIBE, verify_address
 
 
 class Kind(StrEnum):

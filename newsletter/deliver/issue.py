@@ -11,8 +11,10 @@ page's 'pending' ledger rows, hand its messages to the workers (`run.SendRun`).
 
 Retries: 4xx and lost connections are retried in rounds with a backoff
 (`retry_delays`), a bounded number of times; what still fails stays 'pending'
-and a rerun tries again. 5xx is 'failed' for good; a refused recipient counts
-a hard bounce and `email.bounce_limit` bounces mark the subscriber bounced.
+and a rerun tries again. A 5xx for the recipient is 'failed' for good; a
+refused mailbox counts a hard bounce and `email.bounce_limit` bounces mark the
+subscriber bounced. A 5xx for the message itself stops that message (its variant) with every
+row still 'pending' (`DeliveryReport.refused`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from newsletter.bounces.verp import Verp
 from newsletter.deliver.run import ProgressCallback, SendRun
 from newsletter.deliver.variants import Mailing, Variants
 from newsletter.deliver.workers import TransportFactory, WorkContext, make_pool
-from newsletter.mail import check_address, check_sendable, resolve_secret
+from newsletter.headers import check_address
+from newsletter.mail import check_sendable, resolve_secret
 from newsletter.mail_checks import setup_warnings
 from newsletter.model import Digest, Edition, IssueId, Subscriber
 from newsletter.plurals import nouns
@@ -39,7 +42,6 @@ if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.deliver.wire import Job
     from newsletter.store import Store
-    from newsletter.store.ledger import Ledger
 
 log = logging.getLogger("newsletter")
 
@@ -78,6 +80,9 @@ class DeliveryReport:
     no_issue: bool = False  # a week without an issue: no weekly email
     recipients: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     note: str = ""
+    # Editions a message of which the server refused (a message-level 5xx), with its
+    # reply: their messages were not sent and stay pending for a rerun.
+    refused: Mapping[str, str] = field(default_factory=dict)
 
 
 def deliver_issue(
@@ -127,21 +132,17 @@ def deliver_issue(
     # One sender per database at a time: two would both see everyone as not
     # done yet and both send. Planning happens under the lock.
     with store.db.sending_lock(date):
-        return _send(
-            config, store.ledger, mailing, now, progress, transport_factory, retry_delays, stop
-        )
+        return _send(config, store, mailing, now, progress, transport_factory, retry_delays, stop)
 
 
 def _plan_only(config: Config, store: Store, mailing: Mailing) -> DeliveryReport:
     """What a real run would do now: the same plan and the same counts, nothing sent."""
     date = mailing.issue
-    groups_, skipped = store.ledger.plan_groups(
+    groups_, skipped = store.plan.groups(
         date, config.editions, cadence=mailing.cadence, day=mailing.decides
     )
     variants = Variants(mailing, groups_)
-    todo, _ = store.ledger.delivery_plan(
-        date, config.editions, cadence=mailing.cadence, day=mailing.decides
-    )
+    todo, _ = store.plan.todo(date, config.editions, cadence=mailing.cadence, day=mailing.decides)
     groups: dict[Edition, list[Subscriber]] = {}
     for subscriber in todo:
         if variants.of(subscriber) is not None:
@@ -170,7 +171,7 @@ def _plan_only(config: Config, store: Store, mailing: Mailing) -> DeliveryReport
 
 def _send(
     config: Config,
-    ledger: Ledger,
+    store: Store,
     mailing: Mailing,
     now: dt.datetime,
     progress: ProgressCallback | None,
@@ -180,7 +181,7 @@ def _send(
 ) -> DeliveryReport:
     started = time.monotonic()
     date = mailing.issue
-    groups, skipped = ledger.plan_groups(
+    groups, skipped = store.plan.groups(
         date, config.editions, cadence=mailing.cadence, day=mailing.decides
     )
     variants = Variants(mailing, groups)
@@ -214,7 +215,8 @@ def _send(
     )
     stop = stop or threading.Event()
     pool = make_pool(config, context, total, transport_factory)
-    run = SendRun(config, ledger, date, pool, progress, total, stop)
+    run = SendRun(config, store.plan, store.ledger, date, pool, progress, total, stop)
+    run.variants = set(range(len(emails)))
     send_started = time.monotonic()
     try:
         # Start-up check: a bad host/TLS/password raises before anything is marked.
@@ -227,7 +229,7 @@ def _send(
             jobs = itertools.chain(retry, source) if run.source_left else iter(retry)
             if not retry and not run.source_left:
                 break
-            if attempt == len(retry_delays) or stop.is_set():
+            if attempt == len(retry_delays) or stop.is_set() or run.halted:
                 break
             log.info(
                 "%s: %s; retrying in %.1f s",
@@ -260,6 +262,7 @@ def _send(
         seconds=time.monotonic() - started,
         per_edition=per,
         messages_per_second=run.counts["sent"] / send_seconds,
+        refused=_refused_by_edition(run.refused, variants),
         variants=len(emails),
         **counts,
     )
@@ -274,3 +277,12 @@ def _send(
         report.messages_per_second,
     )
     return report
+
+
+def _refused_by_edition(refused: Mapping[int, str], variants: Variants) -> dict[str, str]:
+    """{edition value: the server's reply} from {variant index: reply}: the first
+    refusal of each edition (its variants differ only by the papers they hold)."""
+    out: dict[str, str] = {}
+    for index, reply in sorted(refused.items()):
+        out.setdefault(variants.variants[index].edition.value, reply)
+    return out

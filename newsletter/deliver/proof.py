@@ -14,15 +14,11 @@ from typing import TYPE_CHECKING
 
 from newsletter.errors import NewsletterError
 from newsletter.files import write_atomic
-from newsletter.mail import (
-    UNSUBSCRIBE,
-    build_edition_email,
-    check_address,
-    resolve_secret,
-    sign_token,
-)
+from newsletter.headers import check_address
+from newsletter.mail import build_edition_email, resolve_secret
 from newsletter.model import Digest, Edition
 from newsletter.store.subscribers import normalize_email
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 from newsletter.transports import (
     SendFailure,
     Transport,

@@ -8,10 +8,15 @@ themselves. A kill -9 therefore repeats at most the messages accepted but not
 yet committed (about one per connection at low rates, at most one batch at high
 rates) on the next run.
 
-Classification: accepted is 'sent'; a 5xx for the recipient is 'failed' for
-good (a refused recipient is a hard bounce); a 4xx or a lost connection stays
-'pending' and is handed back for the next retry round. A fatal failure (the
-server refuses the sender) stops the run.
+Classification (`smtp_replies`): accepted is 'sent'; a 5xx for the recipient
+is 'failed' for good (a refused mailbox is a hard bounce); a 4xx or a lost
+connection stays 'pending' and is handed back for the next retry round. A 5xx
+for the message itself (after DATA: too large, transaction failed) is the same
+for everyone who gets that message (its variant: an edition, of every paper or
+of some readers' topics): that variant stops, its rows stay 'pending' with
+nothing recorded against anyone, and `refused` says why (a rerun sends them).
+A fatal failure (the server refuses the sender, the outbox cannot be written)
+stops the run.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from typing import TYPE_CHECKING
 
 from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
-from newsletter.mail import check_address
+from newsletter.headers import check_address
 from newsletter.model import Edition, IssueId
+from newsletter.smtp_replies import Scope
 from newsletter.store.ledger import DeliveryState, Outcome
 from newsletter.transports import PermanentFailure, SendFailure
 
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
     from newsletter.deliver.variants import Mailing, Variants
     from newsletter.deliver.workers import Pool
     from newsletter.store.ledger import Ledger
+    from newsletter.store.plan import Plan
 
 log = logging.getLogger("newsletter")
 
@@ -62,6 +69,7 @@ class SendRun:
     def __init__(
         self,
         config: Config,
+        plan: Plan,
         ledger: Ledger,
         date: IssueId,
         pool: Pool,
@@ -70,6 +78,7 @@ class SendRun:
         shutdown: threading.Event,
     ) -> None:
         self.config = config
+        self.planned = plan
         self.ledger = ledger
         self.date = date
         self.pool = pool
@@ -86,6 +95,11 @@ class SendRun:
         self._next_write = 0.0
         # (edition, address) of temporary failures that reached email.max_attempts.
         self._abandoned: set[tuple[str, str]] = set()
+        # Variants whose message the server refused (message-level 5xx): the reply.
+        self.refused: dict[int, str] = {}
+        # The variants this run sends (set by the caller); all refused: nothing
+        # left to do.
+        self.variants: set[int] = set()
 
     def plan(
         self, editions: Sequence[Edition], mailing: Mailing, variants: Variants
@@ -95,7 +109,7 @@ class SendRun:
         Each subscriber gets the variant of their edition and topics; one whose
         topics pick no paper gets nothing (no ledger row).
         """
-        pages = self.ledger.plan_pages(
+        pages = self.planned.pages(
             self.date, editions, page=PAGE, cadence=mailing.cadence, day=mailing.decides
         )
         for page in pages:
@@ -133,7 +147,7 @@ class SendRun:
         outcomes: list[Outcome] = []  # accepted (or failed), not yet in the ledger
         try:
             while True:
-                if not stopping and (self.shutdown.is_set() or error is not None):
+                if not stopping and (self.shutdown.is_set() or error is not None or self.halted):
                     stopping = True
                     for w in range(pool.size):
                         pool.send(w, (wire.STOP,))
@@ -148,13 +162,18 @@ class SendRun:
                     if kind == wire.DONE:
                         job = assigned[w].pop(message[1])
                         failure = wire.failure_from_wire(message[2])
-                        outcomes.append(self._classify(job, failure, retry))
+                        outcome = self._classify(job, failure, retry)
+                        if outcome is not None:
+                            outcomes.append(outcome)
                         if failure is not None and failure.fatal:
                             error = error or failure
                     elif kind == wire.DROPPED:
                         # Jobs a worker will not send (it gave up its connection,
                         # or was asked to stop): sent again later, nothing recorded.
-                        retry.extend(assigned[w].pop(number) for number in message[1])
+                        # Those of a refused variant stay pending for a rerun.
+                        dropped = [assigned[w].pop(number) for number in message[1]]
+                        if message[2] != wire.REFUSED:
+                            retry.extend(dropped)
                         given_up[w] = given_up[w] or message[2] == wire.GAVE_UP
                     elif kind == wire.ERROR:
                         error = error or RuntimeError(f"a delivery worker failed:\n{message[1]}")
@@ -175,15 +194,26 @@ class SendRun:
             raise
         self.source_left = not exhausted
         if isinstance(error, SendFailure):
+            rest = f"{self.counts['sent']} messages were sent, a rerun sends the rest"
+            if error.scope is not Scope.SENDER:
+                raise NewsletterError(f"delivery stopped: {error.text}", hint=rest)
             sender = check_address(self.config.email.sender_address).envelope
             raise NewsletterError(
                 f"the SMTP server refused the sender {sender}: {error.reply}",
-                hint="check email.from and that the server lets this account send as it; "
-                f"{self.counts['sent']} messages were sent, a rerun sends the rest",
+                hint=f"check email.from and that the server lets this account send as it; {rest}",
             )
         if error is not None:
             raise error
-        return [job for job in retry if (job[3], job[1].lower()) not in self._abandoned]
+        return [
+            job
+            for job in retry
+            if (job[3], job[1].lower()) not in self._abandoned and job[5] not in self.refused
+        ]
+
+    @property
+    def halted(self) -> bool:
+        """Whether the server refused every message (variant) this run sends."""
+        return bool(self.variants) and self.variants <= set(self.refused)
 
     def _dispatch(
         self, jobs: Iterator[wire.Job], assigned: list[dict[int, wire.Job]], given_up: list[bool]
@@ -193,11 +223,13 @@ class SendRun:
             if given_up[w] or len(held) >= _CHUNK:
                 continue
             want = 2 * _CHUNK - len(held)
-            chunk = list(itertools.islice(jobs, want))
+            taken = list(itertools.islice(jobs, want))
+            # A refused variant's jobs are not sent: their rows stay pending.
+            chunk = [job for job in taken if job[5] not in self.refused]
             if chunk:
                 held.update((job[0], job) for job in chunk)
                 self.pool.send(w, (wire.JOBS, chunk))
-            if len(chunk) < want:
+            if len(taken) < want:
                 return True
         return False
 
@@ -210,6 +242,13 @@ class SendRun:
         """After an exception here: stop the workers and record what they still report."""
         for w in range(self.pool.size):
             self.pool.send(w, (wire.STOP,))
+        held = sum(len(jobs) for jobs in assigned)
+        log.info(
+            "%s: stopping: waiting for the messages in flight (%d queued or sending), "
+            "to record them",
+            self.date,
+            held,
+        )
         deadline = time.monotonic() + self.config.email.smtp.timeout + 5
         with contextlib.suppress(Exception):
             while any(assigned) and self.pool.open and time.monotonic() < deadline:
@@ -217,7 +256,9 @@ class SendRun:
                     if message[0] == wire.DONE and message[1] in assigned[w]:
                         job = assigned[w].pop(message[1])
                         failure = wire.failure_from_wire(message[2])
-                        outcomes.append(self._classify(job, failure, retry))
+                        outcome = self._classify(job, failure, retry)
+                        if outcome is not None:
+                            outcomes.append(outcome)
                     elif message[0] == wire.DROPPED:
                         for number in message[1]:
                             assigned[w].pop(number, None)
@@ -225,19 +266,49 @@ class SendRun:
                         assigned[w].clear()
         try:
             self._write(outcomes)
-        except Exception:  # the original error is what the caller must see
-            log.exception("%s: %d outcomes could not be recorded", self.date, len(outcomes))
+        except Exception as exc:  # the original error is what the caller must see
+            accepted = sum(o.state == DeliveryState.SENT for o in outcomes)
+            log.error(
+                "%s: %d outcomes could not be recorded (%d accepted by the server: a rerun "
+                "sends those again): %s",
+                self.date,
+                len(outcomes),
+                accepted,
+                exc,
+            )
+            return
+        log.info(
+            "%s: stopped: %d sent in this run are recorded; a rerun sends the rest",
+            self.date,
+            self.counts["sent"],
+        )
 
     def _classify(
         self, job: wire.Job, failure: SendFailure | None, retry: list[wire.Job]
-    ) -> Outcome:
-        """The ledger outcome of one job; a temporary failure also goes to `retry`."""
-        email, edition_value = job[1], job[3]
+    ) -> Outcome | None:
+        """The ledger outcome of one job; a temporary failure also goes to `retry`.
+
+        None for a message-level refusal: nothing is recorded against the
+        recipient, the row stays pending and the variant stops (`refused`).
+        """
+        email, edition_value, variant = job[1], job[3], job[5]
         edition = Edition(edition_value)
         if failure is None:
             self.counts["sent"] += 1
             self.per_edition[(edition_value, "sent")] += 1
             return Outcome(edition, email, DeliveryState.SENT, "accepted")
+        if failure.permanent and failure.scope is Scope.MESSAGE:
+            if variant not in self.refused:
+                self.refused[variant] = failure.reply
+                log.error(
+                    "%s %s edition: the server refused the message itself (%s): "
+                    "it is not sent again in this run, nobody is marked failed; "
+                    "a rerun sends it",
+                    self.date,
+                    edition_value,
+                    failure.reply,
+                )
+            return None
         if isinstance(failure, PermanentFailure) and not failure.fatal:
             self.counts["failed"] += 1
             self.per_edition[(edition_value, "failed")] += 1

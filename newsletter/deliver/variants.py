@@ -72,7 +72,7 @@ class Variants:
     """The distinct emails of a send, and which one each group of the plan gets.
 
     `groups`: subscribers to mail by (edition, topics), as counted by
-    `Ledger.plan_groups`. `planned` counts by edition those who get an email,
+    `Plan.groups`. `planned` counts by edition those who get an email,
     `filtered` those whose topics picked no paper.
     """
 

@@ -6,7 +6,9 @@
     worker -> run     ("ready", None | (message, hint))   once, after connecting
                       ("done", number, Failure | None)    one per message
                       ("dropped", [number, ...], why)     jobs it will not send
-                                                          (why: "stop" or "gave up")
+                                                          (why: "stop", "gave up", or
+                                                          "refused": the server refused
+                                                          their variant's message)
                       ("error", traceback, [number, ...]) it broke
     pool -> run       ("lost",)                    the worker's pipe closed
 
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from newsletter.smtp_replies import Scope
 from newsletter.transports import PermanentFailure, SendFailure, TemporaryFailure
 
 # A job: (number within the run, address, display name, edition value, subscriber
 # id, variant: the index of the prebuilt email it gets, `deliver.variants`).
 Job = tuple[int, str, str, str, int, int]
-# A SendFailure on the wire: (permanent, recipient, code, text, hard_bounce, fatal).
-Failure = tuple[bool, str, int | None, str, bool, bool]
+# A SendFailure on the wire: (permanent, recipient, code, text, hard_bounce, fatal,
+# scope name).
+Failure = tuple[bool, str, int | None, str, bool, bool, str]
 
 # To a worker.
 JOBS = "jobs"
@@ -39,6 +43,7 @@ LOST = "lost"
 # Why a worker dropped its jobs.
 STOPPED = "stop"
 GAVE_UP = "gave up"
+REFUSED = "refused"  # the server refused the message of that variant
 
 
 def failure_to_wire(failure: SendFailure) -> Failure:
@@ -50,6 +55,7 @@ def failure_to_wire(failure: SendFailure) -> Failure:
         failure.text,
         getattr(failure, "hard_bounce", False),
         failure.fatal,
+        failure.scope.name,
     )
 
 
@@ -57,11 +63,7 @@ def failure_from_wire(wire: tuple[Any, ...] | None) -> SendFailure | None:
     """The send failure of a "done" message; None if the message was accepted."""
     if wire is None:
         return None
-    permanent, recipient, code, text, hard_bounce, fatal = wire
-    failure: SendFailure = (
-        PermanentFailure(recipient, code, text, hard_bounce)
-        if permanent
-        else TemporaryFailure(recipient, code, text)
-    )
-    failure.fatal = fatal
-    return failure
+    permanent, recipient, code, text, hard_bounce, fatal, scope = wire
+    if permanent:
+        return PermanentFailure(recipient, code, text, hard_bounce, scope=Scope[scope], fatal=fatal)
+    return TemporaryFailure(recipient, code, text, scope=Scope[scope], fatal=fatal)

@@ -39,8 +39,11 @@ from typing import TYPE_CHECKING, Any
 from newsletter.bounces.verp import Verp
 from newsletter.deliver import wire
 from newsletter.errors import NewsletterError
-from newsletter.mail import UNSUBSCRIBE, EditionEmail, check_address, sign_token
+from newsletter.headers import check_address
+from newsletter.mail import EditionEmail
 from newsletter.model import IssueId, issue_tag
+from newsletter.smtp_replies import Scope
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 from newsletter.transports import (
     PermanentFailure,
     RateLimiter,
@@ -142,11 +145,13 @@ def _work(
         # SMTP gets the editions dot-stuffed once, not every message.
         smtp = isinstance(transport, SmtpTransport)
         emails = {k: e.for_smtp() for k, e in context.emails.items()} if smtp else context.emails
+        refused: set[int] = set()  # variants whose message the server refused
         while True:
             if not jobs or conn.poll():
                 message = conn.recv()
                 if message[0] == wire.JOBS:
                     jobs.extend(message[1])
+                    _drop_refused(conn, jobs, refused)
                 elif message[0] == wire.STOP:
                     conn.send((wire.DROPPED, [job[0] for job in jobs], wire.STOPPED))
                     jobs.clear()
@@ -175,6 +180,14 @@ def _work(
                     transport.send(mail_from, recipient, data)
             except SendFailure as failure:
                 conn.send((wire.DONE, number, wire.failure_to_wire(failure)))
+                if failure.fatal:
+                    # Nothing more can go out (the run is stopping): say so at once.
+                    conn.send((wire.DROPPED, [job[0] for job in jobs], wire.STOPPED))
+                    jobs.clear()
+                elif failure.permanent and failure.scope is Scope.MESSAGE:
+                    # The same bytes would be refused for everyone who gets this variant.
+                    refused.add(variant)
+                    _drop_refused(conn, jobs, refused)
                 if isinstance(failure, TemporaryFailure) and failure.code is None:
                     lost += 1
                     if lost >= MAX_CONNECTION_FAILURES:
@@ -195,6 +208,18 @@ def _work(
             transport.close()
         with contextlib.suppress(OSError):
             conn.close()
+
+
+def _drop_refused(conn: Connection, jobs: deque[wire.Job], refused: set[int]) -> None:
+    """Take the jobs of refused variants out of `jobs` and tell the run (DROPPED)."""
+    if not refused:
+        return
+    dropped = [job[0] for job in jobs if job[5] in refused]
+    if dropped:
+        kept = [job for job in jobs if job[5] not in refused]
+        jobs.clear()
+        jobs.extend(kept)
+        conn.send((wire.DROPPED, dropped, wire.REFUSED))
 
 
 def _process_main(

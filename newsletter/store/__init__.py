@@ -4,12 +4,14 @@
     schema.py          every table and every migration, in order
     subscribers.py     Subscribers: the subscriber list
     subscriber_csv.py  CSV import and export of that list
-    ledger.py          Ledger: the delivery plan, outcomes, counts, send-once marks
+    ledger.py          Ledger: each message's outcome, counts, send-once marks
+    plan.py            Plan: who still needs an issue (read from both tables)
     bounces.py         BounceEvents: bounces, complaints, unsubscribes after the send
     links.py           LinkCache: each paper's arXiv lookup (newsletter.papers)
 
-Each of `Subscribers`, `Ledger`, `BounceEvents` and `LinkCache` takes the `Database`.
-`Store` only holds them for callers that need more than one; it forwards nothing.
+Each of `Subscribers`, `Plan`, `Ledger`, `BounceEvents` and `LinkCache` takes the
+`Database`. `Store` only holds them for callers that need more than one; it
+forwards nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from newsletter.store.bounces import BounceEvents
 from newsletter.store.database import Database
 from newsletter.store.ledger import Ledger
 from newsletter.store.links import LinkCache
+from newsletter.store.plan import Plan
 from newsletter.store.subscribers import Subscribers
 
 if TYPE_CHECKING:
@@ -27,12 +30,13 @@ if TYPE_CHECKING:
 
 
 class Store:
-    """`db`, `subscribers`, `ledger`, `bounces` and `links` over one database;
+    """`db`, `subscribers`, `plan`, `ledger`, `bounces` and `links` over one database;
     closes it as a context manager."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.subscribers = Subscribers(db)
+        self.plan = Plan(db)
         self.ledger = Ledger(db)
         self.bounces = BounceEvents(db)
         self.links = LinkCache(db)

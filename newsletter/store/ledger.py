@@ -1,12 +1,10 @@
-"""The delivery ledger: who still needs an issue, and what happened to each message.
+"""The delivery ledger: what happened to each message of an issue.
 
 One row per (issue, edition, address) in `deliveries`: 'pending' before a
 message is handed to a worker, 'sent' once the server accepted it, 'failed'
 when it never will be. An issue is a day (`2025-04-04`, the daily email) or an
 ISO week (`2025-W15`, the weekly email): the column `issue_date` holds either.
-The plan of an issue is the active subscribers of its cadence (daily or
-weekly, on the day that decides: `newsletter.cadence`) with no 'sent' or
-'failed' row for it (in any edition), so a rerun sends only what is left.
+Who still needs an issue is `newsletter.store.plan`, read from these rows.
 `issues` marks the issues whose email is done (the daemon's send-once mark).
 """
 
@@ -14,23 +12,19 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from newsletter.cadence import plan_condition
 from newsletter.model import (
-    Cadence,
     Edition,
     IssueId,
     Subscriber,
     SubscriberState,
-    Week,
     parse_issue_id,
 )
 from newsletter.store.bounces import smtp_bounce_rows
 from newsletter.store.database import now
-from newsletter.store.subscribers import subscriber_from_row
 
 if TYPE_CHECKING:
     from newsletter.store.database import Database
@@ -80,117 +74,6 @@ class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.tables = db.tables
-
-    # --- the plan ---------------------------------------------------------------
-
-    def plan_counts(
-        self,
-        date: IssueId,
-        editions: Sequence[Edition],
-        *,
-        cadence: Cadence = Cadence.DAILY,
-        day: dt.date | None = None,
-    ) -> tuple[dict[Edition, int], int]:
-        """Like delivery_plan, without the list: (messages to send per edition, skipped)."""
-        counts: dict[Edition, int] = {}
-        groups, skipped = self.plan_groups(date, editions, cadence=cadence, day=day)
-        for (edition, _topics), n in groups.items():
-            counts[edition] = counts.get(edition, 0) + n
-        return counts, skipped
-
-    def plan_groups(
-        self,
-        date: IssueId,
-        editions: Sequence[Edition],
-        *,
-        cadence: Cadence = Cadence.DAILY,
-        day: dt.date | None = None,
-    ) -> tuple[dict[tuple[Edition, tuple[str, ...]], int], int]:
-        """The plan counted by (edition, topics): one query, a row per group,
-        however long the list; and how many were skipped (see delivery_plan)."""
-        import sqlalchemy as sa
-
-        s = self.tables.subscribers
-        who = _Who(date, editions, cadence, day)
-        query = _plan_query(self.tables, who, [s.c.edition, s.c.topics, sa.func.count()])
-        with self.db.engine.connect() as conn:
-            rows = conn.execute(query.group_by(s.c.edition, s.c.topics))
-            groups = {
-                (Edition(edition), tuple(topics.split(",")) if topics else ()): int(n)
-                for edition, topics, n in rows
-            }
-        return groups, self._skipped(who)
-
-    def plan_pages(
-        self,
-        date: IssueId,
-        editions: Sequence[Edition],
-        *,
-        page: int = 2000,
-        cadence: Cadence = Cadence.DAILY,
-        day: dt.date | None = None,
-    ) -> Iterator[list[Subscriber]]:
-        """The delivery plan in pages of `page` subscribers, by id (keyset pagination).
-
-        Memory stays flat however long the list: one short read per page, no
-        read transaction held open while sending (SQLite's WAL can checkpoint).
-        Someone who unsubscribes meanwhile is left out of the pages not yet read.
-        """
-        s = self.tables.subscribers
-        who = _Who(date, editions, cadence, day)
-        last = 0
-        while True:
-            query = (
-                _plan_query(self.tables, who, [s]).where(s.c.id > last).order_by(s.c.id).limit(page)
-            )
-            with self.db.engine.connect() as conn:
-                rows = [subscriber_from_row(row) for row in conn.execute(query)]
-            if not rows:
-                return
-            yield rows
-            last = rows[-1].id or last
-            if len(rows) < page:
-                return
-
-    def delivery_plan(
-        self,
-        date: IssueId,
-        editions: Sequence[Edition],
-        *,
-        cadence: Cadence = Cadence.DAILY,
-        day: dt.date | None = None,
-    ) -> tuple[list[Subscriber], int]:
-        """Active subscribers of these editions still to mail for the issue, and how
-        many were skipped (already sent, or failed permanently, in any edition).
-
-        `cadence`: who gets this issue, daily (a date) or weekly (a Week); `day`
-        is the day whose cadence decides (default: the issue's date; a week's
-        first day for a weekly issue), see `newsletter.cadence`.
-        """
-        pages = self.plan_pages(date, editions, cadence=cadence, day=day)
-        todo = [subscriber for page in pages for subscriber in page]
-        return todo, self._skipped(_Who(date, editions, cadence, day))
-
-    def _skipped(self, who: _Who) -> int:
-        """Active subscribers of the issue's audience already sent or failed."""
-        import sqlalchemy as sa
-
-        s, d = self.tables.subscribers, self.tables.deliveries
-        done = (
-            sa.select(d.c.email_key)
-            .where(d.c.issue_date == who.issue.isoformat())
-            .where(d.c.state.in_([DeliveryState.SENT, DeliveryState.FAILED]))
-        )
-        query = sa.select(sa.func.count()).select_from(
-            sa.select(s.c.id)
-            .where(s.c.state == SubscriberState.ACTIVE.value)
-            .where(s.c.edition.in_([e.value for e in who.editions]))
-            .where(plan_condition(s, who.cadence, who.decides))
-            .where(s.c.email_key.in_(done))
-            .subquery()
-        )
-        with self.db.engine.connect() as conn:
-            return int(conn.execute(query).scalar() or 0)
 
     # --- writing ----------------------------------------------------------------
 
@@ -429,49 +312,6 @@ class Ledger:
 
 
 # --- statements -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Who:
-    """The audience of an issue: its editions, and the cadence it is for on the
-    day that decides (`newsletter.cadence`)."""
-
-    issue: IssueId
-    editions: Sequence[Edition]
-    cadence: Cadence
-    day: dt.date | None
-
-    @property
-    def decides(self) -> dt.date:
-        if self.day is not None:
-            return self.day
-        return self.issue.monday if isinstance(self.issue, Week) else self.issue
-
-
-def _plan_query(tables: Tables, who: _Who, columns: Any) -> Any:
-    """SELECT columns FROM active subscribers of the audience not yet done.
-
-    "Done" is sent or failed in any edition; NOT EXISTS on the ledger's
-    primary key is an index lookup per subscriber (a NOT IN subquery would be
-    rebuilt for every page).
-    """
-    import sqlalchemy as sa
-
-    s, d = tables.subscribers, tables.deliveries
-    done = (
-        sa.select(sa.literal(1))
-        .where(d.c.issue_date == who.issue.isoformat())
-        .where(d.c.edition.in_([e.value for e in Edition]))
-        .where(d.c.email_key == s.c.email_key)
-        .where(d.c.state.in_([DeliveryState.SENT, DeliveryState.FAILED]))
-    )
-    return (
-        sa.select(*columns)
-        .where(s.c.state == SubscriberState.ACTIVE.value)
-        .where(s.c.edition.in_([e.value for e in who.editions]))
-        .where(plan_condition(s, who.cadence, who.decides))
-        .where(~sa.exists(done))
-    )
 
 
 @functools.cache

@@ -204,7 +204,10 @@ def _define(sa: Any) -> Tables:
 
 
 def migrate(conn: Any) -> None:
-    """Bring the database on `conn` (in a transaction) to SCHEMA_VERSION.
+    """Bring the database on `conn` (in a transaction, under the caller's lock:
+    `Database._migrate`) to SCHEMA_VERSION. Idempotent: tables are created only
+    if missing, and `schema_version` ends with exactly one row (a database
+    left with several by an older, unlocked start is repaired: the highest wins).
 
     Raises NewsletterError if the database is newer than this program.
     """
@@ -212,10 +215,13 @@ def migrate(conn: Any) -> None:
 
     t = tables()
     t.schema_version.create(conn, checkfirst=True)
-    current = conn.execute(sa.select(t.schema_version.c.version)).scalar()
-    if current is None:
-        current = 0
-        conn.execute(t.schema_version.insert().values(version=0))
+    current, rows = conn.execute(
+        sa.select(sa.func.max(t.schema_version.c.version), sa.func.count())
+    ).one()
+    if rows != 1:
+        current = current or 0
+        conn.execute(t.schema_version.delete())
+        conn.execute(t.schema_version.insert().values(version=current))
     if current > SCHEMA_VERSION:
         raise NewsletterError(
             f"the database has schema version {current}, newer than this program "

@@ -78,15 +78,46 @@ def as_utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+# RFC 5321 §4.5.3.1.1: a local part is at most 64 octets.
+LOCAL_PART_MAX_OCTETS = 64
+
+
 def normalize_email(address: str) -> str:
-    """The canonical form of an address; NewsletterError if it is not one."""
+    """The canonical form of an address; NewsletterError if it is not one.
+
+    Besides email-validator's syntax rules: a local part over 64 octets (RFC
+    5321 §4.5.3.1.1), and one holding an RFC 2047 encoded-word (`=?utf-8?q?…?=`),
+    which may not appear in an address (RFC 2047 §5) and which header parsers
+    would decode into display text, or a line break, are refused. Such an
+    address is never decoded.
+    """
     from email_validator import EmailNotValidError, validate_email
 
+    if has_encoded_word(address.strip().rpartition("@")[0]):
+        raise NewsletterError(
+            f"{address!r} is not a valid email address: its local part holds an RFC 2047 "
+            "encoded-word (=?charset?encoding?text?=), which an address may not contain"
+        )
     try:
         result = validate_email(address.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise NewsletterError(f"{address!r} is not a valid email address: {exc}") from None
+    if len(result.local_part.encode("utf-8")) > LOCAL_PART_MAX_OCTETS:
+        raise NewsletterError(
+            f"{address!r} is not a valid email address: the part before the @ is longer "
+            f"than {LOCAL_PART_MAX_OCTETS} bytes (RFC 5321)"
+        )
     return result.normalized
+
+
+def has_encoded_word(local_part: str) -> bool:
+    """Whether text holds an RFC 2047 encoded-word's delimiters: '=?' and, after it, '?='.
+
+    Stricter than the grammar on purpose: lenient decoders (Python's email
+    package among them) decode looser forms too.
+    """
+    start = local_part.find("=?")
+    return start >= 0 and "?=" in local_part[start + 2 :]
 
 
 class Subscribers:

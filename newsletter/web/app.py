@@ -42,6 +42,7 @@ from starlette.types import Message, Receive, Scope, Send
 from newsletter import tokens
 from newsletter.cadence import WeeklySchedule
 from newsletter.files import is_hidden
+from newsletter.logs import printable
 from newsletter.model import Cadence, Edition, parse_topics
 from newsletter.store.database import Database
 from newsletter.store.subscribers import Preferences, Subscribers
@@ -216,7 +217,7 @@ class _Handlers:
             return await self._form_error(request, email, edition, problem, form)
         ip = _client_ip(request)
         if self.per_ip.full(ip) or self.per_address.full(address.lower()):
-            log.warning("sign-up rate limit reached (ip %s)", ip)
+            log.warning("sign-up rate limit reached (ip %s)", printable(ip))
             wait = max(self.per_ip.retry_after(ip), self.per_address.retry_after(address.lower()))
             response = self.pages.message("rate")
             response.headers["Retry-After"] = str(wait)
@@ -387,7 +388,12 @@ class _Handlers:
     async def server_error(self, request: Request, exc: Exception) -> Response:
         # The traceback goes to the server log (uvicorn logs the re-raised error);
         # the client sees a friendly page and nothing of the internals.
-        log.error("500 on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        log.error(
+            "500 on %s %s: %s",
+            printable(request.method),
+            printable(request.url.path),
+            type(exc).__name__,
+        )
         return self.pages.message("error")
 
 

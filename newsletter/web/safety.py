@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter import tokens
+from newsletter.logs import printable
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -33,6 +34,12 @@ SIGNUPS_PER_ADDRESS_PER_HOUR = 3
 RATE_WINDOW_SECONDS = 3600.0
 # Keys kept by each in-memory window before old ones are dropped (memory bound).
 RATE_MAX_KEYS = 100_000
+# Seconds a connection has to send each request whole (headers and body), from
+# connecting or from the previous response (`web.guard`).
+REQUEST_TIMEOUT_SECONDS = 10.0
+# Open connections at most (fewer if the descriptor limit is lower): one more
+# closes the connection that has waited longest for its request.
+MAX_CONNECTIONS = 1000
 
 CSRF_COOKIE = "nl_csrf"
 
@@ -65,6 +72,8 @@ class Limits:
     per_address: int = SIGNUPS_PER_ADDRESS_PER_HOUR
     window_seconds: float = RATE_WINDOW_SECONDS
     max_body_bytes: int = MAX_BODY_BYTES
+    request_timeout: float = REQUEST_TIMEOUT_SECONDS
+    max_connections: int = MAX_CONNECTIONS
 
 
 # --- rate limiting -------------------------------------------------------------
@@ -266,7 +275,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class AccessLog:
-    """One log line per request, without the query string: links carry tokens."""
+    """One log line per request, without the query string: links carry tokens.
+
+    The path arrives percent-decoded: every value is `logs.printable`, so a
+    %0d%0a cannot forge a line nor %1b drive the terminal that shows the log.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -290,9 +303,9 @@ class AccessLog:
             client = (scope.get("client") or ("-", 0))[0]
             log.info(
                 "%s %s %s %d %.0fms",
-                client,
-                scope["method"],
-                scope["path"],
+                printable(str(client)),
+                printable(scope["method"]),
+                printable(scope["path"]),
                 status or 500,
                 (time.monotonic() - start) * 1000,
             )

@@ -8,10 +8,17 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import NewsletterError
 from newsletter.web.app import create_app
+from newsletter.web.guard import (
+    ConnectionGuard,
+    RepeatLimiter,
+    descriptor_budget,
+    guarded_protocol,
+)
+from newsletter.web.safety import Limits
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -40,22 +47,51 @@ def _listen(host: str, port: int) -> socket.socket:
             hint="choose another port with --port (or server.port), or stop what uses it",
         ) from None
     # Listening from here on: connections wait in the backlog until uvicorn
-    # accepts them, so the "serving ..." log line below means "ready".
-    sock.listen(2048)
+    # accepts them, so the "serving ..." log line below means "ready". (uvicorn
+    # listens again with the backlog of `uvicorn_settings`.)
+    sock.listen(16)
     sock.set_inheritable(True)
     return sock
 
 
 def _share_log_handlers() -> bool:
-    """Send uvicorn's own lines through the CLI's log handler: one format, one stream."""
+    """Send uvicorn's and the event loop's lines through the CLI's log handler:
+    one format, one stream, control characters escaped."""
     handlers = logging.getLogger("newsletter").handlers
     if not handlers:
         return False  # a library caller without logging set up: uvicorn's defaults
-    uvicorn_log = logging.getLogger("uvicorn")
-    uvicorn_log.handlers[:] = handlers
-    uvicorn_log.setLevel(logging.INFO)
-    uvicorn_log.propagate = False
+    for name in ("uvicorn", "asyncio"):
+        other = logging.getLogger(name)
+        other.handlers[:] = handlers
+        other.setLevel(logging.INFO if name == "uvicorn" else logging.WARNING)
+        other.propagate = False
     return True
+
+
+def uvicorn_settings(limits: Limits | None = None) -> dict[str, Any]:
+    """The uvicorn.Config options the service runs with (`serve`'s; tests reuse them).
+
+    The h11 protocol is `guard.guarded_protocol` (a deadline per request, a cap
+    on connections below the descriptor limit, with the listen backlog that
+    goes with it); uvicorn's own keep-alive timeout (5 s) closes idle
+    connections between requests. No `limit_concurrency`: it would answer 503
+    to everyone once slow clients hold the connections, which is what the
+    guard prevents.
+    """
+    limits = limits or Limits()
+    max_connections, backlog = descriptor_budget(limits.max_connections)
+    guard = ConnectionGuard(limits.request_timeout, max_connections)
+    return {
+        "http": guarded_protocol(guard),
+        "backlog": backlog,
+        "proxy_headers": True,
+        # None: $FORWARDED_ALLOW_IPS, else the local host only (a proxy on this machine).
+        "forwarded_allow_ips": None,
+        "server_header": False,
+        "access_log": False,  # AccessLog logs without query strings (tokens)
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": 5,
+    }
 
 
 def serve(
@@ -70,17 +106,18 @@ def serve(
     host = host or config.server.host
     port = port or config.server.port
     sock = _listen(host, port)
+    shared = _share_log_handlers()
+    # Errors the event loop or uvicorn may repeat in a tight loop: one line a minute.
+    for name in ("asyncio", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RepeatLimiter) for f in logger.filters):
+            logger.addFilter(RepeatLimiter())
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            proxy_headers=True,
-            # None: $FORWARDED_ALLOW_IPS, else the local host only (a proxy on this machine).
-            forwarded_allow_ips=None,
-            server_header=False,
-            access_log=False,  # AccessLog logs without query strings (tokens)
-            timeout_graceful_shutdown=5,
             log_level="info",
-            log_config=None if _share_log_handlers() else uvicorn.config.LOGGING_CONFIG,
+            log_config=None if shared else uvicorn.config.LOGGING_CONFIG,
+            **uvicorn_settings(),
         )
     )
     shown = f"[{host}]" if ":" in host else host

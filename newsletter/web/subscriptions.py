@@ -12,7 +12,7 @@ with one button, and only that button's POST confirms (mail scanners fetch
 links). A confirmation link is stale once the subscriber's state changed after
 it was issued (they left, or signed up again: only the newest link counts).
 The unsubscribe and preferences links carry the never-expiring unsubscribe
-token of every email (`mail.sign_token(secret, mail.UNSUBSCRIBE, address)`).
+token of every email (`tokens.sign_token(secret, tokens.UNSUBSCRIBE, address)`).
 """
 
 from __future__ import annotations
@@ -29,17 +29,12 @@ from typing import TYPE_CHECKING, Literal
 
 from newsletter import tokens
 from newsletter.errors import NewsletterError
-from newsletter.mail import (
-    UNSUBSCRIBE,
-    check_address,
-    one_line,
-    preferences_url,
-    sign_token,
-    unsubscribe_url,
-)
+from newsletter.headers import check_address, one_line
+from newsletter.mail import preferences_url, unsubscribe_url
 from newsletter.model import LEFT_STATES, Edition, SubscriberState
 from newsletter.render import environment
 from newsletter.store.subscribers import normalize_email
+from newsletter.tokens import UNSUBSCRIBE, sign_token
 from newsletter.transports import FileTransport, SendFailure, Transport, make_transport
 
 if TYPE_CHECKING:

@@ -309,6 +309,7 @@ def smtp_project(
     config = {
         "paths": {"digests": str(digests or DATA), "state": "state", "outbox": "outbox"},
         "email": {"transport": "smtp", "from": "ML Papers <papers@example.org>", "smtp": smtp},
+        "papers": {"lookup": "off"},
         **settings,
     }
     path = folder / "config.yaml"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from newsletter import __version__
-from newsletter.errors import NewsletterError, file_error
+from newsletter.errors import ConfigError, NewsletterError, file_error
 from newsletter.signals import Terminated, sigterm_is_ctrl_c
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[...
             try:
                 with sigterm_is_ctrl_c():
                     return command(*args, **kwargs)
+            except ConfigError as error:  # a config or a file it names: usage, exit 2
+                _fail(error, bool(state and state.debug), 2)
             except NewsletterError as error:
                 _fail(error, bool(state and state.debug), code)
             except OSError as error:
@@ -328,10 +330,14 @@ def publish(
     verbose: bool,
     force: bool,
 ) -> None:
-    """Publish one day: its archive pages, the indexes and feeds, then its email.
+    """Publish one day: its paper links, archive pages, the indexes and feeds, then its email.
 
-    With --week: one week's weekly pages and feeds, then its weekly email.
+    The day's papers not known yet are looked up on arXiv first (at most
+    papers.budget_seconds; none with --dry-run); -v lists each paper's link
+    or the reason it has none. With --week: one week's weekly pages and feeds
+    (with the paper links already known), then its weekly email.
     """
+    from newsletter.cli_links import print_links
     from newsletter.publish import publish as publish_date
     from newsletter.publish import publish_week
 
@@ -346,6 +352,7 @@ def publish(
         else:
             date = date or _today(config)
             result = publish_date(config, date, progress=progress, **options)
+    print_links(result.links, verbose=verbose, dry_run=dry_run)
     _print_site(result, dry_run, verbose)
     if result.delivery is not None:
         _print_delivery(result.delivery, dry_run)
@@ -362,11 +369,19 @@ def publish(
 @click.pass_context
 @handles_errors()
 def build(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
-    """Rebuild the whole site and all feeds from every digest in paths.digests."""
+    """Rebuild the whole site and all feeds from every digest in paths.digests.
+
+    Pages show the paper links already known; then papers never looked up
+    (or due for a retry) are looked up, newest issue first, within
+    papers.budget_seconds in all, and the pages whose links changed are
+    written again. What is left, `newsletter run` looks up.
+    """
+    from newsletter.cli_links import print_links
     from newsletter.publish import build as build_all
 
     config = _config(ctx)
     result = build_all(config, dry_run=dry_run)
+    print_links(result.links, verbose=verbose, left=result.links_left)
     _print_site(result, dry_run, verbose)
     if result.bad:
         sys.exit(1)
@@ -794,10 +809,11 @@ def send_test(ctx: click.Context, date: dt.date, to: str, editions: tuple[str, .
     overwritten); its path is printed.
     """
     from newsletter.deliver.proof import send_test as send_copies
-    from newsletter.publish import scan
+    from newsletter.publish import scan, with_known_links
 
     config = _config(ctx)
-    for proof in send_copies(config, scan(config).digest_for(date), to, editions):
+    (digest,) = with_known_links(config, [scan(config).digest_for(date)])
+    for proof in send_copies(config, digest, to, editions):
         where = f"written to {proof.path}" if proof.path else f"sent to {to}"
         click.echo(
             f"test message for {date.isoformat()} ({proof.edition.value}) {where} "
@@ -831,6 +847,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
     )
     subscribers_text = ", ".join(f"{n} {state}" for state, n in data["subscribers"].items())
     click.echo(f"subscribers: {subscribers_text or 'none'}")
+    links = data["links"]
+    if links["lookup"] == "off":
+        click.echo("paper links: lookups off (papers.lookup)")
+    else:
+        retry = f"; next retry {links['next_retry']}" if links["next_retry"] else ""
+        click.echo(
+            f"paper links: {links['found']} found, {links['not_found']} not found, "
+            f"{links['failed']} failed{retry}"
+        )
     for date, counts in data["deliveries"].items():
         r = data["bounces"][date]
         click.echo(
@@ -892,5 +917,6 @@ def main() -> None:
     cli(prog_name="newsletter")
 
 
-# `bounces process|list` and `subscribers reactivate` (they use the helpers above).
-from newsletter import cli_bounces  # noqa: E402, F401
+# `bounces process|list`, `subscribers reactivate` and `links refresh|list`
+# (they use the helpers above).
+from newsletter import cli_bounces, cli_links  # noqa: E402, F401

@@ -29,8 +29,8 @@ from pydantic import (
 )
 
 from newsletter.errors import NewsletterError
-from newsletter.links import ARXIV_API_URL
 from newsletter.model import ALL_EDITIONS, DigestLimits, Edition
+from newsletter.papers.links import ARXIV_API_URL, is_public_arxiv
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 SECRET_ENV = "NEWSLETTER_SECRET"
@@ -84,7 +84,7 @@ class PathsConfig(_Section):
     state: Path = Path("state")
     outbox: Path = Path("outbox")
     templates: Path | None = None
-    # Manual paper links (newsletter/overrides.py); a missing file means none.
+    # Manual paper links (newsletter/papers/overrides.py); a missing file means none.
     links: Path = Path("links.yaml")
 
 
@@ -111,12 +111,30 @@ def _check_api_url(url: str) -> str:
 
 
 class PapersConfig(_Section):
-    """Paper links: where and how papers are looked up (newsletter/linking.py)."""
+    """Paper links: where and how papers are looked up (newsletter/papers/linking.py)."""
 
     lookup: Literal["arxiv", "off"] = "arxiv"
+
+    @field_validator("lookup", mode="before")
+    @classmethod
+    def _off_as_yaml_reads_it(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `off` (or `no`, `false`) as false: it means off.
+        return "off" if value is False else value
+
     arxiv_api_url: Annotated[str, AfterValidator(_check_api_url)] = ARXIV_API_URL
     timeout: float = Field(10.0, gt=0)  # seconds, per request
     budget_seconds: float = Field(60.0, gt=0)  # all of one digest's lookups
+    # Seconds between requests; arxiv.org's terms of use ask for at least 3.
+    interval_seconds: float = Field(3.0, ge=0)
+
+    @model_validator(mode="after")
+    def _polite_to_arxiv(self) -> PapersConfig:
+        if self.interval_seconds < 3 and is_public_arxiv(self.arxiv_api_url):
+            raise ValueError(
+                f"interval_seconds {self.interval_seconds:g} is below the 3 s between "
+                "requests that arXiv's API terms of use ask for (arxiv_api_url is arxiv.org)"
+            )
+        return self
 
 
 class SmtpConfig(_Section):

@@ -30,6 +30,12 @@ class DigestError(NewsletterError):
         self.bare_message = message
 
 
+class ConfigError(NewsletterError):
+    """A bad configuration, or a file the configuration names and the program
+    reads as settings (the paper links file): the CLI exits with status 2, as
+    for a usage error, before anything is written."""
+
+
 class FileError(NewsletterError, OSError):
     """A file that could not be written (or read): a NewsletterError with the path,
     the cause and a hint, and still the OSError it was (`errno`, `strerror`,

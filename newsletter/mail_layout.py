@@ -4,10 +4,12 @@
 
 A `Letter` (newsletter.letters) is a day's issue or a week's (grouped by day,
 newest first, each day under its date), with every paper or a reader's topics.
-Each paper shows its title, authors, then the comment(s) of the edition, then
-the abstract shortened to `cut.abstract` characters with a "read more" link to
+Each paper shows its title (a link to the paper when it has one:
+newsletter.papers), authors, then the comment(s) of the edition, then the
+abstract shortened to `cut.abstract` characters with a "read more" link to
 the paper's anchor on its issue's web page (`newsletter.text.shorten`: never
-inside a URL or a word). A `Cut` is also how the size guard (`mail_size`)
+inside a URL or a word), then the paper's links line (arXiv id and category,
+PDF, Hugging Face). A `Cut` is also how the size guard (`mail_size`)
 gives up content, cheapest loss first; both bodies follow the same `Cut`, so
 the text part never carries more than the HTML.
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.letters import Letter
     from newsletter.model import Edition
+    from newsletter.papers.links import PaperLink
 
 # Each label in each language; the `both` edition shows both (Korean first).
 LABELS: dict[str, dict[str, Any]] = {
@@ -190,6 +193,8 @@ def _entries(
             )
         limit = len(entry.abstract) if cut.abstract is None else cut.abstract
         abstract = shorten(entry.abstract, limit)
+        abstract_refs = links.refs(abstract.head)
+        abstract_ref = links.number(url) if abstract.cut else None
         # A weekly letter groups its papers by day, each day under its date.
         heading = None
         if letter.is_weekly and day is not previous:
@@ -206,13 +211,34 @@ def _entries(
                 "abstract": abstract.head,
                 "ellipsis": abstract.ellipsis,
                 "cut": abstract.cut,
-                "abstract_refs": links.refs(abstract.head),
-                "abstract_ref": links.number(url) if abstract.cut else None,
+                "abstract_refs": abstract_refs,
+                "abstract_ref": abstract_ref,
+                "link": _paper_link(day.digest.link(index), links),
                 "tags": entry.tags,
                 "tag_line": " ".join(f"#{tag}" for tag in entry.tags),
             }
         )
     return rows
+
+
+def _paper_link(link: PaperLink | None, links: _Links) -> dict[str, Any] | None:
+    """A paper's links line, numbered for the text part: the title's target,
+    its name ('arXiv:ID' or a host), the category, the PDF and Hugging Face
+    pages where there are (each a (url, number) pair, or None)."""
+    if link is None:
+        return None
+
+    def numbered(url: str | None) -> tuple[str, int] | None:
+        return (url, links.number(url)) if url else None
+
+    return {
+        "url": link.url,
+        "name": link.name,
+        "category": link.category,
+        "main": numbered(link.url),
+        "pdf": numbered(link.pdf_url),
+        "hf": numbered(link.hf_url),
+    }
 
 
 def _preheader(letter: Letter) -> str:

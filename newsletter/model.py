@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from newsletter.papers.links import PaperLink
 
 # Hangul Jamo, Compatibility Jamo and precomposed syllables.
 HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
@@ -55,11 +59,27 @@ class Entry:
 
 @dataclass(frozen=True)
 class Digest:
-    """One day's issue: its date (from the content) and its entries."""
+    """One day's issue: its date (from the content) and its entries.
+
+    `links`: where each entry can be read, in entry order (None: no link),
+    attached after parsing by newsletter.papers.attach; empty when no link
+    is known. The file never holds links.
+    """
 
     date: dt.date
     entries: tuple[Entry, ...]
     source: str
+    links: tuple[PaperLink | None, ...] = ()
+
+    def link(self, index: int) -> PaperLink | None:
+        """The link of entry `index` (from 0), or None."""
+        return self.links[index] if index < len(self.links) else None
+
+    def with_links(self, links: Sequence[PaperLink | None]) -> Digest:
+        """This digest with these links (one per entry; all None: no links)."""
+        if len(links) != len(self.entries):
+            raise ValueError(f"{len(links)} links for {len(self.entries)} entries")
+        return replace(self, links=tuple(links) if any(links) else ())
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -73,26 +73,41 @@ def environment_key(config: Config) -> str:
     )
 
 
-def digest_key(digest: Digest) -> str:
+def digest_key(digest: Digest, *, links: bool = True) -> str:
     """A digest's content hash: its date and every entry's fields (not its file
-    name or line numbers, which pages never show). Fields are joined with
-    ASCII separator characters, which the digest parser never lets through."""
+    name or line numbers, which pages never show), and its papers' links
+    unless `links` is False (the search index does not show them). Fields are
+    joined with ASCII separator characters, which the digest parser never
+    lets through; a digest without links hashes as it did before links."""
     parts = [digest.date.isoformat()]
     for e in digest.entries:
         parts += (e.title, "\x1e".join(e.authors), e.abstract, e.comment_ko, e.comment_en)
         parts.append("\x1e".join(e.tags))
+    if links and digest.links:
+        parts += (
+            "\x1e".join((link.url, link.arxiv_id or "", link.category or "")) if link else ""
+            for link in digest.links
+        )
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 class DigestKeys:
     """digest_key of each digest, computed once per build (by date: a build has
-    one digest per date)."""
+    one digest per date); `text(digest)` leaves the links out."""
 
     def __init__(self) -> None:
         self._keys: dict[object, str] = {}
+        self._texts: dict[object, str] = {}
 
     def __call__(self, digest: Digest) -> str:
         key = self._keys.get(digest.date)
         if key is None:
             key = self._keys[digest.date] = digest_key(digest)
+        return key
+
+    def text(self, digest: Digest) -> str:
+        """digest_key without the links: what the search index depends on."""
+        key = self._texts.get(digest.date)
+        if key is None:
+            key = self._texts[digest.date] = digest_key(digest, links=False)
         return key

@@ -77,7 +77,7 @@ def serve_preview(
     `port` 0 takes a free one (the printed URL says which). NewsletterError if
     there is no valid digest, or the port cannot be used.
     """
-    from newsletter.publish import scan
+    from newsletter.publish import scan, with_known_links
     from newsletter.site import write_site
 
     with (
@@ -104,7 +104,7 @@ def serve_preview(
                     f"no valid digest in {config.paths.digests}", hint="run 'newsletter check'"
                 )
             chosen = found.digest_for(date) if date else digests[-1]
-            write_site(local, digests, date=None)
+            write_site(local, with_known_links(config, digests), date=None)
             page_edition = edition or local.editions[0].value
             url = f"{local.site.base_url}{page_edition}/{chosen.date.isoformat()}/"
             echo(f"previewing {chosen.date.isoformat()} at {url} (Ctrl-C to stop)")

@@ -1,15 +1,21 @@
-"""One date, by hand or from the scheduler: parse -> site and feeds -> email.
+"""One date, by hand or from the scheduler: parse -> paper links -> site and
+feeds -> email.
 
-The site and feeds are written first (they can always be rewritten), then the
-WebSub hub is told which feeds changed; the email, the irreversible part, goes
-out last and only for a digest that parsed cleanly.
+Paper links (newsletter.papers) come first: what the override file and the
+cache know for every digest, then, for the date being published, a lookup on
+arXiv within papers.budget_seconds (none with --dry-run). The site and feeds
+are written next (they can always be rewritten), then the WebSub hub is told
+which feeds changed; the email, the irreversible part, goes out last and only
+for a digest that parsed cleanly. A bad override file stops all of it before
+anything is written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
@@ -20,7 +26,10 @@ if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.deliver.issue import DeliveryReport
     from newsletter.deliver.variants import Mailing
+    from newsletter.papers.linking import DigestLinks
     from newsletter.site import SiteResult
+
+log = logging.getLogger("newsletter")
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,10 @@ class PublishResult:
     skipped: tuple[Skipped, ...] = ()
     # The site's warnings (search off, ...) and the WebSub hub's failures.
     warnings: tuple[str, ...] = ()
+    # Paper links: the date's (publish), or the digests looked up (build), and
+    # how many digests still have papers to look up (left for `run`).
+    links: tuple[DigestLinks, ...] = ()
+    links_left: int = 0
 
 
 def scan(config: Config) -> Scan:
@@ -97,20 +110,44 @@ def publish(
     progress: Callable[[int, int], None] | None = None,
     now: dt.datetime | None = None,
 ) -> PublishResult:
-    """Publish one date: its pages, then indexes and feeds, then its email.
+    """Publish one date: its paper links, its pages, then indexes and feeds,
+    then its email.
 
-    now: the clock for feed items whose text changed (see site.write_site).
+    Papers of `date` not known yet are looked up on arXiv (not with dry_run);
+    every other digest shows the links already known. now: the clock for
+    feed items whose text changed (see site.write_site). ConfigError for a bad
+    override file, before anything is written.
     """
+    from newsletter.papers.attach import PaperLinks
     from newsletter.site import write_site
 
     found = scan(config)
-    digest = found.digest_for(date)
-    site = write_site(config, found.digests, date=date, dry_run=dry_run, now=now)
+    found.digest_for(date)  # a clear error for a missing or bad date, first
+    with PaperLinks.open(config) as papers:
+        digests = papers.offline(found.digests)
+        digest = next(d for d in digests if d.date == date)
+        if papers.lookups_on and not dry_run:
+            digest, _ = papers.lookup(digest)
+            digests = [digest if d.date == date else d for d in digests]
+        known = papers.known.get(date)
+    links = (known,) if known is not None else ()
+    site = write_site(config, digests, date=date, dry_run=dry_run, now=now)
     warnings = site.warnings + (() if dry_run else notify_hub(config, site))
     delivery = None
     if email:
         delivery = deliver(config, digest, dry_run=dry_run, force=force, progress=progress)
-    return PublishResult(date, site, delivery, tuple(found.bad), found.skipped, warnings)
+    return PublishResult(
+        date, site, delivery, tuple(found.bad), found.skipped, warnings, links=links
+    )
+
+
+def with_known_links(config: Config, digests: list[Digest]) -> list[Digest]:
+    """The digests with the paper links already known (the override file and
+    the cache), asking arXiv nothing: for previews and test sends."""
+    from newsletter.papers.attach import PaperLinks
+
+    with PaperLinks.open(config) as papers:
+        return papers.offline(digests)
 
 
 def notify_hub(config: Config, site: SiteResult) -> tuple[str, ...]:
@@ -132,7 +169,8 @@ def publish_week(
     now: dt.datetime | None = None,
 ) -> PublishResult:
     """Publish one week: its weekly pages and feeds, then the weekly email to
-    weekly subscribers (exactly once, like a day's).
+    weekly subscribers (exactly once, like a day's), with the paper links
+    already known (no lookup: its days were published and looked up before).
 
     No issue in the week's seven days: nothing to send (`delivery.note` says
     so). NewsletterError before the week's send time (`schedule.weekly_day`
@@ -153,8 +191,11 @@ def publish_week(
             hint="wait until then (newsletter run sends it by itself), or give an earlier week",
         )
     found = scan(config)
-    site = write_weekly(config, found.digests, week, dry_run=dry_run, now=now)
-    mailing = Mailing.weekly(week, found.digests, weekly_day)
+    # The links already known (override file, cache): the week's pages keep
+    # those a build or the daemon gave them, and the weekly email shows them.
+    digests = with_known_links(config, found.digests)
+    site = write_weekly(config, digests, week, dry_run=dry_run, now=now)
+    mailing = Mailing.weekly(week, digests, weekly_day)
     delivery = None
     if email and mailing is None:
         from newsletter.deliver.issue import DeliveryReport
@@ -184,10 +225,57 @@ def deliver(
 def build(
     config: Config, *, dry_run: bool = False, now: dt.datetime | None = None
 ) -> PublishResult:
-    """Rebuild the whole site and every feed; bad files are reported and skipped."""
+    """Rebuild the whole site and every feed; bad files are reported and skipped.
+
+    Pages show the paper links already known; then (not with dry_run) the
+    digests with papers never looked up or due for a retry are looked up,
+    newest first, within papers.budget_seconds in all, and what changed is
+    written again. What is left is logged: `newsletter run` looks it up.
+    ConfigError for a bad override file, before anything is written.
+    """
+    from newsletter.papers.attach import PaperLinks, lookup_due
     from newsletter.site import write_site
 
     found = scan(config)
-    site = write_site(config, found.digests, date=None, dry_run=dry_run, now=now)
+    looked: tuple[DigestLinks, ...] = ()
+    left = 0
+    with PaperLinks.open(config) as papers:
+        digests = papers.offline(found.digests)
+        site = write_site(config, digests, date=None, dry_run=dry_run, now=now)
+        if papers.lookups_on and not dry_run:
+            due = lookup_due(papers, digests, budget=config.papers.budget_seconds)
+            looked, left = due.looked, due.left
+            if due.changed:
+                digests = [due.changed.get(d.date, d) for d in digests]
+                site = _merged(site, write_site(config, digests, date=None, now=now))
+    if left:
+        log.info(
+            "%d issues still have papers to look up on arXiv; `newsletter run` looks "
+            "them up, newest first",
+            left,
+            extra={"event": "links_left", "issues": left},
+        )
     warnings = site.warnings + (() if dry_run else notify_hub(config, site))
-    return PublishResult(None, site, None, tuple(found.bad), found.skipped, warnings)
+    return PublishResult(
+        None,
+        site,
+        None,
+        tuple(found.bad),
+        found.skipped,
+        warnings,
+        links=looked,
+        links_left=left,
+    )
+
+
+def _merged(first: SiteResult, second: SiteResult) -> SiteResult:
+    """Two writes of one build as one result: every file written by either, each once."""
+    written = set(first.written) | set(second.written)
+    return replace(
+        second,
+        written=tuple(sorted(written)),
+        unchanged=second.unchanged - len(set(first.written) - set(second.written)),
+        deleted=first.deleted + second.deleted,
+        search_seconds=first.search_seconds + second.search_seconds,
+        warnings=tuple(dict.fromkeys(first.warnings + second.warnings)),
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from newsletter.config import Config
     from newsletter.model import Digest, Entry, Week
+    from newsletter.papers.links import PaperLink
 
 
 @functools.cache
@@ -249,6 +250,7 @@ LABELS: dict[str, dict[str, str]] = {
         "newer": "최근 글",
         "older": "이전 글",
         "opml": "모든 피드 (OPML)",
+        "permalink": "이 논문의 고정 링크",
     },
     "en": {
         "subscribe": "Get it by email (subscribe)",
@@ -271,6 +273,7 @@ LABELS: dict[str, dict[str, str]] = {
         "newer": "Newer",
         "older": "Older",
         "opml": "All feeds (OPML)",
+        "permalink": "Permalink to this paper",
     },
 }
 
@@ -316,7 +319,12 @@ class TagView:
 
 @dataclass(frozen=True)
 class PaperView:
-    """One paper as an edition shows it."""
+    """One paper as an edition shows it.
+
+    `link`: where the paper can be read (newsletter.papers), or None. It is
+    left out of the repr, which feed revisions hash (newsletter.revisions):
+    a link that arrives later is not a correction of the text.
+    """
 
     anchor: str
     title: str
@@ -324,6 +332,7 @@ class PaperView:
     abstract: str
     comments: tuple[CommentView, ...]
     tags: tuple[TagView, ...]
+    link: PaperLink | None = field(default=None, repr=False)
 
 
 def edition_comments(entry: Entry, edition: str) -> tuple[CommentView, ...]:
@@ -376,8 +385,9 @@ def _paper_views(digest: Digest, edition: str) -> tuple[PaperView, ...]:
             abstract=entry.abstract,
             comments=edition_comments(entry, edition),
             tags=tuple(tag_view(tag) for tag in _tags_by_slug(entry.tags).values()),
+            link=digest.link(index),
         )
-        for anchor, entry in zip(anchors, digest.entries, strict=True)
+        for index, (anchor, entry) in enumerate(zip(anchors, digest.entries, strict=True))
     )
 
 

@@ -1,11 +1,18 @@
 """`newsletter run`: the daemon that notices digests, publishes, and emails on time.
 
 One tick does everything, so there is a single code path to reason about:
-settled files are parsed, changed dates are published at once, and every issue
-whose send time has passed (within `email.max_lateness_days`) and whose email
-is not done yet is delivered through the ledger: each day's issue to daily
-subscribers at `schedule.send_time`, and each week's (the seven days before
-`schedule.weekly_day`) to weekly subscribers at `send_time` on that day. APScheduler runs the tick
+settled files are parsed, changed dates are published at once (with the paper
+links already known), every issue whose send time has passed (within
+`email.max_lateness_days`) and whose email is not done yet is delivered
+through the ledger: each day's issue to daily subscribers at
+`schedule.send_time`, and each week's (the seven days before
+`schedule.weekly_day`) to weekly subscribers at `send_time` on that day. Only
+then are papers looked up on arXiv: new and changed issues' papers, and failed
+lookups whose retry time has come, newest issue first, ending before the next
+send time, daily or weekly (an email never waits for arXiv). Pages and feeds
+whose links changed are written again; emails that went out are not sent
+again. An edited override file (paths.links) is read again; a bad one is
+logged and the last good one kept. APScheduler runs the tick
 `schedule.poll_seconds` after the previous one ended and at each upcoming send
 time, on one worker thread; with `bounces.mailbox` set, `bounces process` runs
 `bounces.poll_minutes` after the previous one ended, on a thread of its own.
@@ -35,6 +42,7 @@ from zoneinfo import ZoneInfo
 from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
 from newsletter.errors import NewsletterError
 from newsletter.model import WEEKDAYS, Digest, IssueId, Week
+from newsletter.papers.watch import DaemonLinks
 from newsletter.plurals import nouns
 
 if TYPE_CHECKING:
@@ -48,6 +56,8 @@ Signature = tuple[int, int]  # (mtime_ns, size) of a file
 # The daemon's wait before retrying an issue with temporary failures, doubling.
 RETRY_FIRST = 60.0
 RETRY_LONGEST = 3600.0
+# Paper lookups in a tick end this long before the next send time.
+SEND_MARGIN = 5.0
 
 
 def send_datetime(date: dt.date, send_time: dt.time, zone: ZoneInfo) -> dt.datetime:
@@ -172,6 +182,10 @@ class Daemon:
         self._lock = threading.Lock()
         self.weekly_day = WEEKDAYS.index(config.schedule.weekly_day)
         self.on_schedule: Callable[[IssueId, dt.datetime], None] = lambda date, when: None
+        self.links = DaemonLinks(config, self.now)
+
+    def close(self) -> None:
+        self.links.close()
 
     # -- one tick ------------------------------------------------------------
 
@@ -180,8 +194,10 @@ class Daemon:
             if self.stop.is_set():
                 return
             try:
+                self._reload_links_file()
                 self._refresh()
                 self._send_due()
+                self._find_links()
             except NewsletterError as error:
                 log.error("%s", error, extra={"event": "error"})
             except OSError as error:  # disk full, permissions: retried next tick
@@ -207,7 +223,7 @@ class Daemon:
             if file not in by_file and self.watcher.is_present(Path(file)):
                 by_file[file] = digest
         self._by_file = by_file
-        digests = sorted(by_file.values(), key=lambda d: d.date)
+        digests = self.links.attach(sorted(by_file.values(), key=lambda d: d.date), self._digests)
         changed = [d for d in digests if self._published.get(d.date) != _content_hash(d)]
         removed = set(self._published) - {d.date for d in digests}
         self._digests = digests
@@ -225,6 +241,30 @@ class Daemon:
             self.on_schedule(digest.date, self.send_at(digest.date))
         for week in self.weeks():
             self.on_schedule(week, self.week_send_at(week))
+
+    # -- paper links (newsletter.papers.watch) -------------------------------
+
+    def _reload_links_file(self) -> None:
+        relinked = self.links.reload(self._digests if self._processed is not None else [])
+        if relinked is not None:
+            self._digests = relinked
+            self._write_site(relinked, None)
+
+    def _find_links(self) -> None:
+        """After the sends: look up what is due, ending SEND_MARGIN before the
+        next send time, and write again the pages and feeds whose links changed."""
+        budget = self.config.papers.budget_seconds
+        upcoming = self.next_send()
+        if upcoming is not None:
+            budget = min(budget, (upcoming[1] - self.now()).total_seconds() - SEND_MARGIN)
+        if self.stop.is_set():
+            return
+        changed = self.links.find(self._digests, budget)
+        if changed:
+            self._digests = [changed.get(d.date, d) for d in self._digests]
+            only = next(iter(changed.values())) if len(changed) == 1 else None
+            self._write_site(self._digests, only)
+            self.links.log_after_email(sorted(changed))
 
     def _log_skipped(self) -> None:
         """With -v: each file that is not a digest, once while it stays there."""
@@ -458,6 +498,7 @@ def run_daemon(config: Config, *, verbose: bool = False) -> None:
     stop = threading.Event()
     with single_instance(config.paths.state):
         daemon = Daemon(config, stop=stop, verbose=verbose)
+        daemon.links.open()  # a bad override file: refuse to start (exit 2)
         scheduler = BackgroundScheduler(
             timezone=daemon.zone,
             # Bounce polls have a thread of their own: a slow mailbox never delays a send.
@@ -511,4 +552,5 @@ def run_daemon(config: Config, *, verbose: bool = False) -> None:
                 pass
         finally:
             scheduler.shutdown(wait=True)
+            daemon.close()
             log.info("stopped", extra={"event": "stopped"})

@@ -1,4 +1,5 @@
-"""`newsletter status`: what is published, what is due, what was sent, what bounced."""
+"""`newsletter status`: what is published, what is due, what was sent, what
+bounced, and the paper links cache."""
 
 from __future__ import annotations
 
@@ -58,6 +59,11 @@ def collect_status(config: Config, now: dt.datetime | None = None) -> dict[str, 
             break
         deliveries = store.ledger.recent_delivery_counts()
         rates = issue_rates(deliveries, store.bounces.counts_by_issue(deliveries))
+        links: dict[str, Any] = {"lookup": config.papers.lookup}
+        if config.papers.lookup != "off":
+            retry = store.links.next_retry()
+            links |= {s.value: n for s, n in store.links.counts().items()}
+            links["next_retry"] = retry.isoformat() if retry else None
         return {
             "last_published": published[-1] if published else None,
             "next_send": next_send,
@@ -66,4 +72,6 @@ def collect_status(config: Config, now: dt.datetime | None = None) -> dict[str, 
             "subscribers": dict(sorted(store.subscribers.count().items())),
             "bounces": rates,
             "warnings": rate_warnings(rates),
+            # The link cache: papers by lookup status, the earliest retry (UTC).
+            "links": links,
         }

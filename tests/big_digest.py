@@ -105,3 +105,19 @@ def big_digest(papers: int = 60, seed: int = 17, date: dt.date = DATE) -> Digest
     entries = tuple(big_entry(rng, number) for number in range(1, papers + 1))
     text = format_digest(Digest(date, entries, "generated"))
     return parse_digest(text, f"generated-{papers}-{seed}.txt").digest
+
+
+def with_links(digest: Digest) -> Digest:
+    """The digest with a paper link on four papers of five, as a lookup would
+    give them: an arXiv id (new style) and category; every fifth paper none."""
+    from newsletter.papers.links import PaperLink
+
+    categories = ("cs.CL", "cs.LG", "cs.AI", "stat.ML")
+    return digest.with_links(
+        [
+            None
+            if number % 5 == 0
+            else PaperLink.for_arxiv(f"2506.{number:05d}", categories[number % 4])
+            for number in range(1, len(digest.entries) + 1)
+        ]
+    )

@@ -32,6 +32,7 @@ def bounce_config(tmp_path: Path, **extra: Any) -> Any:
     raw: dict[str, Any] = {
         "site": {"base_url": "https://papers.example.org/", "timezone": "Asia/Seoul"},
         "paths": {"state": "state", "public": "public", "outbox": "outbox"},
+        "papers": {"lookup": "off"},
         "email": {"from": "ML Papers <papers@example.org>", "bounce_address": BOUNCE_ADDRESS},
     }
     for section, values in extra.items():

@@ -1,12 +1,56 @@
-"""Shared fixtures: sample digests and the real CLI in a subprocess."""
+"""Shared fixtures: sample digests and the real CLI in a subprocess; the
+safety net that keeps every test off the real arXiv (tests/netguard)."""
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from helpers import SAMPLE_DIGESTS, run_cli
+
+# No test, and no Python process a test starts, may reach arxiv.org: every one
+# imports tests/netguard/sitecustomize.py, which refuses its name lookups and
+# logs the attempt to $NETGUARD_LOG, one file per pytest process (checked after
+# each test, below).
+NETGUARD = Path(__file__).parent / "netguard"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(NETGUARD), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+_handle, os.environ["NETGUARD_LOG"] = tempfile.mkstemp(prefix="netguard-", suffix=".log")
+os.close(_handle)
+atexit.register(lambda path=os.environ["NETGUARD_LOG"]: Path(path).unlink(missing_ok=True))
+_spec = importlib.util.spec_from_file_location("netguard", NETGUARD / "sitecustomize.py")
+assert _spec is not None and _spec.loader is not None
+_guard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_guard)  # guards this process too
+
+
+@pytest.fixture(autouse=True)
+def _no_real_arxiv():
+    """Fail the test that tried to reach arXiv (or any process it started)."""
+    log = Path(os.environ["NETGUARD_LOG"])
+    before = log.stat().st_size if log.exists() else 0
+    yield
+    with log.open("rb") as handle:
+        handle.seek(before)
+        tried = handle.read().decode("utf-8", "replace")
+    assert not tried, (
+        "this test tried to reach the real arXiv (set papers.lookup: off, or point "
+        f"papers.arxiv_api_url at tests/arxiv_server.py):\n{tried}"
+    )
+
+
+@pytest.fixture(scope="module")
+def mail_pg_url():
+    """A throw-away PostgreSQL server for one test module (tests/pg_server.py)."""
+    from pg_server import postgres_server
+
+    yield from postgres_server()
 
 
 @pytest.fixture
@@ -34,7 +78,9 @@ def project(tmp_path: Path, digests_dir: Path) -> Path:
         "  digests: digests\n"
         "  public: public\n"
         "  state: state\n"
-        "  outbox: outbox\n",
+        "  outbox: outbox\n"
+        "papers:\n"
+        "  lookup: off\n",
         encoding="utf-8",
     )
     return tmp_path
@@ -57,6 +103,7 @@ def site_config(tmp_path: Path):
             "timezone": "Asia/Seoul",
         },
         "paths": {"public": "public"},
+        "papers": {"lookup": "off"},
     }
     return config_from_dict(raw, base=tmp_path)
 

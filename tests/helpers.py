@@ -221,3 +221,25 @@ def raw_parts(data: bytes) -> list[tuple[bytes, bytes]]:
 
 # The longest address (254 octets, RFC 5321): its token is the longest there is.
 LONGEST_ADDRESS = "x" * 64 + "@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 57 + ".org"
+
+
+# --- paper links for golden files (tests/golden/*: one of each kind) --------------
+
+
+def with_sample_links(digest: Any) -> Any:
+    """The 2025-04-04 sample digest with one link of each kind: two arXiv papers
+    (the first given with a version, which is dropped), one paper without a
+    link, one link set by hand to a URL that is not arXiv. Other digests are
+    returned unchanged."""
+    from newsletter.papers.links import PaperLink
+
+    if digest.date.isoformat() != "2025-04-04":
+        return digest
+    return digest.with_links(
+        [
+            PaperLink.for_arxiv("2504.02807v1", "cs.CL"),
+            None,
+            PaperLink.for_arxiv("2504.02495", "cs.CL"),
+            PaperLink.for_url("https://www.example.net/vanishing-variance.pdf"),
+        ]
+    )

@@ -277,6 +277,7 @@ def mail_config(tmp_path: Any, **email: Any) -> Any:
         "site": {"base_url": "https://papers.example.org/"},
         "email": {"from": "ML Papers <papers@example.org>", **email},
         "paths": {"state": "state", "outbox": "outbox"},
+        "papers": {"lookup": "off"},
     }
     return config_from_dict(raw, tmp_path)
 
@@ -308,6 +309,7 @@ def smtp_project(
     config = {
         "paths": {"digests": str(digests or DATA), "state": "state", "outbox": "outbox"},
         "email": {"transport": "smtp", "from": "ML Papers <papers@example.org>", "smtp": smtp},
+        "papers": {"lookup": "off"},
         **settings,
     }
     path = folder / "config.yaml"

@@ -9,18 +9,18 @@ import itertools
 import logging
 
 import pytest
-import sqlalchemy as sa
 from arxiv_server import DECOYS, ArxivServer, FakeTime
 from helpers import SAMPLE_DIGESTS
-from test_store import mail_pg_url  # noqa: F401  (the PostgreSQL fixture)
 
-from newsletter.arxiv import MIN_INTERVAL, ArxivClient
 from newsletter.config import PapersConfig, config_from_dict
 from newsletter.digest import read_digest
-from newsletter.linking import Linker, backoff, make_client
-from newsletter.links import LinkStatus, Lookup, PaperLink
-from newsletter.overrides import parse_overrides
-from newsletter.store_links import LinkCache, paper_key
+from newsletter.papers.arxiv import MIN_INTERVAL, ArxivClient
+from newsletter.papers.linking import Linker, backoff, make_client
+from newsletter.papers.links import LinkStatus, Lookup, PaperLink
+from newsletter.papers.matching import paper_key
+from newsletter.papers.overrides import parse_overrides
+from newsletter.store.database import Database
+from newsletter.store.links import LinkCache
 
 # The example digests' papers and the ids the hand-written entries give them.
 EXPECTED = {
@@ -78,14 +78,14 @@ def linker(server, fake_time, *, cache=None, overrides=None, timeout=5.0, interv
 @pytest.fixture(params=["sqlite", "postgresql"])
 def cache(request, tmp_path):
     if request.param == "sqlite":
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'links.db'}")
+        db = Database(f"sqlite:///{tmp_path / 'links.db'}")
     else:
-        engine = sa.create_engine(request.getfixturevalue("mail_pg_url"))
-    links = LinkCache(engine).create()
-    with engine.begin() as conn:  # one PostgreSQL server per module: start clean
+        db = Database(request.getfixturevalue("mail_pg_url"))
+    links = LinkCache(db)
+    with db.engine.begin() as conn:  # one PostgreSQL server per module: start clean
         conn.execute(links.table.delete())
     yield links
-    engine.dispose()
+    db.close()
 
 
 def ids(result):
@@ -388,10 +388,12 @@ def test_never_raises_into_publishing(server, fake_time, digests, tmp_path, capl
     assert [lk.reason for lk in result.lookups] == ["lookup failed: boom"] * 4
     assert "Traceback" in caplog.text  # logged with its traceback for the developer
     # A database that cannot be used: the lookups still run, a warning says why.
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'state'}")
-    (tmp_path / "state").mkdir()  # a folder where the database file should be
+    db = Database(f"sqlite:///{tmp_path / 'state.db'}")
+    with db.engine.begin() as conn:  # damaged since it was opened
+        conn.exec_driver_sql("DROP TABLE paper_links")
     with caplog.at_level(logging.WARNING, logger="newsletter.links"):
-        result = linker(server, fake_time, cache=LinkCache(engine)).links_for(digests["2025-04-04"])
+        result = linker(server, fake_time, cache=LinkCache(db)).links_for(digests["2025-04-04"])
+    db.close()
     assert ids(result) == EXPECTED["2025-04-04"]
     assert "cannot read the link cache" in caplog.text
     assert "cannot store the link" in caplog.text
@@ -469,17 +471,3 @@ def test_cache_rows(cache):
             )
         )
     assert cache.get(other).lookup.reason == "again"
-
-
-def test_cache_table_joins_another_metadata(tmp_path):
-    from newsletter.store_links import links_table
-
-    metadata = sa.MetaData()
-    table = links_table(metadata)
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    metadata.create_all(engine)
-    links = LinkCache(engine, table)
-    now = dt.datetime(2025, 5, 19, tzinfo=dt.UTC)
-    links.put("k" * 64, "T", Lookup.found(PaperLink.for_arxiv("2504.02807")), now)
-    assert links.get("k" * 64).lookup.link.arxiv_id == "2504.02807"
-    assert sa.inspect(engine).get_indexes("paper_links")[0]["name"] == "ix_paper_links_retry"

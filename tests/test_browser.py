@@ -13,7 +13,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from helpers import OVERFLOWING, start_chromium
+from helpers import OVERFLOWING, start_chromium, with_sample_links
 
 from newsletter.model import Digest, Entry
 from newsletter.site import write_site
@@ -53,7 +53,8 @@ def public(tmp_path_factory, site_digests) -> Path:
     base = tmp_path_factory.mktemp("site")
     raw = {"site": {"base_url": "https://example.org/papers/"}, "paths": {"public": "public"}}
     config = config_from_dict(raw, base=base)
-    write_site(config, [*site_digests, stress_digest()])
+    # 2025-04-04 with one paper link of each kind (the links line must fit too).
+    write_site(config, [*map(with_sample_links, site_digests), stress_digest()])
     return config.paths.public
 
 

@@ -153,6 +153,7 @@ def world(tmp_path, monkeypatch):
                     },
                 },
                 "schedule": {"send_time": "07:00", "weekly_day": "monday", "settle_seconds": 0},
+                "papers": {"lookup": "off"},
             },
             tmp_path,
         )

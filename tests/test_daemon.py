@@ -37,6 +37,7 @@ def write_config(folder: Path, extra: str = "") -> Path:
     path.write_text(
         "site:\n  base_url: https://example.org/papers/\n  timezone: Asia/Seoul\n"
         "paths:\n  digests: digests\n  public: public\n  state: state\n  outbox: outbox\n"
+        "papers:\n  lookup: off\n"
         "schedule:\n  send_time: '00:00'\n  poll_seconds: 0.2\n  settle_seconds: 0.6\n" + extra,
         encoding="utf-8",
     )

@@ -14,6 +14,7 @@ import re
 import pytest
 import test_browser
 from email_screenshots import email_html, overflowing, show
+from helpers import with_sample_links
 from smtp_servers import mail_config, sample_digest
 
 from newsletter.model import Edition
@@ -28,9 +29,13 @@ def pages(tmp_path_factory):
     folder = tmp_path_factory.mktemp("emails")
     config = mail_config(folder, postal_address="ML Papers, 1 Example-ro, Seoul 04524, Korea")
     stress = test_browser.stress_digest()
-    # One paper of each kind: long words and URLs, then the sample's papers.
+    # One paper of each kind: long words and URLs, then the sample's papers
+    # with one paper link of each kind (helpers.with_sample_links).
+    linked = with_sample_links(sample_digest())
     digest = dataclasses.replace(
-        sample_digest(), entries=(*stress.entries, *sample_digest().entries)
+        linked,
+        entries=(*stress.entries, *linked.entries),
+        links=(*[None] * len(stress.entries), *linked.links),
     )
     out = {}
     for edition in Edition:

@@ -16,8 +16,8 @@ import logging
 import re
 
 import pytest
-from big_digest import big_digest
-from helpers import LONGEST_ADDRESS, autolinks, html_text, raw_parts, run_cli
+from big_digest import big_digest, with_links
+from helpers import LONGEST_ADDRESS, autolinks, html_text, numbered_links, raw_parts, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smtp_servers import mail_config
@@ -35,9 +35,16 @@ FORMS = [True, False]
 FORM_IDS = ["8bitmime", "7bit"]
 
 
-@pytest.fixture(scope="module")
-def sixty() -> Digest:
-    return big_digest(60)
+@pytest.fixture(scope="module", params=["plain", "linked"])
+def sixty(request) -> Digest:
+    """Sixty papers, without links and with (papers.links: more bytes per paper)."""
+    digest = big_digest(60)
+    return with_links(digest) if request.param == "linked" else digest
+
+
+def title_html(number: int, title: str) -> re.Pattern[str]:
+    """A paper's numbered title in the HTML part, linked or not."""
+    return re.compile(rf">{number}\. (?:<a [^>]*>)?{re.escape(title)}(?:</a>\s*)?</h2>")
 
 
 def send(message, eightbit: bool) -> bytes:
@@ -79,8 +86,14 @@ def test_every_edition_of_sixty_papers_fits_and_nothing_is_lost(
     for index, entry in enumerate(sixty.entries):
         # Every paper is in the email (HTML and text alike) or behind the link.
         in_email = index < shown
-        assert (f">{index + 1}. {entry.title}</h2>" in html) is in_email
+        assert bool(title_html(index + 1, entry.title).search(html)) is in_email
         assert (f"{index + 1}. {entry.title}" in flat) is in_email
+        # So is its link line, and the link list of the text part.
+        link = sixty.link(index)
+        if link is not None:
+            assert (f'href="{link.pdf_url}"' in html) is in_email
+            assert (f"{link.name} ({link.category}) [" in flat) is in_email
+            assert (link.hf_url in numbered_links(text).values()) is in_email
     rest = 60 - shown
     more = f"{page}#{anchors[shown]}"  # the first paper not in the email
     assert more in autolinks(html) or f'href="{more}"' in html
@@ -209,6 +222,7 @@ def test_publish_refuses_to_send_an_edition_that_cannot_fit(tmp_path):
     )
     (tmp_path / "config.yaml").write_text(
         "paths:\n  digests: digests\n  public: public\n  state: state\n  outbox: outbox\n"
+        "papers:\n  lookup: off\n"
         "email:\n  max_bytes: 10000\n",
         encoding="utf-8",
     )
@@ -228,6 +242,8 @@ def test_publish_refuses_to_send_an_edition_that_cannot_fit(tmp_path):
 def test_never_over_the_limit(tmp_path_factory, limit, seed):
     config = mail_config(tmp_path_factory.mktemp("c"), max_bytes=limit)
     digest = big_digest(8, seed=seed)
+    if seed % 2:  # with paper links: more bytes per paper
+        digest = with_links(digest)
     for edition in Edition:
         try:
             message = build_edition_email(config, digest, edition, now=NOW)

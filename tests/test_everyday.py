@@ -243,17 +243,29 @@ def test_serve_never_serves_dotfiles_or_the_manifest(server: Running) -> None:
 
 
 def test_readme_quick_start_names_only_files_it_creates(tmp_path):
+    from arxiv_server import ArxivServer, FakeTime
+
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     quick = readme.split("**Run it on the embedded defaults**", 1)[1].split("**Run the tests**")[0]
     command = re.search(r"```sh\n(.+?)\n```", quick, re.S).group(1)
-    # The checkout's example files, as a fresh clone has them.
-    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    # The checkout's example files, as a fresh clone has them; arXiv is the
+    # fake one (tests/arxiv_server.py), without the 3 s between requests.
+    shipped = (ROOT / "config.yaml").read_text(encoding="utf-8")
+    arxiv = ArxivServer(FakeTime())
+    papers = f"papers:\n  arxiv_api_url: {arxiv.url}\n  interval_seconds: 0\n"
+    assert shipped.count("papers:\n") == 1
+    (tmp_path / "config.yaml").write_text(shipped.replace("papers:\n", papers), "utf-8")
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     steps = [step.strip() for step in command.split("&&")]
     newsletter = [s for s in steps if s.startswith(".venv/bin/newsletter ")]
     assert len(newsletter) >= 2, steps
-    for step in newsletter:
-        ok(run_cli(*step.split()[1:], cwd=tmp_path))
+    try:
+        for step in newsletter:
+            ok(run_cli(*step.split()[1:], cwd=tmp_path))
+    finally:
+        arxiv.close()
+    issue = (tmp_path / "public/en/2025-04-04/index.html").read_text(encoding="utf-8")
+    assert 'href="https://arxiv.org/abs/2504.02807"' in issue  # the papers are linked
     named = re.findall(r"`((?:public|outbox|…)/[^`\s]*)`", quick)
     assert len(named) >= 5, named
     previous = None

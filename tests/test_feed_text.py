@@ -196,6 +196,21 @@ def shared_tool(name: str) -> Path | None:
 FEEDCHECK = shared_tool("feedcheck.py")
 
 
+def assert_feedcheck_clean(path: Path, url: str) -> None:
+    """feedcheck.py PATH --base URL (the W3C validator's code): no error, no warning."""
+    assert FEEDCHECK is not None
+    result = subprocess.run(
+        [sys.executable, str(FEEDCHECK), str(path), "--base", url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Invalid HTML" not in result.stdout
+    assert result.stdout.startswith(f"{path}: 0 errors, 0 warnings"), result.stdout
+
+
 def feed_paths(public: Path, edition: str) -> list[Path]:
     return sorted((public / "feeds" / edition).rglob("*.xml"))
 
@@ -217,14 +232,4 @@ def test_w3c_validator_finds_nothing(validated_public, edition):
     assert len(paths) > 20
     for path in paths:
         relative = path.relative_to(validated_public).as_posix()
-        url = "https://example.org/papers/" + quote(relative)
-        result = subprocess.run(
-            [sys.executable, str(FEEDCHECK), str(path), "--base", url],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "Invalid HTML" not in result.stdout
-        assert result.stdout.startswith(f"{path}: 0 errors, 0 warnings"), result.stdout
+        assert_feedcheck_clean(path, "https://example.org/papers/" + quote(relative))

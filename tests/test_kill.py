@@ -56,6 +56,7 @@ def smtp_project(
                     "outbox": "outbox",
                     "public": "public",
                 },
+                "papers": {"lookup": "off"},
                 "email": {
                     "transport": "smtp",
                     "from": "ML Papers <papers@example.org>",

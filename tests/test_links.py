@@ -6,12 +6,13 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from helpers import SAMPLE_DIGESTS as SAMPLES
 from helpers import run_cli
 
 from newsletter.config import config_from_dict, load_config
 from newsletter.errors import NewsletterError
-from newsletter.links import LinkStatus, Lookup, PaperLink, arxiv_id_from_url, parse_arxiv_id
-from newsletter.overrides import load_overrides, parse_overrides
+from newsletter.papers.links import LinkStatus, Lookup, PaperLink, arxiv_id_from_url, parse_arxiv_id
+from newsletter.papers.overrides import load_overrides, parse_overrides, parse_target
 
 D = dt.date(2025, 4, 4)
 
@@ -254,3 +255,59 @@ def test_shipped_config_documents_the_papers_keys():
     config = load_config(Path(__file__).parent.parent / "config.yaml")
     assert config.papers.lookup == "arxiv"
     assert config.paths.links.name == "links.yaml"
+
+
+@pytest.mark.parametrize("written", ["off", "'off'", "no", "false"])
+def test_lookup_off_as_yaml_reads_it(tmp_path, written):
+    """YAML 1.1 reads a bare `off` as false: it still means off, as the README writes it."""
+    path = tmp_path / "config.yaml"
+    path.write_text(f"papers:\n  lookup: {written}\n", encoding="utf-8")
+    assert load_config(path).papers.lookup == "off"
+
+
+def test_interval_is_configurable_but_never_below_3_s_for_arxiv(tmp_path):
+    local = {"arxiv_api_url": "http://127.0.0.1:9/api/query", "interval_seconds": 0}
+    assert config_from_dict({"papers": local}, base=tmp_path).papers.interval_seconds == 0
+    assert config_from_dict({}, base=tmp_path).papers.interval_seconds == 3
+    with pytest.raises(NewsletterError) as err:
+        config_from_dict({"papers": {"interval_seconds": 1}}, base=tmp_path)
+    assert "interval_seconds 1 is below the 3 s between requests" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "bad"),
+    [
+        ('https://example.org/a"><script>x</script>', "'\"' must be percent-encoded as %22"),
+        ("https://example.org/a<b", "'<' must be percent-encoded as %3C"),
+        ("https://example.org/a{b}", "'{' must be percent-encoded as %7B"),
+        ("https://example.org/a\x07b", "'\\x07' must be percent-encoded as %07"),
+    ],
+)
+def test_an_override_url_that_would_need_escaping_to_be_a_url_is_refused(value, bad):
+    with pytest.raises(ValueError) as err:
+        parse_target(value)
+    assert bad in str(err.value) and "RFC 3986" in str(err.value)
+
+
+def test_override_urls_that_are_urls_are_kept_as_written():
+    assert parse_target("https://example.org/a?x=1&y='2'").url == "https://example.org/a?x=1&y='2'"
+    assert parse_target("https://예시.kr/논문").url == "https://예시.kr/논문"  # an IRI
+    assert parse_target("https://www.example.net/p.pdf").name == "example.net"
+
+
+def test_a_digest_takes_one_link_per_entry():
+    from newsletter.digest import read_digest
+    from newsletter.papers.linking import DigestLinks
+
+    digest = read_digest(SAMPLES / "2025-04-04.txt").digest
+    with pytest.raises(ValueError, match="3 links for 4 entries"):
+        digest.with_links([None] * 3)
+    assert digest.with_links([None] * 4).links == ()  # no link at all: as parsed
+    linked = digest.with_links([PaperLink.for_arxiv("2504.02807"), None, None, None])
+    assert linked.link(0).arxiv_id == "2504.02807" and linked.link(3) is None
+    assert linked.entries == digest.entries and linked != digest
+    now = dt.datetime(2025, 5, 19, tzinfo=dt.UTC)
+    later = Lookup.failed("arXiv answered HTTP 503", now + dt.timedelta(minutes=5))
+    waiting = DigestLinks(digest.date, (Lookup.found(PaperLink.for_arxiv("2504.02807")), later))
+    assert not waiting.due(now) and waiting.due(now + dt.timedelta(minutes=5))
+    assert waiting.next_retry == later.retry_after

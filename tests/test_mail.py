@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import assert_golden
+from helpers import assert_golden, with_sample_links
 from smtp_servers import mail_config, sample_digest
 
 from newsletter.headers import check_address
@@ -63,7 +63,7 @@ def bodies(msg):
 @pytest.mark.parametrize("edition", list(Edition))
 def test_golden(tmp_path, edition):
     config = mail_config(tmp_path, reply_to="Editor <editor@example.org>")
-    _, _, data = personalised(config, sample_digest(), edition)
+    _, _, data = personalised(config, with_sample_links(sample_digest()), edition)
     msg = parse(data)
     headers = "".join(f"{name}: {msg[name]}\n" for name in HEADERS)
     text, html = bodies(msg)

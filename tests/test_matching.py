@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from newsletter.matching import (
+from newsletter.papers.matching import (
     Candidate,
     choose,
     common_author,
+    family_name,
     parse_name,
     strip_latex,
     title_key,
@@ -173,3 +176,20 @@ def test_choose_is_stable_among_duplicates():
     first = cand("2504.02807")
     assert choose(MEGAMATH, AUTHORS, [later, first]).candidate == first
     assert choose(MEGAMATH, AUTHORS, [first, later]).candidate == first
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["Eric", "P.", "Xing", "Jr.", "jr", "III", "E.P.", "_", "-", "x"]),
+            st.text(alphabet="abcXYZ.-_,()'0 \\{}$~é", min_size=1, max_size=6),
+        ),
+        min_size=0,
+        max_size=5,
+    ).map(" ".join)
+)
+def test_family_name_is_parse_names_family(name):
+    """The short path for plain ASCII names gives what parse_name gives."""
+    parsed = parse_name(name)
+    assert family_name(name) == (parsed.family if parsed is not None else None)

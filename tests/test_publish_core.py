@@ -122,6 +122,7 @@ def test_status_before_and_after_publishing(config):
         "subscribers": {"active": 1, "unsubscribed": 1},
         "bounces": {},
         "warnings": [],
+        "links": {"lookup": "off"},
     }
     publish(config, DATE, force=True)
     after = collect_status(config, now)

@@ -89,6 +89,7 @@ def test_daemon_publishes_a_file_only_once_it_has_settled(tmp_path, caplog):
         {
             "site": {"timezone": "Asia/Seoul"},
             "paths": {"digests": "digests", "public": "public", "state": "state"},
+            "papers": {"lookup": "off"},
             "schedule": {"settle_seconds": 10},
         },
         tmp_path,
@@ -215,6 +216,7 @@ def daemon_project(tmp_path):
         {
             "site": {"base_url": "https://example.org/papers/", "timezone": "Asia/Seoul"},
             "paths": {"digests": "digests", "public": "public", "state": "state"},
+            "papers": {"lookup": "off"},
             "schedule": {"settle_seconds": 0},
         },
         tmp_path,

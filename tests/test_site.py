@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import assert_golden
+from helpers import assert_golden, with_sample_links
 
 from newsletter import render
 from newsletter.digest import format_digest, parse_digest
@@ -58,7 +58,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("edition", EDITIONS)
 def test_issue_page_matches_golden(site_config, site_digests, edition):
-    files = issue_files(site_config, site_digests[1])
+    files = issue_files(site_config, with_sample_links(site_digests[1]))
     check_golden(f"{edition}-2025-04-04.html", files[f"{edition}/2025-04-04/index.html"])
 
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import real_parts
-from smtp_servers import free_port, mail_config
+import sqlalchemy as sa
+from pg_server import fresh_pg_database
+from smtp_servers import mail_config
 
 from newsletter.errors import NewsletterError
 from newsletter.model import Cadence, Edition, SubscriberState, Week, parse_date
@@ -28,96 +25,6 @@ from newsletter.store.subscribers import Preferences, as_utc
 DATE = dt.date(2025, 4, 4)
 
 
-def _postgres_url():
-    """Start a throw-away PostgreSQL server; return its URL and how to stop it.
-
-    initdb and pg_ctl come from real_parts (PATH, pg_config, /usr/lib/postgresql);
-    a missing or failing PostgreSQL skips, or fails under NEWSLETTER_REQUIRE_REAL=1.
-    """
-    bindir = real_parts.postgres_bindir()
-    initdb = str(bindir / "initdb")
-    real_parts.import_real("psycopg", "psycopg[binary]")
-    folder = Path(tempfile.mkdtemp(prefix="nl-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        runuser = real_parts.runuser()
-        run_as = [str(runuser), "-u", "postgres", "--"]
-        try:
-            shutil.chown(folder, "postgres")
-        except LookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-            real_parts.require_real("PostgreSQL", "no 'postgres' user to run the server as")
-    data = folder / "data"
-    port = free_port()
-    try:
-        subprocess.run(
-            [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                *run_as,
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-w",
-                "-l",
-                str(folder / "log"),
-                "-o",
-                f"-p {port} -k {folder} -c listen_addresses=''",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        log = folder / "log"
-        detail = getattr(exc, "stderr", b"") or b""
-        if log.exists():
-            detail += log.read_bytes()[-2000:]
-        shutil.rmtree(folder, ignore_errors=True)
-        real_parts.require_real(
-            "PostgreSQL",
-            f"cannot start a cluster with {bindir}: {exc}: {detail.decode(errors='replace')}",
-        )
-    url = f"postgresql+psycopg://postgres@/postgres?host={folder}&port={port}"
-    return url, run_as, initdb, data, folder
-
-
-@pytest.fixture(scope="module")
-def mail_pg_url():
-    url, run_as, initdb, data, folder = _postgres_url()
-    yield url
-    subprocess.run(
-        [
-            *run_as,
-            str(Path(initdb).with_name("pg_ctl")),
-            "-D",
-            str(data),
-            "-m",
-            "immediate",
-            "stop",
-        ],
-        capture_output=True,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def fresh_pg_database(server_url: str, prefix: str) -> str:
-    """A new, empty database on the test cluster of `server_url`; its URL."""
-    import secrets
-
-    import sqlalchemy as sa
-
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return server_url.replace("/postgres?", f"/{name}?")
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
@@ -128,9 +35,8 @@ def store(request, tmp_path):
     store = Store(Database(url))
     if request.param == "postgresql":  # one server for the module: start clean
         with store.db.engine.begin() as conn:
-            conn.execute(store.db.tables.bounce_events.delete())
-            conn.execute(store.db.tables.deliveries.delete())
-            conn.execute(store.db.tables.subscribers.delete())
+            for table in ("bounce_events", "deliveries", "issues", "subscribers", "paper_links"):
+                conn.execute(getattr(store.db.tables, table).delete())
     yield store
     store.close()
 
@@ -147,40 +53,70 @@ def test_open_creates_state_folder_and_wal(tmp_path):
         assert version == SCHEMA_VERSION
 
 
-def test_migrates_a_version_1_database_keeping_its_data(tmp_path):
-    config = mail_config(tmp_path)
-    with Store.open(config) as store:
-        store.subscribers.add("old@example.org", "en")
-        with store.db.engine.begin() as conn:  # as version 1 left it: no issues table
-            conn.exec_driver_sql("DROP TABLE issues")
-            conn.exec_driver_sql("UPDATE schema_version SET version = 1")
-    with Store.open(config) as store:
-        assert store.subscribers.get("old@example.org").edition is Edition.EN
-        assert not store.ledger.issue_emailed(dt.date(2025, 4, 4))
-        store.ledger.mark_issue_emailed(dt.date(2025, 4, 4))
-        store.ledger.mark_issue_emailed(dt.date(2025, 4, 4))  # idempotent
-        assert store.ledger.issue_emailed(dt.date(2025, 4, 4))
+# What each migration added, newest first: a database of version N lacks
+# everything added after N (newsletter/store/schema.py, MIGRATIONS).
+ADDED_AFTER = {
+    6: ["DROP TABLE paper_links"],
+    5: [
+        f"ALTER TABLE subscribers DROP COLUMN {column}"
+        for column in ("cadence", "topics", "previous_cadence", "cadence_from")
+    ],
+    4: ["ALTER TABLE subscribers DROP COLUMN state_changed_at"],
+    3: ["DROP TABLE bounce_events"],
+    2: ["DROP TABLE issues"],
+}
 
 
-@pytest.mark.parametrize("version", [2, 3])
-def test_migrates_an_older_database_filling_state_changed_at(store, version):
-    """Version 2 (before bounces and state times) and 3 (bounce log, no state times)."""
-    added = store.subscribers.add("old@example.org", "en")
-    with store.db.engine.begin() as conn:  # as that version left it: no state_changed_at
-        conn.exec_driver_sql("ALTER TABLE subscribers DROP COLUMN state_changed_at")
-        if version < 3:
-            conn.exec_driver_sql("DROP TABLE bounce_events")
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+def test_every_older_version_upgrades_to_the_current_keeping_its_data(store, version):
+    """A database as each released version left it (with that version's data)
+    is brought to SCHEMA_VERSION on open: every row kept, new columns filled."""
+    from newsletter.model import Cadence
+    from newsletter.papers.links import Lookup, PaperLink
+    from newsletter.store.links import LinkCache
+    from newsletter.store.subscribers import Preferences
+
+    week_of = dt.datetime(2025, 4, 9, 12, tzinfo=dt.UTC)  # a Wednesday
+    added = store.subscribers.add("old@example.org", "en", "김옛날")
+    if version >= 5:  # a weekly reader with topics and a change waiting for its week
+        store.subscribers.add("weekly@example.org", "ko", preferences=Preferences(Cadence.WEEKLY))
+        store.subscribers.set_preferences(
+            "weekly@example.org", Preferences(Cadence.DAILY, ("moe", "rl")), at=week_of
+        )
+    sent = dt.date(2024, 1, version)
+    if version >= 2:
+        store.ledger.mark_issue_emailed(sent)
+    with store.db.engine.begin() as conn:
+        for newer in range(SCHEMA_VERSION, version, -1):
+            for statement in ADDED_AFTER[newer]:
+                conn.exec_driver_sql(statement)
         conn.exec_driver_sql(f"UPDATE schema_version SET version = {version}")
     with Store(Database(store.db.url)) as again:
-        old = again.subscribers.get("old@example.org")
-        assert old.state is SubscriberState.ACTIVE and old.state_changed_at is not None
-        assert again.bounces.list() == []  # the bounce log is there (created or kept)
         with again.db.engine.connect() as conn:
-            version_now = conn.exec_driver_sql("SELECT version FROM schema_version").scalar()
-            assert version_now == SCHEMA_VERSION == 5
+            now_version = conn.exec_driver_sql("SELECT version FROM schema_version").scalar()
             t = again.db.tables.subscribers
-            created = conn.execute(t.select().with_only_columns(t.c.updated_at)).scalar()
-    assert old.state_changed_at == as_utc(created) and old.id == added.id
+            created = conn.execute(
+                t.select().with_only_columns(t.c.updated_at).where(t.c.id == added.id)
+            ).scalar()
+        assert now_version == SCHEMA_VERSION == 6
+        old = again.subscribers.get("old@example.org")
+        assert (old.id, old.edition, old.name) == (added.id, Edition.EN, "김옛날")
+        assert old.state is SubscriberState.ACTIVE
+        assert old.state_changed_at == (as_utc(created) if version < 4 else added.state_changed_at)
+        assert (old.cadence, old.topics, old.cadence_from) == (Cadence.DAILY, (), None)
+        if version >= 5:
+            weekly = again.subscribers.get("weekly@example.org")
+            assert (weekly.cadence, weekly.previous_cadence) == (Cadence.DAILY, Cadence.WEEKLY)
+            assert weekly.topics == ("moe", "rl") and weekly.cadence_from == dt.date(2025, 4, 14)
+        assert again.ledger.issue_emailed(sent) is (version >= 2)
+        again.ledger.mark_issue_emailed(sent)
+        assert again.ledger.issue_emailed(sent)
+        assert again.bounces.list() == []  # the bounce log is there (created or kept)
+        cache = LinkCache(again.db)  # migration 6: the paper link cache
+        cache.put(f"{version:064d}", "T", Lookup.found(PaperLink.for_arxiv("2504.02807")), week_of)
+        assert cache.get(f"{version:064d}").lookup.link.arxiv_id == "2504.02807"
+        indexes = sa.inspect(again.db.engine).get_indexes("paper_links")
+        assert [i["name"] for i in indexes] == ["ix_paper_links_retry"]
 
 
 def test_state_changed_at_moves_with_the_state_only(store):

@@ -152,6 +152,7 @@ def make_config(tmp_path: Path, port: int, **extra: object) -> Config:
         },
         "server": {"port": port, "public_url": f"http://127.0.0.1:{port}/"},
         "email": {"from": "ML Papers <papers@news.example.org>"},
+        "papers": {"lookup": "off"},
         **extra,
     }
     return config_from_dict(raw, base=tmp_path)
@@ -226,6 +227,7 @@ def test_whole_journey_through_the_cli(tmp_path: Path) -> None:
         "paths:\n"
         f"  digests: {SAMPLE_DIGESTS}\n"
         "  public: public\n  state: state\n  outbox: outbox\n"
+        "papers:\n  lookup: off\n"
         "email:\n  from: ML Papers <papers@news.example.org>\n"
         f"server:\n  public_url: http://127.0.0.1:{port}/\n",
         encoding="utf-8",

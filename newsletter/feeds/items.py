@@ -3,9 +3,11 @@ feeds), built once and written in every format (Atom, RSS, JSON Feed).
 
 A FeedItem's text fields are plain text and its content is HTML (rendered once
 per edition from templates/feed/). To add a field that every format shows (a
-paper's arXiv link, say), add it to FeedItem, fill it in ItemMaker.paper, and
-write it in each format's writer: `external_url` is already written as JSON
-Feed's `external_url` and Atom's `<link rel="related">`.
+date, say), add it to FeedItem, fill it in ItemMaker, and write it in each
+format's writer. A paper's link (newsletter.papers) is a tag feed item's
+`external_url`, written as JSON Feed's `external_url` and Atom's
+`<link rel="related">`; RSS has no such field, and every format's content
+HTML carries the links line.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class ItemMaker:
             summary=" ".join(comment.text for comment in paper.comments) or paper.title,
             content=self.paper_html(tagged.digest, tagged.index),
             categories=tuple(tag.name for tag in paper.tags),
+            external_url=paper.link.url if paper.link else None,
         )
 
     def paper_html(self, digest: Digest, index: int) -> Markup:

@@ -310,7 +310,7 @@ def _write_search(
     {edition: "KEY:FILES"} for the manifest and the seconds spent indexing."""
     from newsletter.site import search as search_index
 
-    content = [keys(d) for d in issues]
+    content = [keys.text(d) for d in issues]  # search records show no links
     wanted = {
         str(edition): key_of(
             search_index.pagefind_version(),

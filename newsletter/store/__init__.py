@@ -7,9 +7,11 @@
     ledger.py          Ledger: each message's outcome, counts, send-once marks
     plan.py            Plan: who still needs an issue (read from both tables)
     bounces.py         BounceEvents: bounces, complaints, unsubscribes after the send
+    links.py           LinkCache: each paper's arXiv lookup (newsletter.papers)
 
-Each of `Subscribers`, `Plan`, `Ledger` and `BounceEvents` takes the `Database`.
-`Store` only holds them for callers that need more than one; it forwards nothing.
+Each of `Subscribers`, `Plan`, `Ledger`, `BounceEvents` and `LinkCache` takes the
+`Database`. `Store` only holds them for callers that need more than one; it
+forwards nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 from newsletter.store.bounces import BounceEvents
 from newsletter.store.database import Database
 from newsletter.store.ledger import Ledger
+from newsletter.store.links import LinkCache
 from newsletter.store.plan import Plan
 from newsletter.store.subscribers import Subscribers
 
@@ -27,8 +30,8 @@ if TYPE_CHECKING:
 
 
 class Store:
-    """`db`, `subscribers`, `plan`, `ledger` and `bounces` over one database; closes it as a
-    context manager."""
+    """`db`, `subscribers`, `plan`, `ledger`, `bounces` and `links` over one database;
+    closes it as a context manager."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -36,6 +39,7 @@ class Store:
         self.plan = Plan(db)
         self.ledger = Ledger(db)
         self.bounces = BounceEvents(db)
+        self.links = LinkCache(db)
 
     @classmethod
     def open(cls, config: Config) -> Store:

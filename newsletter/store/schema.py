@@ -32,6 +32,7 @@ class Tables:
     deliveries: sa.Table
     issues: sa.Table
     bounce_events: sa.Table
+    paper_links: sa.Table
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("bounce_events: bounces, complaints, unsubscribes", _create("bounce_events")),
     Migration("subscribers.state_changed_at: when the state last changed", _add_state_changed_at),
     Migration("subscribers: cadence (daily, weekly) and topics", _add_preferences),
+    Migration("paper_links: the arXiv lookup cache", _create("paper_links")),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -180,7 +182,25 @@ def _define(sa: Any) -> Tables:
         sa.Index("ix_bounce_events_email", "email_key"),
         sa.Index("ix_bounce_events_at", "at"),
     )
-    return Tables(metadata, version, subscribers, deliveries, issues, bounce_events)
+    # Each paper's arXiv lookup, keyed by papers.matching.paper_key (the
+    # normalised title and family names): found and not_found are final until
+    # a refresh; failed keeps the error and when to retry (newsletter/store/links.py).
+    paper_links = sa.Table(
+        "paper_links",
+        metadata,
+        sa.Column("paper_key", sa.String(64), primary_key=True),
+        sa.Column("title", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("url", sa.Text, nullable=True),
+        sa.Column("arxiv_id", sa.String(64), nullable=True),
+        sa.Column("category", sa.String(64), nullable=True),
+        sa.Column("reason", sa.Text, nullable=False, default=""),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("retry_after", sa.DateTime(timezone=True), nullable=True),
+        sa.Index("ix_paper_links_retry", "status", "retry_after"),
+    )
+    return Tables(metadata, version, subscribers, deliveries, issues, bounce_events, paper_links)
 
 
 def migrate(conn: Any) -> None:

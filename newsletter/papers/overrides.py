@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from newsletter.errors import NewsletterError
-from newsletter.links import Lookup, PaperLink, parse_arxiv_id
-from newsletter.matching import title_key
+from newsletter.errors import ConfigError
+from newsletter.papers.links import Lookup, PaperLink, parse_arxiv_id
+from newsletter.papers.matching import title_key
 
 _HINT = "see 'Paper links' in the README for the file's format"
+# ASCII that RFC 3986 never allows in a URL as it is (besides controls and space).
+_NOT_IN_URL = frozenset('"<>\\^`{|}')
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,10 @@ class Overrides:
 
     def find(self, date: dt.date, position: int, title: str) -> Override | None:
         """The override for the `position`-th paper (from 1) of the issue of `date`."""
-        return self.by_position.get((date, position)) or self.by_title.get(title_key(title))
+        found = self.by_position.get((date, position))
+        if found is None and self.by_title:
+            found = self.by_title.get(title_key(title))
+        return found
 
     def unused(self, papers: Iterable[tuple[dt.date, int, str]]) -> list[str]:
         """'FILE:LINE' of entries that match none of (date, position, title)."""
@@ -88,6 +93,12 @@ def parse_target(text: str) -> PaperLink | None:
         and "." in value.split("/")[2]
         and " " not in value
     ):
+        bad = next((c for c in value if c in _NOT_IN_URL or ord(c) < 32 or c == "\x7f"), None)
+        if bad is not None:
+            raise ValueError(
+                f"{value!r} is not a usable URL: {bad!r} must be percent-encoded "
+                f"as %{ord(bad):02X} (RFC 3986)"
+            )
         return PaperLink.for_url(value)
     raise ValueError(
         f"{value!r} is not an arXiv id (like 2504.02807), an http(s) URL, or none"
@@ -99,14 +110,14 @@ def parse_target(text: str) -> PaperLink | None:
 def load_overrides(path: Path) -> Overrides:
     """Read the override file; a missing file is no overrides.
 
-    Raises NewsletterError naming the file, line and key of every bad entry.
+    Raises ConfigError (exit status 2) naming the file, line and key of every bad entry.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         return Overrides()
     except (OSError, UnicodeDecodeError) as exc:
-        raise NewsletterError(f"cannot read the links file {path}: {exc}", hint=_HINT) from None
+        raise ConfigError(f"cannot read the links file {path}: {exc}", hint=_HINT) from None
     return parse_overrides(text, str(path))
 
 
@@ -120,7 +131,7 @@ def parse_overrides(text: str, file: str) -> Overrides:
         mark = getattr(exc, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark else file
         problem = getattr(exc, "problem", None) or str(exc)
-        raise NewsletterError(
+        raise ConfigError(
             f"{where}: not valid YAML: {problem}",
             hint="check the indentation, and quote titles that contain ': '",
         ) from None
@@ -128,7 +139,7 @@ def parse_overrides(text: str, file: str) -> Overrides:
     result = reader.read(root)
     if reader.problems:
         count = len(reader.problems)
-        raise NewsletterError(
+        raise ConfigError(
             f"{file}: {count} problem{'s' if count > 1 else ''} in the links file:\n  "
             + "\n  ".join(reader.problems),
             hint=_HINT,

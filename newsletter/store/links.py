@@ -1,57 +1,25 @@
 """The link cache: each paper is looked up on arXiv once (SQLAlchemy Core).
 
-One row per paper, keyed by `paper_key(title, authors)`: the same paper in
-two issues is one row; a corrected title or author list is a new paper.
-found and not_found rows are final until `refresh`; a failed row holds the
-error and when to try again, and counts the attempts.
-
-Self-contained over an engine so it can join the main store: `links_table`
-adds the table to any MetaData, `LinkCache.create` makes it where missing.
+One row per paper of the `paper_links` table (store/schema.py), keyed by
+`papers.matching.paper_key(title, authors)`: the same paper in two issues is
+one row; a corrected title or author list is a new paper. found and
+not_found rows are final until `links refresh`; a failed row holds the error
+and when to try again, and counts the attempts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from newsletter.links import LinkStatus, Lookup, PaperLink
-from newsletter.matching import parse_name, title_key
+from newsletter.papers.links import LinkStatus, Lookup, PaperLink
 
 if TYPE_CHECKING:
-    import sqlalchemy as sa
+    from newsletter.store.database import Database
 
 _IN_CHUNK = 500  # bound parameters per IN (...) list
-
-
-def links_table(metadata: sa.MetaData) -> sa.Table:
-    """The `paper_links` table, defined on `metadata`."""
-    import sqlalchemy as sa
-
-    return sa.Table(
-        "paper_links",
-        metadata,
-        sa.Column("paper_key", sa.String(64), primary_key=True),
-        sa.Column("title", sa.Text, nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("url", sa.Text, nullable=True),
-        sa.Column("arxiv_id", sa.String(64), nullable=True),
-        sa.Column("category", sa.String(64), nullable=True),
-        sa.Column("reason", sa.Text, nullable=False, default=""),
-        sa.Column("attempts", sa.Integer, nullable=False, default=0),
-        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("retry_after", sa.DateTime(timezone=True), nullable=True),
-        sa.Index("ix_paper_links_retry", "status", "retry_after"),
-    )
-
-
-def paper_key(title: str, authors: Sequence[str]) -> str:
-    """A stable 64-hex-digit key: the normalised title and the family names."""
-    families = sorted({n.family for n in map(parse_name, authors) if n is not None})
-    text = title_key(title) + "\n" + ",".join(families)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -73,19 +41,14 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 
 class LinkCache:
-    """Lookups by paper key, in the `paper_links` table of `engine`."""
+    """Lookups by paper key, in the `paper_links` table of `db`."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         import sqlalchemy as sa
 
         self._sa = sa
-        self.engine = engine
-        self.table = table if table is not None else links_table(sa.MetaData())
-
-    def create(self) -> LinkCache:
-        """Create the table (and index) where it does not exist yet; returns self."""
-        self.table.create(self.engine, checkfirst=True)
-        return self
+        self.engine = db.engine
+        self.table = db.tables.paper_links
 
     def get_many(self, keys: Iterable[str]) -> dict[str, CachedLink]:
         """The cached rows among `keys`."""

@@ -1,9 +1,9 @@
 """Where each paper can be read: the link values shared by lookup, cache and outputs.
 
-A paper's link is found on arXiv (`newsletter.arxiv`), cached in the database
-(`newsletter.store_links`), or given by hand in the override file
-(`newsletter.overrides`); `newsletter.linking` decides which. Outputs only ever
-see a `PaperLink` or nothing: never a guess.
+A paper's link is found on arXiv (`papers.arxiv`), cached in the database
+(`store.links`), or given by hand in the override file (`papers.overrides`);
+`papers.linking` decides which. Outputs only ever see a `PaperLink` or
+nothing: never a guess.
 
 arXiv identifiers follow https://info.arxiv.org/help/arxiv_identifier.html:
 `YYMM.NNNNN` since 2007 (`YYMM.NNNN` before 2015), `archive(.SUBJ)/YYMMNNN`
@@ -37,6 +37,15 @@ _ARXIV_URL = re.compile(
 def utcnow() -> dt.datetime:
     """The current time, aware, in UTC, to the second: the clock of retry times."""
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def is_public_arxiv(url: str) -> bool:
+    """True for arxiv.org and its subdomains (export.arxiv.org), where 3 s
+    between requests is the floor."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return host == "arxiv.org" or host.endswith(".arxiv.org")
 
 
 def parse_arxiv_id(text: str) -> str | None:
@@ -98,6 +107,17 @@ class PaperLink:
         """A link to `url`; an arxiv.org abs/pdf URL becomes a full arXiv link."""
         ident = arxiv_id_from_url(url)
         return cls.for_arxiv(ident) if ident else cls(url=url.strip())
+
+    @property
+    def name(self) -> str:
+        """How a links line names it: 'arXiv:2504.02807', else the URL's host
+        ('example.org', without 'www.')."""
+        if self.arxiv_id:
+            return f"arXiv:{self.arxiv_id}"
+        from urllib.parse import urlsplit
+
+        host = urlsplit(self.url).hostname or self.url
+        return host.removeprefix("www.")
 
     @property
     def abs_url(self) -> str | None:

@@ -25,15 +25,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import arxiv
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
-from newsletter.links import ARXIV_API_URL, Lookup, PaperLink, parse_arxiv_id, utcnow
-from newsletter.matching import Candidate, choose, title_query
+from newsletter.papers.links import (
+    ARXIV_API_URL,
+    Lookup,
+    PaperLink,
+    is_public_arxiv,
+    parse_arxiv_id,
+    utcnow,
+)
+from newsletter.papers.matching import Candidate, choose, title_query
 
 log = logging.getLogger("newsletter.links")
 
@@ -42,12 +48,6 @@ DEFAULT_RETRY = 300.0  # seconds before trying again after a failure without Ret
 MAX_RETRY = 24 * 3600.0
 MAX_BYTES = 4_000_000  # an answer of 10 entries is ~30 KB
 _ATOM = b"http://www.w3.org/2005/Atom"
-
-
-def is_public_arxiv(url: str) -> bool:
-    """True for arxiv.org and its subdomains (export.arxiv.org), where 3 s is the floor."""
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    return host == "arxiv.org" or host.endswith(".arxiv.org")
 
 
 def default_user_agent(contact: str = "") -> str:
@@ -156,10 +156,12 @@ class _Transport(HTTPAdapter):
 
 @dataclass(frozen=True)
 class Batch:
-    """The lookups of a batch, in order; only the first `tried` reached arXiv."""
+    """The lookups of a batch, in order; only the first `tried` reached arXiv.
+    `out_of_time`: the budget ran out before every paper was tried."""
 
     lookups: tuple[Lookup, ...]
     tried: int
+    out_of_time: bool = False
 
 
 class ArxivClient:
@@ -256,6 +258,7 @@ class ArxivClient:
         self._transport.deadline = self.clock() + budget
         results: list[Lookup] = []
         for title, authors in papers:
+            out_of_time = False
             try:
                 results.append(self.lookup(title, authors))
                 continue
@@ -264,12 +267,13 @@ class ArxivClient:
                     f"not looked up: the {budget:g} s for this digest's lookups ran out",
                     self.now(),
                 )
-                return Batch((*results, *[rest] * (len(papers) - len(results))), len(results))
+                return Batch((*results, *[rest] * (len(papers) - len(results))), len(results), True)
             except Unavailable as exc:
                 failure = self._failed(str(exc), exc.retry_after)
             except requests.Timeout:
                 waited = self._transport.last_timeout
-                cut = " (what was left of this digest's budget)" if waited < self.timeout else ""
+                out_of_time = waited < self.timeout
+                cut = " (what was left of this digest's budget)" if out_of_time else ""
                 failure = self._failed(f"arXiv did not answer within {waited:.3g} s{cut}")
             except requests.ConnectionError as exc:
                 failure = self._failed(f"cannot reach {self.api_url}: {_root_cause(exc)}")
@@ -281,7 +285,9 @@ class ArxivClient:
                 f"not looked up: arXiv failed on an earlier paper ({failure.reason})",
                 failure.retry_after or self.now(),
             )
-            return Batch((*results, *[rest] * (len(papers) - len(results))), len(results))
+            return Batch(
+                (*results, *[rest] * (len(papers) - len(results))), len(results), out_of_time
+            )
         return Batch(tuple(results), len(results))
 
     def _failed(self, error: str, retry_after: float | None = None) -> Lookup:

@@ -37,6 +37,9 @@ _STYLE_CMD = re.compile(rf"\\(?:{_STYLE})(?![A-Za-z])\*?")
 _ACCENT = re.compile(r"\\(?:['\"`^~=.]|[cvuHkrbd](?![A-Za-z]))\s*")
 _ESCAPED = re.compile(r"\\([&%$#_{}])")
 _COMMAND = re.compile(r"\\([A-Za-z]+)")
+# Not a letter or digit (str.isalnum): \w is exactly those and '_'.
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_LATEX_CHARS = frozenset("\\{}$~")
 _LETTERS_ONLY = {"ł": "l", "ø": "o", "đ": "d", "ð": "d", "þ": "th", "æ": "ae", "œ": "oe", "ı": "i"}
 
 
@@ -58,6 +61,8 @@ def strip_latex(text: str) -> str:
     except for `$`, braces and backslashes, which punctuation-blind comparison
     ignores anyway.
     """
+    if _LATEX_CHARS.isdisjoint(text):
+        return text
     text = _ESCAPED.sub(lambda m: {"$": "\0"}.get(m[1], m[1]), text)
     text = _STYLE_CMD.sub("", text)
     text = _ACCENT.sub("", text)
@@ -69,6 +74,8 @@ def strip_latex(text: str) -> str:
 
 def _fold(text: str) -> str:
     """NFKC, case folded, Latin diacritics removed (Hangul and CJK kept whole)."""
+    if text.isascii():  # most names and titles: NFKC and marks change nothing
+        return text.casefold()
     text = unicodedata.normalize("NFKC", text).casefold()
     out = []
     for char in unicodedata.normalize("NFD", text):
@@ -80,7 +87,7 @@ def _fold(text: str) -> str:
 
 def title_key(title: str) -> str:
     """The comparable form of a title: letters and digits only, folded."""
-    return "".join(c for c in _fold(strip_latex(title)) if c.isalnum())
+    return _NOT_ALNUM.sub("", _fold(strip_latex(title)))
 
 
 def title_query(title: str) -> str:
@@ -112,6 +119,7 @@ class Name:
 
 
 _SUFFIX = {"jr", "sr", "ii", "iii", "iv"}
+_PARENS = re.compile(r"\([^)]*\)")
 _INITIALS = re.compile(r"^(?:\w\.)+\w?\.?$|^\w$")
 
 
@@ -121,7 +129,9 @@ def parse_name(name: str) -> Name | None:
     Parenthesised parts are dropped; a trailing initial is not a family name
     ('Xing E. P.' has family 'xing'). None for a name with no letters.
     """
-    text = re.sub(r"\([^)]*\)", " ", strip_latex(name))
+    text = strip_latex(name)
+    if "(" in text:
+        text = _PARENS.sub(" ", text)
     if "," in text:  # 'Family, Given' or 'Given Family, Jr.'
         head, _, tail = text.partition(",")
         text = head if _fold(tail).strip(" .") in _SUFFIX else f"{tail} {head}"
@@ -140,7 +150,7 @@ def parse_name(name: str) -> Name | None:
 
 
 def _letters(token: str) -> str:
-    return "".join(c for c in _fold(token) if c.isalnum())
+    return _NOT_ALNUM.sub("", _fold(token))
 
 
 def same_person_family(a: Name, b: Name) -> bool:
@@ -219,3 +229,35 @@ def choose(title: str, authors: Sequence[str], candidates: Sequence[Candidate]) 
         )
     best = min(matching, key=lambda c: (c.published or "~", c.arxiv_id))
     return Verdict(best, "")
+
+
+# A name with none of these, in ASCII, is tokens and initials only.
+_NAME_MARKUP = re.compile(r"[(),.\\{}$~]")
+
+
+def family_name(name: str) -> str | None:
+    """parse_name(name).family (None for a name without letters), computed
+    alone: every publish takes a cache key of every paper, so plain ASCII
+    names ('Fan Zhou', 'Eric P Xing') take a short path."""
+    if not name.isascii() or _NAME_MARKUP.search(name):
+        parsed = parse_name(name)
+        return parsed.family if parsed is not None else None
+    tokens = [t for t in name.split() if t.casefold() not in _SUFFIX]
+    if not tokens:
+        return None
+    family = next(
+        (t for t in reversed(tokens) if len(t) > 1 or not (t.isalnum() or t == "_")),
+        tokens[-1],
+    )
+    return _NOT_ALNUM.sub("", family.casefold()) or None
+
+
+def paper_key(title: str, authors: Sequence[str]) -> str:
+    """A paper's key in the link cache, 64 hex digits: the SHA-256 of its
+    normalised title and its sorted family names, so what matching ignores
+    (case, punctuation, author order and name form) does not make a new paper."""
+    import hashlib
+
+    families = sorted({f for f in map(family_name, authors) if f is not None})
+    text = title_key(title) + "\n" + ",".join(families)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

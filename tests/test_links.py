@@ -311,3 +311,10 @@ def test_a_digest_takes_one_link_per_entry():
     waiting = DigestLinks(digest.date, (Lookup.found(PaperLink.for_arxiv("2504.02807")), later))
     assert not waiting.due(now) and waiting.due(now + dt.timedelta(minutes=5))
     assert waiting.next_retry == later.retry_after
+
+
+def test_a_week_is_not_a_date_in_the_override_file():
+    """`2025-W14` must not silently pin the links of that week's Monday."""
+    with pytest.raises(NewsletterError) as err:
+        parse_overrides("dates:\n  2025-W14:\n    1: none\n", "links.yaml")
+    assert "links.yaml:2: dates.2025-W14: not a date like 2025-04-04" in str(err.value)

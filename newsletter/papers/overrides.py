@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import ConfigError
+from newsletter.model import parse_date
 from newsletter.papers.links import Lookup, PaperLink, parse_arxiv_id
 from newsletter.papers.matching import title_key
 
@@ -234,7 +235,7 @@ class _Reader:
             if text is None:
                 continue
             try:
-                date = dt.date.fromisoformat(text.strip())
+                date = parse_date(text.strip())
             except ValueError:
                 self.problem(key_node, f"dates.{text}", "not a date like 2025-04-04")
                 continue

@@ -198,6 +198,13 @@ def check(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, verbose: b
     for warning in setup_warnings(config):
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     if not paths:
+        if not config.paths.digests.is_dir():
+            from newsletter.errors import ConfigError
+
+            raise ConfigError(
+                f"the digests folder {config.paths.digests} does not exist (paths.digests)",
+                hint="create it, set paths.digests in the config, or name files to check",
+            )
         paths = (config.paths.digests,)
     for path in paths:
         if not path.exists():
@@ -271,6 +278,7 @@ def _print_skipped(skipped: Any) -> None:
 
 
 def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
+    from newsletter.logs import printable
     from newsletter.plurals import nouns
 
     site = result.site
@@ -288,7 +296,9 @@ def _print_site(result: Any, dry_run: bool, verbose: bool) -> None:
     )
     for report in result.bad:
         for problem in report.errors:
-            click.secho(f"skipped: {problem}", fg="yellow", err=True)
+            click.secho(f"skipped: {printable(str(problem))}", fg="yellow", err=True)
+    for warning in result.digest_warnings:
+        click.secho(f"warning: {printable(warning)}", fg="yellow", err=True)
     for warning in result.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
 

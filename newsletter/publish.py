@@ -16,11 +16,13 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
 from newsletter.errors import NewsletterError
 from newsletter.model import WEEKDAYS, Digest, IssueId, Week
+from newsletter.plurals import nouns
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -39,6 +41,17 @@ class Scan:
 
     reports: tuple[DigestReport, ...]
     skipped: tuple[Skipped, ...] = ()
+    folder: Path | None = None  # paths.digests, for messages
+
+    def warnings(self, date: dt.date | None = None) -> tuple[str, ...]:
+        """`FILE:LINE: warning` of the good digests (of `date` only, if given),
+        such as a missing Korean or English comment."""
+        return tuple(
+            str(problem)
+            for r in self.reports
+            if r.ok and r.digest is not None and (date is None or r.digest.date == date)
+            for problem in r.warnings
+        )
 
     @property
     def digests(self) -> list[Digest]:
@@ -65,9 +78,10 @@ class Scan:
             known = ", ".join(d.date.isoformat() for d in self.digests[-5:]) or "none"
             bad = "".join(f"\n  {p}" for r in self.bad for p in r.errors)
             raise NewsletterError(
-                f"no digest dated {date.isoformat()} in the digests folder"
+                f"no digest dated {date.isoformat()} in {self.folder or 'the digests folder'}"
                 + (f"; these files could not be read:{bad}" if bad else ""),
-                hint=f"the date comes from each file's first line; latest dates found: {known}",
+                hint="the date comes from each file's first line, not its name (paths.digests "
+                f"is the folder); latest dates found: {known}",
             )
         digest = matching[0].digest
         assert digest is not None
@@ -83,6 +97,8 @@ class PublishResult:
     skipped: tuple[Skipped, ...] = ()
     # The site's warnings (search off, ...) and the WebSub hub's failures.
     warnings: tuple[str, ...] = ()
+    # Warnings of the digests published (a missing comment: FILE:LINE).
+    digest_warnings: tuple[str, ...] = ()
     # Paper links: the date's (publish), or the digests looked up (build), and
     # how many digests still have papers to look up (left for `run`).
     links: tuple[DigestLinks, ...] = ()
@@ -92,12 +108,14 @@ class PublishResult:
 def scan(config: Config) -> Scan:
     folder = config.paths.digests
     if not folder.is_dir():
-        raise NewsletterError(
-            f"the digests folder {folder} does not exist",
+        from newsletter.errors import ConfigError
+
+        raise ConfigError(
+            f"the digests folder {folder} does not exist (paths.digests)",
             hint="create it, or set paths.digests in the config",
         )
     found = find_digest_files([folder])
-    return Scan(tuple(check_paths(found.files, config.limits.digest)), found.skipped)
+    return Scan(tuple(check_paths(found.files, config.limits.digest)), found.skipped, folder)
 
 
 def publish(
@@ -137,7 +155,14 @@ def publish(
     if email:
         delivery = deliver(config, digest, dry_run=dry_run, force=force, progress=progress)
     return PublishResult(
-        date, site, delivery, tuple(found.bad), found.skipped, warnings, links=links
+        date,
+        site,
+        delivery,
+        tuple(found.bad),
+        found.skipped,
+        warnings,
+        found.warnings(date),
+        links=links,
     )
 
 
@@ -250,9 +275,9 @@ def build(
                 site = _merged(site, write_site(config, digests, date=None, now=now))
     if left:
         log.info(
-            "%d issues still have papers to look up on arXiv; `newsletter run` looks "
-            "them up, newest first",
-            left,
+            "%s still %s papers to look up on arXiv; `newsletter run` looks them up, newest first",
+            nouns(left, "issue", "issues"),
+            "has" if left == 1 else "have",
             extra={"event": "links_left", "issues": left},
         )
     warnings = site.warnings + (() if dry_run else notify_hub(config, site))
@@ -263,6 +288,7 @@ def build(
         tuple(found.bad),
         found.skipped,
         warnings,
+        found.warnings(),
         links=looked,
         links_left=left,
     )

@@ -43,6 +43,29 @@ def test_check_json(cli):
     assert report["entries"][3]["authors"][-1] == "Jensen (Jinghao)Zhou"
 
 
+def test_publish_and_build_say_the_warnings_check_says(cli, project):
+    """A missing comment is a warning naming FILE:LINE wherever the digest is published."""
+    warn = project / "digests" / "2025-04-12.txt"
+    warn.write_text("2025-04-12\nT\n(A)\nAbstract.\n한국어 설명.\n#t\n", encoding="utf-8")
+    line = f"warning: {warn}:2: entry 'T' has no English comment"
+    published = cli("publish", "--date", "2025-04-12", "--no-email", cwd=project)
+    assert published.returncode == 0 and line in published.stderr
+    other = cli("publish", "--date", "2025-04-04", "--no-email", cwd=project)
+    assert other.returncode == 0 and "no English comment" not in other.stderr
+    built = cli("build", cwd=project)
+    assert built.returncode == 0 and built.stderr.count(line) == 1
+
+
+def test_a_missing_digests_folder_is_named_by_its_key(cli, project):
+    (project / "config.yaml").write_text("paths:\n  digests: nowhere\n", encoding="utf-8")
+    for args in (("check",), ("build",), ("publish", "--date", "2025-04-04", "--no-email")):
+        result = cli(*args, cwd=project)
+        assert result.returncode == 2, args
+        assert f"the digests folder {project / 'nowhere'} does not exist (paths.digests)" in (
+            result.stderr
+        )
+
+
 def test_check_bad_file_and_warnings(cli, tmp_path):
     (tmp_path / "bad.txt").write_text("2025년 2월 30일\n", encoding="utf-8")
     (tmp_path / "warn.txt").write_text(

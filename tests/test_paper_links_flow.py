@@ -327,7 +327,7 @@ def test_build_writes_first_then_looks_up_newest_first_within_its_budget(tmp_pat
     assert "links 2025-05-19: 6 found, 0 not found, 0 failed (6 requests)" in done.stdout
     assert "links 2025-04-04: 0 found, 0 not found, 4 failed (1 request)" in done.stdout
     assert "links: 1 issue still to look up; `newsletter run` looks them up" in done.stdout
-    assert "1 issues still have papers to look up" in done.stderr
+    assert "1 issue still has papers to look up" in done.stderr
     assert 'href="https://arxiv.org/abs/2505.11432"' in page(project, "ko", "2025-05-19")
     assert 'class="links"' not in page(project, "ko", "2025-04-04")
     assert 'class="links"' not in page(project, "ko", "2025-01-22")

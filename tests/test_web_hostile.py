@@ -55,7 +55,7 @@ def test_encoded_word_addresses_are_not_addresses_anywhere(address: str) -> None
 
 def test_the_cli_refuses_an_encoded_word_address(cli, project) -> None:
     added = run_cli("subscribers", "add", ENCODED_WORDS[2], cwd=project)
-    assert added.returncode == 1 and "RFC 2047" in added.stderr
+    assert added.returncode == 2 and "RFC 2047" in added.stderr  # usage: a bad argument
     assert "Traceback" not in added.stderr
 
 

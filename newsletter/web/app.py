@@ -41,7 +41,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from newsletter import tokens
 from newsletter.cadence import WeeklySchedule
-from newsletter.files import is_hidden
+from newsletter.files import is_hidden, served_type
 from newsletter.logs import printable
 from newsletter.model import Cadence, Edition, parse_topics
 from newsletter.store.database import Database
@@ -75,7 +75,8 @@ log = logging.getLogger("newsletter.web")
 
 class PublicFiles:
     """paths.public (archive pages, feeds) with the CSP its inline <style> needs;
-    dotfiles and dot-folders are 404, like files that are not there."""
+    dotfiles and dot-folders are 404, like files that are not there; feeds
+    get their own media types (`files.served_type`), not application/xml."""
 
     def __init__(self, directory: Path) -> None:
         self.files = StaticFiles(directory=directory, html=True, check_dir=False)
@@ -84,9 +85,15 @@ class PublicFiles:
         if is_hidden(scope["path"]):
             raise HTTPException(status_code=404)
 
+        feed_type = served_type(scope["path"])
+
         async def send_with_csp(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["Content-Security-Policy"] = STATIC_CSP
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = STATIC_CSP
+                ranges = headers.get("Content-Type", "").startswith("multipart/")
+                if feed_type and message["status"] < 300 and not ranges:
+                    headers["Content-Type"] = feed_type
             await send(message)
 
         await self.files(scope, receive, send_with_csp)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from newsletter import __version__
-from newsletter.errors import NewsletterError, file_error
+from newsletter.errors import ConfigError, NewsletterError, file_error
 from newsletter.signals import Terminated, sigterm_is_ctrl_c
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ def _set_log_format(_ctx: click.Context, _param: click.Parameter, value: str) ->
 
 
 def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn the one user-error type into a message and an exit code.
+    """Turn the one user-error type into a message and an exit code (`code`;
+    2 for a ConfigError: a weak or missing secret is a configuration error).
 
     SIGTERM is handled like Ctrl-C (`signals.sigterm_is_ctrl_c`); exit status
     130 after Ctrl-C, 143 after SIGTERM.
@@ -94,6 +95,8 @@ def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[...
             try:
                 with sigterm_is_ctrl_c():
                     return command(*args, **kwargs)
+            except ConfigError as error:  # like a bad key: a usage error
+                _fail(error, bool(state and state.debug), 2)
             except NewsletterError as error:
                 _fail(error, bool(state and state.debug), code)
             except OSError as error:
@@ -837,7 +840,10 @@ def run(ctx: click.Context, verbose: bool) -> None:
     """
     from newsletter.scheduler import run_daemon
 
-    run_daemon(_config(ctx), verbose=verbose)
+    config = _config(ctx)
+    if config.email.transport == "smtp":
+        config.secret(required=True)  # ConfigError (exit 2) now, not at the send time
+    run_daemon(config, verbose=verbose)
 
 
 @cli.command("serve")
@@ -851,18 +857,14 @@ def run(ctx: click.Context, verbose: bool) -> None:
 def serve_command(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the subscription web service; it also serves paths.public.
 
-    Needs $NEWSLETTER_SECRET (exit status 2 without it: a configuration
-    error). Put it behind a reverse proxy for TLS (see the README). Stops
+    Needs $NEWSLETTER_SECRET, at least 16 bytes (exit status 2 without it:
+    a configuration error). Put it behind a reverse proxy for TLS (see the README). Stops
     cleanly on SIGTERM or SIGINT.
     """
     from newsletter.web.server import serve
 
     config = _config(ctx)
-    try:
-        config.secret(required=True)
-    except NewsletterError as error:  # configuration, like a bad key: exit 2
-        state = ctx.find_object(State)
-        _fail(error, bool(state and state.debug), 2)
+    config.secret(required=True)  # ConfigError (exit 2) before anything starts
     serve(config, host=host, port=port)
 
 

@@ -19,6 +19,11 @@ class NewsletterError(Exception):
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
 
+class ConfigError(NewsletterError):
+    """A mistake in the configuration or in the environment it relies on (a
+    missing or weak secret): the CLI exits with status 2, as for a bad key."""
+
+
 class DigestError(NewsletterError):
     """A digest file that cannot be published; names the file and line."""
 

@@ -189,10 +189,10 @@ class _Handlers:
     # -- sign-up --
 
     def _tags(self, chosen: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """The topics on offer: recent tags, most used first, then any the reader
-        chose that fell out of use (count None)."""
-        today = self.service.clock().astimezone(self.config.site.tz).date()
-        recent = self.catalog.recent(today)
+        """The topics on offer: the tags of the 90 days up to the newest issue,
+        most used first, then any the reader chose that fell out of use (count
+        None). Empty: the pages leave the topic choice out."""
+        recent = self.catalog.recent()
         offered = [{"key": t.key, "name": t.name, "count": t.count} for t in recent]
         known = {t.key for t in recent}
         offered += [{"key": key, "name": key, "count": None} for key in chosen if key not in known]

@@ -603,6 +603,16 @@ def subscribers_add(
             else " (the default: the first of `editions`; choose another with --edition)"
         )
     click.echo(_describe(subscriber, why))
+    _warn_smtputf8([subscriber.email])
+
+
+def _warn_smtputf8(addresses: list[str]) -> None:
+    """Say now, not at the first send, that these addresses need an SMTPUTF8 relay."""
+    from newsletter.headers import smtputf8_warning
+
+    warning = smtputf8_warning(addresses)
+    if warning:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 @subscribers.command("update")
@@ -697,6 +707,7 @@ def subscribers_import(ctx: click.Context, file: Path) -> None:
         report = import_csv(store.subscribers, file, default_edition=default, schedule=schedule)
     for problem in report.problems:
         click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
+    _warn_smtputf8(list(report.addresses))
     from newsletter.plurals import nouns
 
     click.echo(

@@ -269,10 +269,16 @@ class _Handlers:
         except tokens.InvalidToken:
             return self.pages.message("bad_link")
 
-    def _confirm_outcome(self, link: ConfirmLink, state: str) -> Response:
+    async def _confirm_outcome(self, link: ConfirmLink, state: str) -> Response:
+        """The page after a confirmation: what the reader now gets (edition,
+        cadence, topics), or why the link no longer works."""
         if state == "stale":
             return self.pages.message("stale")
-        return self.pages.message("confirmed", address=link.address, **edition_texts(link.edition))
+        current = await run_in_threadpool(self.service.active, link.address)
+        if current is None:  # left again since: what the link confirmed is gone
+            return self.pages.message("stale")
+        texts = preference_texts(current, self.config.schedule.weekly_day)
+        return self.pages.message("confirmed", address=link.address, **texts)
 
     async def confirm_page(self, request: Request) -> Response:
         """Only a page with one button: mail scanners fetch links, so GET confirms nothing."""
@@ -281,7 +287,7 @@ class _Handlers:
             return link
         state = await run_in_threadpool(self.service.link_state, link)
         if state != "pending":
-            return self._confirm_outcome(link, state)
+            return await self._confirm_outcome(link, state)
         return self.pages.render(
             "confirm.html",
             address=link.address,
@@ -298,7 +304,7 @@ class _Handlers:
         state = await run_in_threadpool(self.service.confirm, link)
         if state == "confirmed":
             log.info("confirmed %s (%s)", link.address, link.edition.value)
-        return self._confirm_outcome(link, state)
+        return await self._confirm_outcome(link, state)
 
     # -- unsubscribe --
 
@@ -372,7 +378,8 @@ class _Handlers:
         saved = await run_in_threadpool(self.service.change, address, edition, chosen)
         if saved is None:
             return self.pages.message("not_subscribed", address=address)
-        return self.pages.message("saved", address=address, **preference_texts(saved))
+        texts = preference_texts(saved, self.config.schedule.weekly_day)
+        return self.pages.message("saved", address=address, **texts)
 
     # -- assets and errors --
 

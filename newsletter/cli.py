@@ -81,7 +81,8 @@ def _set_log_format(_ctx: click.Context, _param: click.Parameter, value: str) ->
 
 
 def handles_errors(code: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn the one user-error type into a message and an exit code.
+    """Turn the one user-error type into a message and an exit code (`code`;
+    2 for a ConfigError: a weak or missing secret is a configuration error).
 
     SIGTERM is handled like Ctrl-C (`signals.sigterm_is_ctrl_c`); exit status
     130 after Ctrl-C, 143 after SIGTERM.
@@ -640,6 +641,16 @@ def subscribers_add(
             else " (the default: the first of `editions`; choose another with --edition)"
         )
     click.echo(_describe(subscriber, why))
+    _warn_smtputf8([subscriber.email])
+
+
+def _warn_smtputf8(addresses: list[str]) -> None:
+    """Say now, not at the first send, that these addresses need an SMTPUTF8 relay."""
+    from newsletter.headers import smtputf8_warning
+
+    warning = smtputf8_warning(addresses)
+    if warning:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 @subscribers.command("update")
@@ -734,6 +745,7 @@ def subscribers_import(ctx: click.Context, file: Path) -> None:
         report = import_csv(store.subscribers, file, default_edition=default, schedule=schedule)
     for problem in report.problems:
         click.secho(f"{file}:{problem.line}: {problem.reason}: {problem.text}", fg="yellow")
+    _warn_smtputf8(list(report.addresses))
     from newsletter.plurals import nouns
 
     click.echo(
@@ -894,7 +906,10 @@ def run(ctx: click.Context, verbose: bool) -> None:
     """
     from newsletter.scheduler import run_daemon
 
-    run_daemon(_config(ctx), verbose=verbose)
+    config = _config(ctx)
+    if config.email.transport == "smtp":
+        config.secret(required=True)  # ConfigError (exit 2) now, not at the send time
+    run_daemon(config, verbose=verbose)
 
 
 @cli.command("serve")
@@ -908,18 +923,14 @@ def run(ctx: click.Context, verbose: bool) -> None:
 def serve_command(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the subscription web service; it also serves paths.public.
 
-    Needs $NEWSLETTER_SECRET (exit status 2 without it: a configuration
-    error). Put it behind a reverse proxy for TLS (see the README). Stops
+    Needs $NEWSLETTER_SECRET, at least 16 bytes (exit status 2 without it:
+    a configuration error). Put it behind a reverse proxy for TLS (see the README). Stops
     cleanly on SIGTERM or SIGINT.
     """
     from newsletter.web.server import serve
 
     config = _config(ctx)
-    try:
-        config.secret(required=True)
-    except NewsletterError as error:  # configuration, like a bad key: exit 2
-        state = ctx.find_object(State)
-        _fail(error, bool(state and state.debug), 2)
+    config.secret(required=True)  # ConfigError (exit 2) before anything starts
     serve(config, host=host, port=port)
 
 

@@ -28,12 +28,29 @@ from pydantic import (
     model_validator,
 )
 
-from newsletter.errors import NewsletterError
+from newsletter.errors import ConfigError, NewsletterError
 from newsletter.model import ALL_EDITIONS, DigestLimits, Edition
 from newsletter.papers.links import ARXIV_API_URL, is_public_arxiv
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 SECRET_ENV = "NEWSLETTER_SECRET"
+# The shortest HMAC key we accept, in bytes: $NEWSLETTER_SECRET and the webhook
+# secrets alike (RFC 2104 section 3: a key shorter than the hash's output
+# weakens it; 16 random bytes still resist guessing).
+MIN_SECRET_BYTES = 16
+SECRET_HINT = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+def check_secret(name: str, value: str, what: str = "") -> str:
+    """`value`, the secret in `name`; ConfigError if it is under MIN_SECRET_BYTES
+    (UTF-8). `what`: how to name it (default: $name)."""
+    size = len(value.encode("utf-8"))
+    if size < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{what or '$' + name} is too short ({size} bytes; at least {MIN_SECRET_BYTES})",
+            hint=f"export {name}=$({SECRET_HINT}) and keep it stable",
+        )
+    return value
 
 
 class _Section(BaseModel):
@@ -448,16 +465,22 @@ class Config(_Section):
         return self.database_url or f"sqlite:///{self.paths.state / 'newsletter.db'}"
 
     def secret(self, required: bool = True) -> bytes | None:
-        """The HMAC key for unsubscribe/confirm tokens, from $NEWSLETTER_SECRET."""
+        """The HMAC key for unsubscribe/confirm tokens, from $NEWSLETTER_SECRET.
+
+        `required` (serve, SMTP sending, bounce processing): ConfigError when it
+        is not set or shorter than MIN_SECRET_BYTES. Otherwise None when unset
+        (the file transport falls back to a development key).
+        """
         value = os.environ.get(SECRET_ENV)
         if not value:
             if required:
-                raise NewsletterError(
+                raise ConfigError(
                     f"${SECRET_ENV} is not set; it signs unsubscribe and confirmation links",
-                    hint=f"export {SECRET_ENV}=$(python3 -c 'import secrets; "
-                    "print(secrets.token_hex(32))') and keep it stable",
+                    hint=f"export {SECRET_ENV}=$({SECRET_HINT}) and keep it stable",
                 )
             return None
+        if required:
+            check_secret(SECRET_ENV, value)
         return value.encode()
 
 

@@ -31,9 +31,10 @@ class DigestError(NewsletterError):
 
 
 class ConfigError(NewsletterError):
-    """A bad configuration, or a file the configuration names and the program
-    reads as settings (the paper links file): the CLI exits with status 2, as
-    for a usage error, before anything is written."""
+    """A bad configuration, the environment it relies on (a missing or weak
+    secret), or a file it names and the program reads as settings (the paper
+    links file): the CLI exits with status 2, as for a usage error, before
+    anything is written."""
 
 
 class FileError(NewsletterError, OSError):

@@ -56,6 +56,22 @@ def is_hidden(url_path: str) -> bool:
     return any(part.startswith(".") for part in url_path.replace("\\", "/").split("/"))
 
 
+# Feed files by name, with the media types their specs register (RFC 4287 for
+# Atom, the RSS Advisory Board's application/rss+xml, JSON Feed 1.1's
+# application/feed+json); XML says its charset (RFC 7303), JSON has none (RFC 8259).
+FEED_MEDIA_TYPES = {
+    "atom.xml": "application/atom+xml; charset=utf-8",
+    "rss.xml": "application/rss+xml; charset=utf-8",
+    "feed.json": "application/feed+json",
+}
+
+
+def served_type(url_path: str) -> str | None:
+    """The Content-Type both servers of paths.public (`serve`, `preview`) give a
+    feed file (`FEED_MEDIA_TYPES`, by file name); None: the usual guess by extension."""
+    return FEED_MEDIA_TYPES.get(url_path.rpartition("/")[2])
+
+
 def write_many(files: list[tuple[Path, bytes]]) -> None:
     """Write many files atomically with one flush to disk for all of them.
 

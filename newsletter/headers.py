@@ -61,6 +61,30 @@ def check_address(address: str) -> Address:
     return Address(address, f"{local}@{ascii_domain}", smtputf8)
 
 
+def needs_smtputf8(address: str) -> bool:
+    """Whether mail to `address` needs SMTPUTF8 (RFC 6531): its local part is
+    not ASCII (a Unicode domain does not: it travels as IDNA A-labels)."""
+    return not address.rpartition("@")[0].isascii()
+
+
+def smtputf8_warning(addresses: list[str], shown: int = 5) -> str | None:
+    """One line saying these addresses need a relay with SMTPUTF8 (None: none do);
+    names the first `shown`. Said when they are added, not first when a relay
+    without it refuses them for good."""
+    needing = [a for a in addresses if needs_smtputf8(a)]
+    if not needing:
+        return None
+    names = ", ".join(needing[:shown]) + (
+        f" and {len(needing) - shown} more" if len(needing) > shown else ""
+    )
+    return (
+        f"{names}: the part before the @ is not ASCII, so mail to "
+        f"{'it' if len(needing) == 1 else 'them'} needs a relay that supports SMTPUTF8 "
+        "(RFC 6531); a relay without it refuses every message to "
+        f"{'it' if len(needing) == 1 else 'them'}"
+    )
+
+
 def one_line(text: str) -> str:
     """Header text: control characters (CR, LF, ...) become single spaces."""
     return " ".join(_CONTROL.sub(" ", text).split())

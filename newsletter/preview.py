@@ -19,7 +19,7 @@ from typing import Any
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.files import is_hidden
+from newsletter.files import is_hidden, served_type
 from newsletter.signals import sigterm_is_ctrl_c
 
 
@@ -35,7 +35,15 @@ def preview_config(config: Config, public: Path, port: int) -> Config:
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):
-    """The built site; dotfiles (the build manifest) are 404, as `serve` does."""
+    """The built site; dotfiles (the build manifest) are 404, feeds get their
+    own media types (`files.served_type`) and text says it is UTF-8, as with `serve`."""
+
+    def guess_type(self, path: Any) -> str:
+        feed = served_type(str(path).replace("\\", "/"))
+        if feed:
+            return feed
+        guessed = str(super().guess_type(path))
+        return f"{guessed}; charset=utf-8" if guessed.startswith("text/") else guessed
 
     def send_head(self) -> Any:
         if is_hidden(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)):

@@ -1,6 +1,10 @@
-"""The tags readers can choose as topics: those used in the last 90 days.
+"""The tags readers can choose as topics: those of the 90 days up to the newest issue.
 
-    TagCatalog(config).recent(today) -> [TagUse(key, name, count), ...]
+    TagCatalog(config).recent() -> [TagUse(key, name, count), ...]
+
+The 90 days are counted back from the newest issue in the archive, not from
+today: an archive that has been quiet for months still offers its tags (and
+one with no tagged paper offers none: the pages then leave the choice out).
 
 Most used first (papers carrying the tag, tags equal up to case merged), then
 by name. The digests folder is read as the site is (`digest.find_digest_files`);
@@ -88,6 +92,16 @@ class TagCatalog:
             self._parsed = seen
             return [digest for _, digest in seen.values() if digest is not None]
 
-    def recent(self, today: dt.date, days: int = RECENT_DAYS) -> list[TagUse]:
-        """The tags of the `days` days up to `today`, most used first."""
-        return count_tags(self.digests(), today - dt.timedelta(days=days - 1), today)
+    def recent(self, days: int = RECENT_DAYS) -> list[TagUse]:
+        """The tags of the `days` days up to the newest issue, most used first
+        ([] for an empty archive)."""
+        return recent_tags(self.digests(), days)
+
+
+def recent_tags(digests: list[Digest], days: int = RECENT_DAYS) -> list[TagUse]:
+    """The tags of the `days` days (counted in issue dates) up to the newest of
+    `digests`, most used first; [] without digests."""
+    if not digests:
+        return []
+    newest = max(digest.date for digest in digests)
+    return count_tags(digests, newest - dt.timedelta(days=days - 1), newest)

@@ -40,6 +40,13 @@ if TYPE_CHECKING:
     from newsletter.config import Config, SmtpConfig
 
 
+# Why a message to an address with a non-ASCII local part was not sent.
+NO_SMTPUTF8 = (
+    "the relay does not support SMTPUTF8 (RFC 6531), which an address "
+    "whose part before the @ is not ASCII needs"
+)
+
+
 class SendFailure(Exception):
     """A message was not accepted. `code` is the SMTP reply code (None: no reply).
 
@@ -58,10 +65,10 @@ class SendFailure(Exception):
         scope: Scope = Scope.RECIPIENT,
         fatal: bool = False,
     ) -> None:
-        super().__init__(f"{recipient}: {code or '---'} {text}")
         self.recipient = recipient
         self.code = code
         self.text = text
+        super().__init__(f"{recipient}: {self.reply}")
         self.scope = scope
         # Every other message would fail the same way (the server refuses the
         # sender, the outbox cannot be written): the deliverer stops.
@@ -333,9 +340,7 @@ class SmtpTransport:
         for first_try in (True, False):
             conn = self._ready(recipient)
             if options and not self._utf8:
-                raise PermanentFailure(
-                    recipient, None, "the server does not support SMTPUTF8", hard_bounce=False
-                )
+                raise PermanentFailure(recipient, None, NO_SMTPUTF8, hard_bounce=False)
             if self.limiter is not None:
                 self.limiter.take()
             try:

@@ -26,7 +26,7 @@ from smtp_servers import Handler, start_server
 from test_bounces_mailboxes import imap_client, read_imap
 from test_daemon import Daemon
 
-DAEMON_SECRET = "test-secret"
+DAEMON_SECRET = "daemon-test-secret-0123456789"
 
 SECRET = "journey-secret-0123456789abcdef"
 READERS = [f"reader{i}@example.net" for i in range(1, 6)]

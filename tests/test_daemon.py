@@ -71,7 +71,7 @@ def sending_today(
 class Daemon:
     def __init__(self, config: Path, log: Path, *options: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-        env["NEWSLETTER_SECRET"] = "test-secret"
+        env["NEWSLETTER_SECRET"] = "daemon-test-secret-0123456789"
         self.log_path = log
         self.log_file = log.open("a", encoding="utf-8")
         self.process = subprocess.Popen(

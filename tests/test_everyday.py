@@ -320,7 +320,7 @@ def test_serve_json_logs_include_uvicorn_lines(tmp_path):
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env |= {"NEWSLETTER_SECRET": "test-secret", "PYTHONIOENCODING": "utf-8"}
+    env |= {"NEWSLETTER_SECRET": "everyday-test-secret-0123", "PYTHONIOENCODING": "utf-8"}
     process = subprocess.Popen(
         [sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--log-format", "json"],
         cwd=tmp_path,

@@ -14,10 +14,11 @@ from helpers import SAMPLE_DIGESTS, edition_email, email_bodies, html_text
 from smtp_servers import mail_config, sample_digest
 
 from newsletter.feeds import feed_files
-from newsletter.model import Digest, Edition
+from newsletter.model import Cadence, Digest, Edition
 from newsletter.plurals import nouns, plural, plural_category
 from newsletter.render import environment
 from newsletter.site import index_files, issue_files
+from newsletter.web.choices import choice_texts
 
 
 def one_paper() -> Digest:
@@ -102,9 +103,7 @@ def test_confirmation_mail_days(days, text):
         "days": days,
         "confirm_url": "https://x/confirm",
         "address": "a@example.org",
-        "edition_ko": "한국어",
-        "edition_en": "Korean",
-    }
+    } | choice_texts(Edition.KO, Cadence.DAILY, (), "monday")
     for name in ("email/confirm.txt", "email/confirm.html"):
         rendered = env.get_template(name).render(values)
         assert re.search(rf"{text}(?!s)", rendered) and f"{days}일 안에" in rendered

@@ -368,10 +368,16 @@ def make_webhooks(
     endpoints: dict[str, Any] = {}
     if bounces.ses_topic_arns:
         endpoints["ses"] = SesEndpoint(bounces.ses_topic_arns, certificates or Certificates())
-    key = _long_enough("bounces.mailgun_signing_key_env", bounces.mailgun_signing_key())
+    key = _long_enough(
+        "bounces.mailgun_signing_key_env",
+        bounces.mailgun_signing_key_env,
+        bounces.mailgun_signing_key(),
+    )
     if key:
         endpoints["mailgun"] = MailgunEndpoint(key)
-    secret = _long_enough("bounces.webhook_secret_env", bounces.webhook_secret())
+    secret = _long_enough(
+        "bounces.webhook_secret_env", bounces.webhook_secret_env, bounces.webhook_secret()
+    )
     if secret:
         endpoints["bounces"] = GenericEndpoint(secret)
     if not endpoints:
@@ -379,14 +385,13 @@ def make_webhooks(
     return Webhooks(config, store, classifier_for(config, store), endpoints)
 
 
-def _long_enough(key: str, secret: str | None) -> str | None:
-    if secret is not None and len(secret) < 16:
-        raise NewsletterError(
-            f"the secret that {key} names is too short ({len(secret)} characters)",
-            hint="use at least 16 random characters, e.g. python3 -c "
-            "'import secrets; print(secrets.token_hex(32))'",
-        )
-    return secret
+def _long_enough(key: str, name: str | None, secret: str | None) -> str | None:
+    """The secret in $name (named by config `key`), if long enough (`config.check_secret`)."""
+    from newsletter.config import check_secret
+
+    if secret is None or name is None:
+        return None
+    return check_secret(name, secret, f"the secret that {key} names (${name})")
 
 
 def _json(body: bytes) -> Any:

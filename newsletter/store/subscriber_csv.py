@@ -78,6 +78,8 @@ class ImportReport:
     updated: int
     unchanged: int
     problems: tuple[ImportProblem, ...]
+    # The addresses of the rows imported (added, updated or unchanged), in file order.
+    addresses: tuple[str, ...] = ()
 
 
 class BadCell(Exception):
@@ -167,7 +169,12 @@ def import_csv(
                     problems.append(ImportProblem(r.line, r.raw, exc.message))
                     continue
                 counts[what] += 1
-    return ImportReport(problems=tuple(sorted(problems, key=lambda p: p.line)), **counts)
+    bad = {problem.line for problem in problems}
+    return ImportReport(
+        problems=tuple(sorted(problems, key=lambda p: p.line)),
+        addresses=tuple(r.address for r in rows if r.line not in bad),
+        **counts,
+    )
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from newsletter import tokens
 from newsletter.cadence import WeeklySchedule
-from newsletter.files import is_hidden
+from newsletter.files import is_hidden, served_type
 from newsletter.logs import printable
 from newsletter.model import Cadence, Edition, parse_topics
 from newsletter.store.database import Database
@@ -75,7 +75,8 @@ log = logging.getLogger("newsletter.web")
 
 class PublicFiles:
     """paths.public (archive pages, feeds) with the CSP its inline <style> needs;
-    dotfiles and dot-folders are 404, like files that are not there."""
+    dotfiles and dot-folders are 404, like files that are not there; feeds
+    get their own media types (`files.served_type`), not application/xml."""
 
     def __init__(self, directory: Path) -> None:
         self.files = StaticFiles(directory=directory, html=True, check_dir=False)
@@ -84,9 +85,15 @@ class PublicFiles:
         if is_hidden(scope["path"]):
             raise HTTPException(status_code=404)
 
+        feed_type = served_type(scope["path"])
+
         async def send_with_csp(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["Content-Security-Policy"] = STATIC_CSP
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = STATIC_CSP
+                ranges = headers.get("Content-Type", "").startswith("multipart/")
+                if feed_type and message["status"] < 300 and not ranges:
+                    headers["Content-Type"] = feed_type
             await send(message)
 
         await self.files(scope, receive, send_with_csp)
@@ -182,10 +189,10 @@ class _Handlers:
     # -- sign-up --
 
     def _tags(self, chosen: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """The topics on offer: recent tags, most used first, then any the reader
-        chose that fell out of use (count None)."""
-        today = self.service.clock().astimezone(self.config.site.tz).date()
-        recent = self.catalog.recent(today)
+        """The topics on offer: the tags of the 90 days up to the newest issue,
+        most used first, then any the reader chose that fell out of use (count
+        None). Empty: the pages leave the topic choice out."""
+        recent = self.catalog.recent()
         offered = [{"key": t.key, "name": t.name, "count": t.count} for t in recent]
         known = {t.key for t in recent}
         offered += [{"key": key, "name": key, "count": None} for key in chosen if key not in known]
@@ -262,10 +269,16 @@ class _Handlers:
         except tokens.InvalidToken:
             return self.pages.message("bad_link")
 
-    def _confirm_outcome(self, link: ConfirmLink, state: str) -> Response:
+    async def _confirm_outcome(self, link: ConfirmLink, state: str) -> Response:
+        """The page after a confirmation: what the reader now gets (edition,
+        cadence, topics), or why the link no longer works."""
         if state == "stale":
             return self.pages.message("stale")
-        return self.pages.message("confirmed", address=link.address, **edition_texts(link.edition))
+        current = await run_in_threadpool(self.service.active, link.address)
+        if current is None:  # left again since: what the link confirmed is gone
+            return self.pages.message("stale")
+        texts = preference_texts(current, self.config.schedule.weekly_day)
+        return self.pages.message("confirmed", address=link.address, **texts)
 
     async def confirm_page(self, request: Request) -> Response:
         """Only a page with one button: mail scanners fetch links, so GET confirms nothing."""
@@ -274,7 +287,7 @@ class _Handlers:
             return link
         state = await run_in_threadpool(self.service.link_state, link)
         if state != "pending":
-            return self._confirm_outcome(link, state)
+            return await self._confirm_outcome(link, state)
         return self.pages.render(
             "confirm.html",
             address=link.address,
@@ -291,7 +304,7 @@ class _Handlers:
         state = await run_in_threadpool(self.service.confirm, link)
         if state == "confirmed":
             log.info("confirmed %s (%s)", link.address, link.edition.value)
-        return self._confirm_outcome(link, state)
+        return await self._confirm_outcome(link, state)
 
     # -- unsubscribe --
 
@@ -365,7 +378,8 @@ class _Handlers:
         saved = await run_in_threadpool(self.service.change, address, edition, chosen)
         if saved is None:
             return self.pages.message("not_subscribed", address=address)
-        return self.pages.message("saved", address=address, **preference_texts(saved))
+        texts = preference_texts(saved, self.config.schedule.weekly_day)
+        return self.pages.message("saved", address=address, **texts)
 
     # -- assets and errors --
 

@@ -8,28 +8,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from newsletter import tokens
-from newsletter.model import Edition, Subscriber
+from newsletter.model import Subscriber
 from newsletter.render import environment
+from newsletter.web.choices import (
+    CADENCE_NAMES,
+    EDITION_NAMES,
+    WEEKDAY_NAMES,
+    choice_texts,
+    edition_texts,
+)
 from newsletter.web.safety import Csrf, security_headers
-from newsletter.web.subscriptions import EDITION_NAMES
 
 if TYPE_CHECKING:
     from newsletter.config import Config
-
-# schedule.weekly_day in Korean and English.
-WEEKDAY_NAMES: dict[str, tuple[str, str]] = {
-    "monday": ("월요일", "Monday"),
-    "tuesday": ("화요일", "Tuesday"),
-    "wednesday": ("수요일", "Wednesday"),
-    "thursday": ("목요일", "Thursday"),
-    "friday": ("금요일", "Friday"),
-    "saturday": ("토요일", "Saturday"),
-    "sunday": ("일요일", "Sunday"),
-}
-CADENCE_NAMES: dict[str, tuple[str, str]] = {
-    "daily": ("매일", "Daily"),
-    "weekly": ("매주", "Weekly"),
-}
 
 # Message pages: status and the way on (the sentences: templates/web/_texts.html).
 MESSAGES: dict[str, tuple[int, str]] = {
@@ -95,23 +86,14 @@ class Pages:
         return response
 
 
-def preference_texts(subscriber: Subscriber) -> dict[str, str]:
-    """What a subscriber now gets, as message page values: edition, cadence
-    (and from when, while a change waits for its week), topics."""
-    ko, en = CADENCE_NAMES[subscriber.cadence.value]
+def preference_texts(subscriber: Subscriber, weekly_day: str) -> dict[str, str]:
+    """What a subscriber now gets, as message page values (`choices.choice_texts`),
+    and from when, while a change of cadence waits for its week (since)."""
     since = subscriber.cadence_from.isoformat() if subscriber.cadence_from else ""
     if subscriber.previous_cadence is None:
         since = ""
-    topics = " ".join(f"#{t}" for t in subscriber.topics)
-    return edition_texts(subscriber.edition) | {
-        "cadence_ko": ko,
-        "cadence_en": en.lower(),
-        "since": since,
-        "topics": topics,
-    }
+    texts = choice_texts(subscriber.edition, subscriber.cadence, subscriber.topics, weekly_day)
+    return texts | {"since": since}
 
 
-def edition_texts(edition: Edition) -> dict[str, str]:
-    """The Korean and English names of an edition, as message page values."""
-    ko, en = EDITION_NAMES[edition.value]
-    return {"edition_ko": ko, "edition_en": en}
+__all__ = ["MESSAGES", "Pages", "edition_texts", "preference_texts"]

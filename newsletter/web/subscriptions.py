@@ -31,27 +31,22 @@ from newsletter import tokens
 from newsletter.errors import NewsletterError
 from newsletter.headers import check_address, one_line
 from newsletter.mail import preferences_url, unsubscribe_url
-from newsletter.model import LEFT_STATES, Edition, SubscriberState
+from newsletter.model import LEFT_STATES, Cadence, Edition, SubscriberState
 from newsletter.render import environment
-from newsletter.store.subscribers import normalize_email
+from newsletter.store.subscribers import Preferences, normalize_email
 from newsletter.tokens import UNSUBSCRIBE, sign_token
 from newsletter.transports import FileTransport, SendFailure, Transport, make_transport
+from newsletter.web.choices import choice_texts
 
 if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.model import Subscriber
-    from newsletter.store.subscribers import Preferences, Subscribers
+    from newsletter.store.subscribers import Subscribers
 
 log = logging.getLogger("newsletter.web")
 
 # Confirmation emails of the file transport: outbox/confirmations/<address>.eml.
 CONFIRMATIONS_FOLDER = "confirmations"
-
-EDITION_NAMES: dict[str, tuple[str, str]] = {
-    "ko": ("한국어 코멘트", "Korean comments"),
-    "en": ("영어 코멘트", "English comments"),
-    "both": ("한국어와 영어 코멘트", "Korean and English comments"),
-}
 
 
 def confirm_url(config: Config, token: str, edition: Edition) -> str:
@@ -78,11 +73,15 @@ def build_confirmation(
     edition: Edition,
     kind: str,
     now: dt.datetime,
+    preferences: Preferences | None = None,
 ) -> tuple[str, bytes]:
     """(envelope recipient, message bytes) of a confirmation or "already subscribed" mail.
 
-    `kind` is "confirm" or "already". ValueError for an address that is not
-    header-safe. One message per request: EmailMessage's ~5 ms do not matter here.
+    `kind` is "confirm" or "already". A confirmation says what the sign-up
+    chose: edition, cadence (daily; weekly on schedule.weekly_day) and topics
+    (`preferences`; None: daily, every paper), in Korean and English.
+    ValueError for an address that is not header-safe. One message per
+    request: EmailMessage's ~5 ms do not matter here.
     """
     checked = check_address(address)  # ValueError for anything header-unsafe
     unsubscribe_token = sign_token(secret, UNSUBSCRIBE, address)
@@ -98,9 +97,7 @@ def build_confirmation(
         ),
         "preferences_url": preferences_url(config, unsubscribe_token),
         "unsubscribe_url": unsubscribe_url(config, unsubscribe_token),
-        "edition_ko": EDITION_NAMES[edition.value][0],
-        "edition_en": EDITION_NAMES[edition.value][1],
-    }
+    } | _chosen_texts(config, edition, preferences)
     env = environment(config)
     text = env.get_template("email/confirm.txt").render(context)
     html = env.get_template("email/confirm.html").render(context)
@@ -126,6 +123,18 @@ def build_confirmation(
     message["Content-Language"] = "ko, en"
     chosen = policy.SMTPUTF8 if checked.smtputf8 else policy.SMTP
     return checked.envelope, message.as_bytes(policy=chosen)
+
+
+def _chosen_texts(
+    config: Config, edition: Edition, preferences: Preferences | None
+) -> dict[str, str]:
+    chosen = preferences or Preferences()
+    return choice_texts(
+        edition,
+        chosen.cadence or Cadence.DAILY,
+        chosen.topics or (),
+        config.schedule.weekly_day,
+    )
 
 
 def _confirm_purpose(edition: Edition) -> str:
@@ -191,15 +200,22 @@ class Subscriptions:
         """A sign-up: pending + confirmation, or a note to an active subscriber.
 
         `preferences` (cadence, topics) are kept on the pending row; they apply
-        once the address is confirmed. DeliveryProblem if the mail could not be
-        handed to the transport.
+        once the address is confirmed. The mail goes first and the row is
+        written only once the transport took it: DeliveryProblem (the relay
+        refused, is down, lacks SMTPUTF8, the outbox cannot be written) leaves
+        the database as it was, never a pending row nobody was told about.
         """
         # One time for the state change and the link's issue time: the new link
         # is never older than the change it was sent for.
         at = self.clock()
         with self._lock:
-            kind = self._prepare(address, edition, at, preferences)
-        self._send(address, edition, kind, at)
+            current = self.subscribers.get(address)
+        active = current is not None and current.state is SubscriberState.ACTIVE
+        kind = "already" if active else "confirm"
+        self._send(address, edition, kind, at, preferences)
+        if kind == "confirm":
+            with self._lock:
+                self._prepare(address, edition, at, preferences)
 
     def _prepare(
         self, address: str, edition: Edition, at: dt.datetime, preferences: Preferences | None
@@ -222,17 +238,29 @@ class Subscriptions:
             self.subscribers.set_preferences(address, preferences, at=at)
         return "confirm"
 
-    def _send(self, address: str, edition: Edition, kind: str, at: dt.datetime) -> None:
-        recipient, data = build_confirmation(self.config, self.secret, address, edition, kind, at)
-        transport = self._transport()
+    def _send(
+        self,
+        address: str,
+        edition: Edition,
+        kind: str,
+        at: dt.datetime,
+        preferences: Preferences | None,
+    ) -> None:
+        recipient, data = build_confirmation(
+            self.config, self.secret, address, edition, kind, at, preferences
+        )
+        transport: Transport | None = None
         try:
+            transport = self._transport()
             transport.open()
             transport.send(self.config.email.sender_address, recipient, data)
         except (SendFailure, NewsletterError) as exc:
-            log.warning("confirmation email to %s not sent: %s", address, exc)
-            raise DeliveryProblem(str(exc)) from None
+            reason = exc.reply if isinstance(exc, SendFailure) else exc.message
+            log.warning("confirmation email to %s not sent: %s", address, reason)
+            raise DeliveryProblem(reason) from None
         finally:
-            transport.close()
+            if transport is not None:
+                transport.close()
 
     def _transport(self) -> Transport:
         if self.config.email.transport == "file":

@@ -109,13 +109,30 @@ def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
     return env
 
 
-def environment(config: Config | None = None) -> jinja2.Environment:
-    """Jinja2 environment: the user's template folder first, then the built-in one."""
+def environment(config: Config | None = None, *, version: str = "") -> jinja2.Environment:
+    """Jinja2 environment: the user's template folder first, then the built-in one.
+
+    version: a fingerprint of the template files (a site build's
+    outputs.environment_key), or "" (the default) for an environment that
+    checks each template's file for changes whenever it is used (a stat per
+    use). With a version, the environment never looks at the files again once
+    it has loaded a template: a build renders thousands of pages, and an edited
+    template gives another version, so another environment.
+    """
     search: list[Path] = []
     if config is not None and config.paths.templates is not None:
         search.append(config.paths.templates)
     search.append(builtin_templates())
+    if version:
+        return _frozen_environment(tuple(search), version)
     return _environment(tuple(search))
+
+
+@functools.lru_cache(maxsize=4)
+def _frozen_environment(search_path: tuple[Path, ...], version: str) -> jinja2.Environment:
+    # A cache of its own (cache_size given): never a template the shared
+    # environment loaded from an older file.
+    return _environment(search_path).overlay(auto_reload=False, cache_size=400)
 
 
 def issue_url(config: Config, date: dt.date, edition: str) -> str:

@@ -146,8 +146,8 @@ def _write_site(
         except search_index.SearchUnavailable as exc:
             search_on = False
             warnings.append(f"search is off: {exc}; the site is built without a search box")
-    site = SiteContext(config, search_on)
     env = environment_key(config) + ("+search" if search_on else "")
+    site = SiteContext(config, search_on, env)
     keys = DigestKeys()
     scope = _Scope()
     if date is not None:

@@ -113,8 +113,8 @@ def write_weekly(
 
     public = config.paths.public
     manifest = read_build_manifest(public)
-    site = SiteContext(config, config.site.search)
     env = environment_key(config) + ("+search" if config.site.search else "")
+    site = SiteContext(config, config.site.search, env)
     writer = Writer(public, dry_run, manifest.keys)
     now = now or dt.datetime.now(config.site.tz)
     writer.add(weekly_outputs(site, digests, env=env, keys=DigestKeys(), now=now, weeks=[week]))

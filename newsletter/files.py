@@ -63,9 +63,11 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
                 folders.add(path.parent)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temps.append((tmp, path))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o644)
+            try:  # plain system calls: no file object, no chmod by path
+                _write_all(fd, data)
+                os.fchmod(fd, 0o644)
+            finally:
+                os.close(fd)
         if temps:
             _flush([tmp for tmp, _ in temps])
         for done, (tmp, path) in enumerate(temps, 1):
@@ -75,6 +77,12 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
         for tmp, _ in temps[renamed:]:
             Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _flush(paths: list[str]) -> None:

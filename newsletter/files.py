@@ -51,10 +51,21 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
     once (syncfs(2) on Linux, else an fsync per file), then every temp file is
     renamed into place. A reader never sees half a file, and after a crash
     each file holds its old bytes or its new ones (like write_atomic, without
-    one disk flush per file: a site build writes thousands).
+    one disk flush per file: a site build writes thousands). The two steps
+    are write_temps and commit_temps, for callers that gather temp files from
+    several processes under one flush.
     """
-    temps: list[tuple[str, Path]] = []
-    renamed = 0
+    commit_temps(write_temps(files))
+
+
+Temps = list[tuple[str, Path]]  # (temp file, the path it becomes)
+
+
+def write_temps(files: list[tuple[Path, bytes]]) -> Temps:
+    """Step one of write_many: each file's bytes in a temp file beside it
+    (`.NAME.XXXX.tmp`, mode 0644), neither flushed to disk nor renamed yet.
+    Raises OSError (a full disk...) after deleting the temp files it made."""
+    temps: Temps = []
     folders: set[Path] = set()
     try:
         for path, data in files:
@@ -68,15 +79,32 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
                 os.fchmod(fd, 0o644)
             finally:
                 os.close(fd)
+    except BaseException:
+        discard_temps(temps)
+        raise
+    return temps
+
+
+def commit_temps(temps: Temps) -> None:
+    """Step two of write_many: one flush to disk for all these temp files, then
+    each renamed into place, in the given order. On an error the temp files
+    not yet renamed are deleted (the files they would replace are untouched)."""
+    renamed = 0
+    try:
         if temps:
             _flush([tmp for tmp, _ in temps])
         for done, (tmp, path) in enumerate(temps, 1):
             os.replace(tmp, path)
             renamed = done
     except BaseException:
-        for tmp, _ in temps[renamed:]:
-            Path(tmp).unlink(missing_ok=True)
+        discard_temps(temps[renamed:])
         raise
+
+
+def discard_temps(temps: Temps) -> None:
+    """Delete temp files of write_temps that will not be committed."""
+    for tmp, _ in temps:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -6,7 +6,7 @@ last build's manifest (or that are missing): a rebuild with nothing changed
 renders nothing. Publishing one date plans only what lists that date: its
 issue pages, the edition and tag pages it falls on (see indexes), the feeds,
 the tag index, the sitemaps and the landing page. Files are written with one
-flush to disk for the whole batch (files.write_many).
+flush to disk for the whole build (see site.writer), then renamed into place.
 """
 
 from __future__ import annotations

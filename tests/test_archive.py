@@ -396,3 +396,20 @@ def test_a_full_disk_replaces_no_file_and_leaves_no_temp_file(
         assert full.value.errno == 28  # ENOSPC
         after = {p: p.read_bytes() for p in public.rglob("*") if p.is_file()}
         assert after == before
+
+
+def test_workers_take_pages_of_neighbouring_days_and_every_page_once():
+    from newsletter.outputs import Output
+    from newsletter.site.writer import _shares
+
+    start = dt.date(2025, 1, 1)
+    jobs = [
+        Output(f"p{i}", "k", lambda: b"", pure=True, day=start + dt.timedelta(days=(i * 7) % 10))
+        for i in range(10)
+    ] + [Output(f"list{i}", "k", lambda: b"", pure=True) for i in range(3)]
+    shares = _shares(jobs, 2)
+    assert sorted(i for share in shares for i in share) == list(range(13))
+    days = [sorted(jobs[i].day for i in share if jobs[i].day) for share in shares]
+    assert len(days[0]) == len(days[1]) == 5
+    assert days[0][-1] < days[1][0]  # one run of days each
+    assert [len(share) for share in shares] in ([7, 6], [6, 7])

@@ -274,6 +274,7 @@ def _issue_outputs(
                 key,
                 lambda digest=digest, edition=str(edition): issue_page(site, digest, edition),
                 pure=True,
+                day=digest.date,
             )
 
 

@@ -89,6 +89,7 @@ def weekly_outputs(
                 key_of(env, "weekly", edition, week, schedule, [keys(d) for d in days]),
                 lambda week=week, days=days, edition=edition: _page(site, week, days, edition),
                 pure=True,
+                day=days[0].date,
             )
         listed = [(week, [keys(d) for d in by_week[week]]) for week in due]
         base = key_of(env, "weeklyfeed", edition, schedule, listed)

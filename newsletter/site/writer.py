@@ -181,14 +181,13 @@ def _render_jobs(
     _JOBS = jobs
     try:
         if workers == 1:
-            shares = [_render_share((0, 1, root, dry_run))]
+            shares = [_render_share((list(range(len(jobs))), False, root, dry_run))]
         else:
             import multiprocessing
 
+            tasks = [(share, True, root, dry_run) for share in _shares(jobs, workers)]
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                shares = pool.map(
-                    _render_share, [(i, workers, root, dry_run) for i in range(workers)]
-                )
+                shares = pool.map(_render_share, tasks)
     finally:
         _JOBS = []
     results = [result for share in shares for result in share[0]]
@@ -206,12 +205,12 @@ def _render_jobs(
     return results, temps
 
 
-def _render_share(task: tuple[int, int, str, bool]) -> Share:
-    share, shares, root, dry_run = task
+def _render_share(task: tuple[list[int], bool, str, bool]) -> Share:
+    indexes, forked, root, dry_run = task
     results: list[tuple[int, int, bool]] = []
     pending: list[tuple[Path, bytes]] = []
-    for index in range(share, len(_JOBS), shares):
-        if shares > 1:
+    for index in indexes:
+        if forked:
             try:
                 size, changed = _render_one(_JOBS[index], root, dry_run, pending)
             except Exception:
@@ -223,11 +222,28 @@ def _render_share(task: tuple[int, int, str, bool]) -> Share:
     try:
         temps = write_temps(pending)
     except Exception as exc:
-        if shares == 1:
+        if not forked:
             raise
         # The parent deletes the other shares' temp files, then raises this.
         return results, [], exc
     return results, temps, None
+
+
+def _shares(jobs: list[Output], workers: int) -> list[list[int]]:
+    """The job indexes of each worker: outputs with a day in runs of
+    neighbouring days, as many in each (issue pages, weekly pages and tag
+    pages spread alike over the days, so each worker gets its part of each
+    kind), then the others in turn."""
+    dated = sorted(
+        (i for i, job in enumerate(jobs) if job.day is not None), key=lambda i: jobs[i].day
+    )
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    for rank, index in enumerate(dated):
+        shares[rank * workers // len(dated)].append(index)
+    others = [i for i, job in enumerate(jobs) if job.day is None]
+    for rank, index in enumerate(others):
+        shares[rank % workers].append(index)
+    return shares
 
 
 def _workers(jobs: int) -> int:

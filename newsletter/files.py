@@ -81,10 +81,25 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
     each file holds its old bytes or its new ones (like write_atomic, without
     one disk flush per file: a site build writes thousands). NewsletterError
     (`errors.file_error`, naming the file) for a full disk, a read-only folder,
-    permissions; the temp files not yet renamed are removed.
+    permissions; the temp files not yet renamed are removed. The two steps
+    are write_temps and commit_temps, for callers that gather temp files from
+    several processes under one flush.
     """
-    temps: list[tuple[str, Path]] = []
-    renamed = 0
+    try:
+        commit_temps(write_temps(files))
+    except OSError as exc:
+        raise file_error(exc) from exc
+
+
+Temps = list[tuple[str, Path]]  # (temp file, the path it becomes)
+
+
+def write_temps(files: list[tuple[Path, bytes]]) -> Temps:
+    """Step one of write_many: each file's bytes in a temp file beside it
+    (`.NAME.XXXX.tmp`, mode 0644), neither flushed to disk nor renamed yet.
+    Raises OSError (a full disk...) naming the file it was writing (`filename`),
+    after deleting the temp files it made."""
+    temps: Temps = []
     folders: set[Path] = set()
     current: Path | None = None  # the file being written or renamed, for the error
     try:
@@ -95,9 +110,26 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
                 folders.add(path.parent)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temps.append((tmp, path))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o644)
+            try:  # plain system calls: no file object, no chmod by path
+                _write_all(fd, data)
+                os.fchmod(fd, 0o644)
+            finally:
+                os.close(fd)
+    except BaseException as exc:
+        discard_temps(temps)
+        _name(exc, current)
+        raise
+    return temps
+
+
+def commit_temps(temps: Temps) -> None:
+    """Step two of write_many: one flush to disk for all these temp files, then
+    each renamed into place, in the given order. On an error the temp files
+    not yet renamed are deleted (the files they would replace are untouched);
+    an OSError names the file (`filename`)."""
+    renamed = 0
+    current: Path | None = None
+    try:
         if temps:
             _flush([tmp for tmp, _ in temps])
         for done, (tmp, path) in enumerate(temps, 1):
@@ -105,11 +137,28 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
             os.replace(tmp, path)
             renamed = done
     except BaseException as exc:
-        for tmp, _ in temps[renamed:]:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise file_error(exc, current) from exc
+        discard_temps(temps[renamed:])
+        _name(exc, current)
         raise
+
+
+def _name(exc: BaseException, path: Path | None) -> None:
+    """An OSError names the file being written, `path`, not its temp file (and
+    os.write names none); it still pickles, so a worker process can hand it back."""
+    if isinstance(exc, OSError) and path is not None:
+        exc.filename = str(path)
+
+
+def discard_temps(temps: Temps) -> None:
+    """Delete temp files of write_temps that will not be committed."""
+    for tmp, _ in temps:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _flush(paths: list[str]) -> None:

@@ -10,6 +10,7 @@ content hashes of the digests it lists.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +28,17 @@ class Output:
 
     pure: rendering it changes nothing the build reads later (no revision
     bookkeeping), so a worker process may render it (pages; not feeds).
+    day: the (newest) date of the issues it shows, if it shows a few: worker
+    processes take pages of neighbouring days together, so that what those
+    pages share (a paper's comment as HTML, its entry in tag lists) is made
+    in one process, once.
     """
 
     path: str
     key: str
     render: Callable[[], bytes]
     pure: bool = False
+    day: dt.date | None = None
 
 
 def key_of(*parts: object) -> str:

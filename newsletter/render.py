@@ -110,13 +110,30 @@ def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
     return env
 
 
-def environment(config: Config | None = None) -> jinja2.Environment:
-    """Jinja2 environment: the user's template folder first, then the built-in one."""
+def environment(config: Config | None = None, *, version: str = "") -> jinja2.Environment:
+    """Jinja2 environment: the user's template folder first, then the built-in one.
+
+    version: a fingerprint of the template files (a site build's
+    outputs.environment_key), or "" (the default) for an environment that
+    checks each template's file for changes whenever it is used (a stat per
+    use). With a version, the environment never looks at the files again once
+    it has loaded a template: a build renders thousands of pages, and an edited
+    template gives another version, so another environment.
+    """
     search: list[Path] = []
     if config is not None and config.paths.templates is not None:
         search.append(config.paths.templates)
     search.append(builtin_templates())
+    if version:
+        return _frozen_environment(tuple(search), version)
     return _environment(tuple(search))
+
+
+@functools.lru_cache(maxsize=4)
+def _frozen_environment(search_path: tuple[Path, ...], version: str) -> jinja2.Environment:
+    # A cache of its own (cache_size given): never a template the shared
+    # environment loaded from an older file.
+    return _environment(search_path).overlay(auto_reload=False, cache_size=400)
 
 
 def issue_url(config: Config, date: dt.date, edition: str) -> str:
@@ -303,10 +320,18 @@ def paper_count(count: int, language: str) -> str:
     return plural(count, language, **PAPER_COUNT[language])
 
 
+# The views' reprs are what newsletter.revisions hashes (and build manifests
+# keep): each class writes the repr @dataclass would make, without its guard
+# against recursion, which took a tenth of a full build's planning.
+
+
 @dataclass(frozen=True)
 class CommentView:
     language: str  # "ko" or "en"
     text: str
+
+    def __repr__(self) -> str:
+        return f"CommentView(language={self.language!r}, text={self.text!r})"
 
 
 @dataclass(frozen=True)
@@ -315,6 +340,12 @@ class TagView:
     slug: str  # the folder name (Hangul kept)
     href: str  # the folder name percent-encoded, for URLs
     language: str | None
+
+    def __repr__(self) -> str:
+        return (
+            f"TagView(name={self.name!r}, slug={self.slug!r}, href={self.href!r}, "
+            f"language={self.language!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -333,6 +364,13 @@ class PaperView:
     comments: tuple[CommentView, ...]
     tags: tuple[TagView, ...]
     link: PaperLink | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"PaperView(anchor={self.anchor!r}, title={self.title!r}, "
+            f"authors={self.authors!r}, abstract={self.abstract!r}, "
+            f"comments={self.comments!r}, tags={self.tags!r})"
+        )
 
 
 def edition_comments(entry: Entry, edition: str) -> tuple[CommentView, ...]:

@@ -353,3 +353,63 @@ def test_publishing_a_corrected_day_updates_the_tag_it_left(site_config):
     assert not (public / "ko/tags/moe").exists()  # no paper has the tag any more
     assert not (public / "feeds/ko/tags/moe").exists()
     assert (public / "ko/2025-01-01/index.html").exists()  # a correction deletes no issue
+
+
+def test_a_full_disk_replaces_no_file_and_leaves_no_temp_file(
+    tmp_path, site_config, site_digests, monkeypatch
+):
+    """Pages render in two worker processes, and every file of the build is
+    renamed into place after one flush: when the disk fills up (a real tmpfs)
+    while the workers write, no file is replaced, none is half written, and no
+    temp file is left."""
+    import real_parts
+
+    from newsletter.site import writer
+
+    user = tmp_path / "templates" / "site"
+    user.mkdir(parents=True)
+    (user / "style.css").write_text("body { color: teal; }\n", encoding="utf-8")
+    config = site_config.model_copy(
+        update={
+            "paths": site_config.paths.model_copy(update={"templates": user.parent}),
+            "site": site_config.site.model_copy(update={"search": False}),
+        }
+    )
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    write_site(config, site_digests)  # how much room a build takes, on a roomy disk
+    files = [p for p in config.paths.public.rglob("*") if p.is_file()]
+    used = sum(-(-p.stat().st_size // 4096) for p in files)  # tmpfs counts 4 KiB pages
+    pages = sum(-(-p.stat().st_size // 4096) for p in files if p.suffix == ".html")
+    small = tmp_path / "small"
+    small.mkdir()
+    with real_parts.small_filesystem(small, size_kb=(used + pages // 2) * 4) as mount:
+        public = mount / "public"
+        config = config.model_copy(
+            update={"paths": config.paths.model_copy(update={"public": public})}
+        )
+        write_site(config, site_digests)
+        before = {p: p.read_bytes() for p in public.rglob("*") if p.is_file()}
+        # Every page changes: the new pages and the old ones do not both fit.
+        (user / "style.css").write_text("body { color: navy; }\n", encoding="utf-8")
+        with pytest.raises(OSError) as full:
+            write_site(config, site_digests)
+        assert full.value.errno == 28  # ENOSPC
+        after = {p: p.read_bytes() for p in public.rglob("*") if p.is_file()}
+        assert after == before
+
+
+def test_workers_take_pages_of_neighbouring_days_and_every_page_once():
+    from newsletter.outputs import Output
+    from newsletter.site.writer import _shares
+
+    start = dt.date(2025, 1, 1)
+    jobs = [
+        Output(f"p{i}", "k", lambda: b"", pure=True, day=start + dt.timedelta(days=(i * 7) % 10))
+        for i in range(10)
+    ] + [Output(f"list{i}", "k", lambda: b"", pure=True) for i in range(3)]
+    shares = _shares(jobs, 2)
+    assert sorted(i for share in shares for i in share) == list(range(13))
+    days = [sorted(jobs[i].day for i in share if jobs[i].day) for share in shares]
+    assert len(days[0]) == len(days[1]) == 5
+    assert days[0][-1] < days[1][0]  # one run of days each
+    assert [len(share) for share in shares] in ([7, 6], [6, 7])

@@ -196,3 +196,39 @@ def test_an_unreadable_revision_is_dropped_safely(site_config, site_digests):
     result = write_site(site_config, site_digests, now=FIX)
     # Unknown again, those items take their date's time: the same bytes as before.
     assert result.written == () and tree(public) == before
+
+
+def test_content_hashes_are_those_earlier_builds_recorded():
+    """A build manifest keeps each item's content hash: the views' reprs (which
+    the hash is of) are the ones @dataclass makes, so an upgrade counts no
+    paper as corrected. The figures were recorded before the views wrote their
+    own reprs."""
+    from newsletter.model import Entry
+    from newsletter.render import paper_views
+    from newsletter.revisions import content_hash
+
+    entry = Entry(
+        title="Sparse <MoE> 모델",
+        authors=("A", "O'Brien"),
+        abstract="x & y",
+        comment_ko="모델을 https://ex.org/a",
+        comment_en="ok",
+        tags=("moe", "추론"),
+    )
+    digest = Digest(dt.date(2025, 4, 4), (entry,), "2025-04-04.txt")
+    recorded = {
+        "ko": ("bc50fc2fc0717060", "51759f5ea11b36c3"),
+        "en": ("19e9fab926023d40", "b0e43aa357eb3636"),
+        "both": ("62d909d928f43a57", "d886a1289eff6a2e"),
+    }
+    for edition, (issue, paper) in recorded.items():
+        views = paper_views(digest, edition)
+        assert content_hash((digest.date, views)) == issue
+        assert content_hash((digest.date, views[0])) == paper
+        for value in (views[0], *views[0].comments, *views[0].tags):
+            fields = ", ".join(
+                f"{f.name}={getattr(value, f.name)!r}"
+                for f in dataclasses.fields(value)
+                if f.repr  # a paper's link is not part of its text
+            )
+            assert repr(value) == f"{type(value).__qualname__}({fields})"

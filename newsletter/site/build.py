@@ -6,7 +6,7 @@ last build's manifest (or that are missing): a rebuild with nothing changed
 renders nothing. Publishing one date plans only what lists that date: its
 issue pages, the edition and tag pages it falls on (see indexes), the feeds,
 the tag index, the sitemaps and the landing page. Files are written with one
-flush to disk for the whole batch (files.write_many).
+flush to disk for the whole build (see site.writer), then renamed into place.
 """
 
 from __future__ import annotations
@@ -146,8 +146,8 @@ def _write_site(
         except search_index.SearchUnavailable as exc:
             search_on = False
             warnings.append(f"search is off: {exc}; the site is built without a search box")
-    site = SiteContext(config, search_on)
     env = environment_key(config) + ("+search" if search_on else "")
+    site = SiteContext(config, search_on, env)
     keys = DigestKeys()
     scope = _Scope()
     if date is not None:
@@ -274,6 +274,7 @@ def _issue_outputs(
                 key,
                 lambda digest=digest, edition=str(edition): issue_page(site, digest, edition),
                 pure=True,
+                day=digest.date,
             )
 
 

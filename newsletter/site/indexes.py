@@ -307,6 +307,7 @@ def tag_outputs(
                 site, edition, group, listed, views, number, paging
             ),
             pure=True,
+            day=listed[0].digest.date if listed else None,
         )
 
 

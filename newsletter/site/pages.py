@@ -39,16 +39,19 @@ class FeedLink:
 
 @dataclass(frozen=True)
 class SiteContext:
-    """What every page of one build shares: the config, and whether pages get a
-    search box (search on and Pagefind able to run)."""
+    """What every page of one build shares: the config, whether pages get a
+    search box (search on and Pagefind able to run), and the build's
+    fingerprint of its templates (outputs.environment_key; "" for none: the
+    templates' files are checked for changes at each use)."""
 
     config: Config
     search: bool = False
+    version: str = ""
 
     @functools.cached_property
     def environment(self) -> Any:
         """The Jinja2 environment of this config (render.environment), looked up once."""
-        return render.environment(self.config)
+        return render.environment(self.config, version=self.version)
 
 
 def render_page(

@@ -89,6 +89,7 @@ def weekly_outputs(
                 key_of(env, "weekly", edition, week, schedule, [keys(d) for d in days]),
                 lambda week=week, days=days, edition=edition: _page(site, week, days, edition),
                 pure=True,
+                day=days[0].date,
             )
         listed = [(week, [keys(d) for d in by_week[week]]) for week in due]
         base = key_of(env, "weeklyfeed", edition, schedule, listed)
@@ -113,8 +114,8 @@ def write_weekly(
 
     public = config.paths.public
     manifest = read_build_manifest(public)
-    site = SiteContext(config, config.site.search)
     env = environment_key(config) + ("+search" if config.site.search else "")
+    site = SiteContext(config, config.site.search, env)
     writer = Writer(public, dry_run, manifest.keys)
     now = now or dt.datetime.now(config.site.tz)
     writer.add(weekly_outputs(site, digests, env=env, keys=DigestKeys(), now=now, weeks=[week]))

@@ -2,8 +2,11 @@
 
 Pages (pure outputs) are rendered after planning, in forked worker processes
 when there are many (one per usable core, at most 4): a page's rendering is
-pure Python, so threads would only take turns. Every write goes through
-files.write_many: temp files, one flush to disk, renames.
+pure Python, so threads would only take turns. Every file is written as in
+files.write_many (temp files, one flush to disk, renames), with one flush for
+a whole build: the workers leave their temp files, and Writer.flush flushes
+them all and renames them, pages first (so no list or feed is renamed into
+place before the pages it links to).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from newsletter.files import write_many
+from newsletter.errors import NewsletterError, file_error
+from newsletter.files import Temps, commit_temps, discard_temps, write_temps
 from newsletter.outputs import Output
 
 
@@ -20,7 +24,7 @@ class Writer:
     """Renders planned outputs whose key changed, writes those whose bytes
     changed (or, dry, only compares), and keeps the tally."""
 
-    BATCH = 2000  # files per flush to disk
+    BATCH = 2000  # pending files (bytes in memory) per batch of temp files
 
     def __init__(self, public: Path, dry_run: bool, known: dict[str, str]) -> None:
         self.public = public
@@ -32,6 +36,7 @@ class Writer:
         self.deleted: list[str] = []
         self.unchanged = 0
         self._pending: list[tuple[Path, bytes]] = []
+        self._temps: Temps = []  # written, renamed by flush
         self._deferred: list[Output] = []
 
     def add(self, outputs: Iterable[Output]) -> None:
@@ -56,15 +61,29 @@ class Writer:
 
     def flush(self) -> None:
         """Render the deferred pure outputs (in worker processes when there
-        are many), then write what is pending."""
+        are many), write what is pending, and put every file in place: one
+        flush to disk, then the renames, pages first. On an error no temp
+        file is left and no file of this flush is replaced."""
         jobs, self._deferred = self._deferred, []
-        for index, size, changed in _render_jobs(jobs, self.root, self.dry_run):
-            self._tally(jobs[index], (size, changed))
-        self._write_pending()
+        try:
+            results, pages = _render_jobs(jobs, self.root, self.dry_run)
+            self._temps[:0] = pages
+            for index, size, changed in results:
+                self._tally(jobs[index], (size, changed))
+            self._write_pending()
+            commit_temps(self._temps)
+        except BaseException as exc:
+            discard_temps(self._temps)
+            if isinstance(exc, OSError) and not isinstance(exc, NewsletterError):
+                raise file_error(exc) from exc  # one line naming the file, a hint
+            raise
+        finally:
+            self._temps = []
 
     def _write_pending(self) -> None:
+        """Write the pending files' temp files (renamed by flush)."""
         if self._pending:
-            write_many(self._pending)
+            self._temps += write_temps(self._pending)
             self._pending = []
 
     def _tally(self, out: Output, result: tuple[int, bool]) -> None:
@@ -147,37 +166,54 @@ _JOBS: list[Output] = []
 PARALLEL_MIN = 200  # fewer pages than this render in the build's own process
 
 
-def _render_jobs(jobs: list[Output], root: str, dry_run: bool) -> list[tuple[int, int, bool]]:
-    """Render and write jobs; (index, size, changed) for each. Many jobs on a
-    machine with several cores go to forked worker processes, one share
-    each (a page's rendering is pure Python: threads would take turns)."""
+Share = tuple[list[tuple[int, int, bool]], Temps, Exception | None]
+
+
+def _render_jobs(
+    jobs: list[Output], root: str, dry_run: bool
+) -> tuple[list[tuple[int, int, bool]], Temps]:
+    """Render jobs and write the changed ones' temp files: (index, size,
+    changed) for each job, and the temp files (not yet flushed or renamed).
+    Many jobs on a machine with several cores go to forked worker processes,
+    one share each (a page's rendering is pure Python: threads would take
+    turns). On an error the temp files are deleted and the error raised."""
     global _JOBS
     if not jobs:
-        return []
+        return [], []
     workers = _workers(len(jobs))
     _JOBS = jobs
     try:
         if workers == 1:
-            return _render_share((0, 1, root, dry_run))
-        import multiprocessing
+            shares = [_render_share((list(range(len(jobs))), False, root, dry_run))]
+        else:
+            import multiprocessing
 
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            shares = pool.map(_render_share, [(i, workers, root, dry_run) for i in range(workers)])
+            tasks = [(share, True, root, dry_run) for share in _shares(jobs, workers)]
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                shares = pool.map(_render_share, tasks)
     finally:
         _JOBS = []
-    results = [result for share in shares for result in share]
-    for index, _size, changed in results:
-        if changed is None:  # failed in a worker: fail here, with its traceback
-            jobs[index].render()
-    return results
+    results = [result for share in shares for result in share[0]]
+    temps = [temp for share in shares for temp in share[1]]
+    try:
+        for _results, _temps, error in shares:
+            if error is not None:  # writing failed in a worker (a full disk)
+                raise error
+        for index, _size, changed in results:
+            if changed is None:  # failed in a worker: fail here, with its traceback
+                jobs[index].render()
+    except BaseException:
+        discard_temps(temps)
+        raise
+    return results, temps
 
 
-def _render_share(task: tuple[int, int, str, bool]) -> list[tuple[int, int, bool]]:
-    share, shares, root, dry_run = task
+def _render_share(task: tuple[list[int], bool, str, bool]) -> Share:
+    indexes, forked, root, dry_run = task
     results: list[tuple[int, int, bool]] = []
     pending: list[tuple[Path, bytes]] = []
-    for index in range(share, len(_JOBS), shares):
-        if shares > 1:
+    for index in indexes:
+        if forked:
             try:
                 size, changed = _render_one(_JOBS[index], root, dry_run, pending)
             except Exception:
@@ -186,9 +222,31 @@ def _render_share(task: tuple[int, int, str, bool]) -> list[tuple[int, int, bool
         else:
             size, changed = _render_one(_JOBS[index], root, dry_run, pending)
         results.append((index, size, changed))
-    if pending:
-        write_many(pending)
-    return results
+    try:
+        temps = write_temps(pending)
+    except Exception as exc:
+        if not forked:
+            raise
+        # The parent deletes the other shares' temp files, then raises this.
+        return results, [], exc
+    return results, temps, None
+
+
+def _shares(jobs: list[Output], workers: int) -> list[list[int]]:
+    """The job indexes of each worker: outputs with a day in runs of
+    neighbouring days, as many in each (issue pages, weekly pages and tag
+    pages spread alike over the days, so each worker gets its part of each
+    kind), then the others in turn."""
+    dated = sorted(
+        (i for i, job in enumerate(jobs) if job.day is not None), key=lambda i: jobs[i].day
+    )
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    for rank, index in enumerate(dated):
+        shares[rank * workers // len(dated)].append(index)
+    others = [i for i, job in enumerate(jobs) if job.day is None]
+    for rank, index in enumerate(others):
+        shares[rank % workers].append(index)
+    return shares
 
 
 def _workers(jobs: int) -> int:

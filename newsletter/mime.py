@@ -216,7 +216,7 @@ def quoted_printable(text: str, marks: Mapping[str, str]) -> EncodedPart:
         if index % 2:
             out.append(Value(marks[piece.decode()], qp=True))
         else:
-            encoded = binascii.b2a_qp(piece, istext=True)
+            encoded = _qp(piece)
             if index > 0:
                 encoded = b"=\n" + encoded
             if index < len(pieces) - 1:
@@ -225,18 +225,42 @@ def quoted_printable(text: str, marks: Mapping[str, str]) -> EncodedPart:
     return EncodedPart(QUOTED_PRINTABLE, tuple(out))
 
 
+def _qp(raw: bytes) -> bytes:
+    """binascii.b2a_qp with every line at most 76 characters (RFC 2045 6.7 (5)).
+
+    b2a_qp writes a space or tab before a line break as '=20' / '=09' after it
+    has measured the line, so such a line can reach 77 or 78 characters (the
+    text 'aa€€€€€€€€ ' then a line break). Those lines get one more soft break.
+    """
+    encoded = binascii.b2a_qp(raw, istext=True)
+    if all(len(line) <= _QP_LINE for line in encoded.split(b"\n")):
+        return encoded
+    out: list[bytes] = []
+    for line in encoded.split(b"\n"):
+        while len(line) > _QP_LINE:
+            cut = _safe_cut(line, _QP_LINE - 1)
+            out.append(line[:cut] + b"=")
+            line = line[cut:]
+        out.append(line)
+    return b"\n".join(out)
+
+
+def _safe_cut(line: bytes, cut: int) -> int:
+    """`cut`, moved left so that it does not split an '=XX' escape."""
+    if line[cut - 1 : cut] == b"=":
+        return cut - 1
+    if line[cut - 2 : cut - 1] == b"=":
+        return cut - 2
+    return cut
+
+
 def _soft_end(encoded: bytes) -> bytes:
     """Make room for a trailing soft break '=' on the last encoded line."""
     start = encoded.rfind(b"\n") + 1
     last = encoded[start:]
     if len(last) < _QP_LINE:
         return encoded
-    cut = _QP_LINE - 1
-    # Never split an '=XX' escape.
-    if last[cut - 1 : cut] == b"=":
-        cut -= 1
-    elif last[cut - 2 : cut - 1] == b"=":
-        cut -= 2
+    cut = _safe_cut(last, _QP_LINE - 1)  # never inside an '=XX' escape
     return encoded[: start + cut] + b"=\n" + last[cut:]
 
 

@@ -44,6 +44,24 @@ def check_lines(part: mime.EncodedPart, values: dict[str, bytes]) -> None:
         assert part.fill(values).isascii()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "aa€€€€€€€€ \n" + MARK,  # Hypothesis found it: a line of 77 before the fix
+        "a" * 74 + " \n" + MARK,
+        "a" * 75 + "\t\nb" + MARK,
+        "한국어 " * 15 + "\n" + MARK + " 끝 \n",
+        MARK + "\n" + "€" * 25 + " \n",
+    ],
+)
+def test_a_space_before_a_line_break_keeps_quoted_printable_lines_short(text):
+    """b2a_qp writes the trailing space as '=20' after measuring: never past 76."""
+    values = {"token": b"Tok.en-1"}
+    part = mime.quoted_printable(text, MARKS)
+    assert decode(part, values) == expected(text, "Tok.en-1")
+    check_lines(part, values)
+
+
 pieces = st.text(
     alphabet=st.sampled_from("ab 가나다한국어 .=\n\t€é中" + "x" * 5), min_size=0, max_size=300
 )

@@ -709,6 +709,49 @@ def _twelve_adds_at_once(config: Path) -> None:
         assert len(store.subscribers.list()) == 12
 
 
+def test_opening_waits_while_another_process_holds_the_write_lock(tmp_path, monkeypatch):
+    """SQLite refuses PRAGMA journal_mode=WAL at once (no busy handler) while another
+    connection holds the write lock, as a command creating the schema does: opening
+    waits for the lock instead of failing with "database is locked"."""
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "nl.db"
+    holder = sqlite3.connect(path, isolation_level=None)  # a fresh file, rollback journal
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE other (x)")
+    waiting = threading.Event()
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        waiting.set()  # the open was refused once and waits: the event under test
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    opened: list[object] = []
+
+    def open_it() -> None:
+        try:
+            opened.append(Database(f"sqlite:///{path}"))
+        except Exception as exc:  # the old code: NewsletterError "stayed locked" at once
+            opened.append(exc)
+        finally:
+            waiting.set()
+
+    thread = threading.Thread(target=open_it)
+    thread.start()
+    waiting.wait()
+    holder.execute("COMMIT")
+    holder.close()
+    thread.join()
+    [db] = opened
+    assert isinstance(db, Database), db
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    db.close()
+
+
 def test_twelve_commands_creating_a_fresh_sqlite_database_at_once(tmp_path):
     (tmp_path / "config.yaml").write_text("paths:\n  state: state\n", encoding="utf-8")
     _twelve_adds_at_once(tmp_path / "config.yaml")

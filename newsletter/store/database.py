@@ -249,9 +249,35 @@ _MIGRATION_LOCK = int.from_bytes(
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # First the busy timeout, so every statement below waits for a lock.
+    cursor.execute("PRAGMA busy_timeout=30000")
     # WAL: readers (the web server) never block the sender; NORMAL: a commit
     # survives kill -9 (not a power cut), at a fraction of FULL's cost.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _journal_mode_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _journal_mode_wal(cursor: Any, wait: float = 30.0) -> None:
+    """PRAGMA journal_mode=WAL, waiting up to `wait` seconds for the lock it needs.
+
+    Switching a database to WAL can fail at once with "database is locked",
+    without SQLite's busy handler, while other processes open the same fresh
+    file (twelve commands creating a database at once): it is retried as the
+    busy handler would, with growing pauses. A mode SQLite keeps instead
+    (":memory:") is accepted; the lock held for longer raises as before.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + wait
+    pause = 0.002
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)  # a lock wait, as sqlite3_busy_timeout's own
+        pause = min(pause * 2, 0.1)

@@ -191,6 +191,13 @@ def search_from_header(driver, url: str, query: str) -> list[tuple[str, str]]:
     box.submit()
 
     def results(d):
+        # Done when the list is there and no result is a loading placeholder:
+        # Pagefind UI shows each result's title only once its data fragment has
+        # loaded, so the first link alone may be one of several still coming.
+        if not d.find_elements(By.CSS_SELECTOR, ".pagefind-ui__results"):
+            return False
+        if d.find_elements(By.CSS_SELECTOR, ".pagefind-ui__results .pagefind-ui__loading"):
+            return False
         links = d.find_elements(By.CSS_SELECTOR, ".pagefind-ui__result-link")
         return [(a.text, a.get_attribute("href")) for a in links] or False
 

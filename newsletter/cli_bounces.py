@@ -1,7 +1,8 @@
 """The bounce commands: `bounces process`, `bounces list`, `subscribers reactivate`.
 
-Thin click commands over `newsletter.bounces`, registered on the groups of
-`newsletter.cli` (which imports this module at its end). Only click and the
+Thin click commands over `newsletter.bounces`, registered on the `cli` group
+and the `subscribers` group of `newsletter.cli_subscribers` (newsletter.cli
+imports this module at its end). Only click and the
 standard library at module level: `newsletter --help` stays fast.
 """
 
@@ -22,7 +23,7 @@ from newsletter.cli import (
     parse_address,
     parse_date_option,
 )
-from newsletter.cli import subscribers as subscribers_group
+from newsletter.cli_subscribers import subscribers as subscribers_group
 from newsletter.errors import NewsletterError
 from newsletter.plurals import nouns
 

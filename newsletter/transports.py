@@ -37,7 +37,8 @@ from newsletter.smtp_replies import (
 )
 
 if TYPE_CHECKING:
-    from newsletter.config import Config, SmtpConfig
+    from newsletter.config import Config
+    from newsletter.config_email import SmtpConfig
 
 
 # Why a message to an address with a non-ASCII local part was not sent.

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.bounces.verp import DeliveryRef, Verp
-from newsletter.config import VERP_TOKEN_MAX, config_from_dict
+from newsletter.config import config_from_dict
+from newsletter.config_email import VERP_TOKEN_MAX
 from newsletter.errors import NewsletterError
 from newsletter.model import Edition
 from newsletter.tokens import sign_short, verify_short

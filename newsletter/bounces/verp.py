@@ -10,7 +10,7 @@ Every message's envelope sender (MAIL FROM, which becomes the Return-Path) is
             `- subscriber id, base 36
 
 All lowercase, so a server that folds case keeps it valid; at most 45
-characters after the local part (config.VERP_TOKEN_MAX), within RFC 5321's 64
+characters after the local part (config_email.VERP_TOKEN_MAX), within RFC 5321's 64
 for a local part. A DSN, an auto-reply or a feedback report that carries the
 address anywhere (To:, Delivered-To:, the returned message's Return-Path)
 names the delivery even when the rest of it is malformed, and a forged one

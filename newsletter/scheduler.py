@@ -34,13 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from newsletter.digest import DigestReport, check_paths
 from newsletter.errors import NewsletterError
 from newsletter.model import Digest, IssueId, Week
 from newsletter.papers.watch import DaemonLinks
 from newsletter.plurals import nouns
 from newsletter.send_times import SendTimes
-from newsletter.watch import Signature, Watcher, single_instance
+from newsletter.watch import DigestFolder, Signature, single_instance
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -103,17 +102,18 @@ class Daemon:
         verbose: bool = False,
     ) -> None:
         self.config = config
-        self.verbose = verbose
-        self._reported_skipped: set[Path] = set()
         self.zone = config.site.tz
         self.now = now or (lambda: dt.datetime.now(self.zone))
         self.stop = stop or threading.Event()
-        self.watcher = Watcher(config.paths.digests, config.schedule.settle_seconds)
+        self.folder = DigestFolder(
+            config.paths.digests,
+            config.schedule.settle_seconds,
+            config.limits.digest,
+            verbose=verbose,
+        )
         self._processed: dict[Path, Signature] | None = None
         self._published: dict[dt.date, str] = {}
         self._digests: list[Digest] = []
-        self._by_file: dict[str, Digest] = {}
-        self._reported_bad: set[tuple[str, Signature]] = set()
         self._retry = Backoff()
         self._lock = threading.Lock()
         self.times = SendTimes(config)
@@ -140,26 +140,11 @@ class Daemon:
                 log.error("cannot write: %s", error, extra={"event": "error"})
 
     def _refresh(self) -> None:
-        settled = self.watcher.settled()
-        self._log_skipped()
+        settled = self.folder.settled()
         if settled == self._processed:
             return
         first_run = self._processed is None
-        reports = check_paths(sorted(settled), self.config.limits.digest)
-        self._log_bad(reports, settled)
-        # A file that turns bad (or clashes with another's date) keeps its last
-        # good version online until it is fixed: a typo must not unpublish.
-        by_file = {
-            r.file: r.digest if r.ok and r.digest else self._by_file[r.file]
-            for r in reports
-            if (r.ok and r.digest) or r.file in self._by_file
-        }
-        # So does a file being rewritten, until it settles.
-        for file, digest in self._by_file.items():
-            if file not in by_file and self.watcher.is_present(Path(file)):
-                by_file[file] = digest
-        self._by_file = by_file
-        digests = self.links.attach(sorted(by_file.values(), key=lambda d: d.date), self._digests)
+        digests = self.links.attach(self.folder.read(settled), self._digests)
         changed = [d for d in digests if self._published.get(d.date) != _content_hash(d)]
         removed = set(self._published) - {d.date for d in digests}
         self._digests = digests
@@ -202,18 +187,6 @@ class Daemon:
             self._write_site(self._digests, only)
             self.links.log_after_email(sorted(changed))
 
-    def _log_skipped(self) -> None:
-        """With -v: each file that is not a digest, once while it stays there."""
-        skipped = {item.path: item for item in self.watcher.skipped}
-        if self.verbose:
-            for path in sorted(set(skipped) - self._reported_skipped):
-                log.info(
-                    "skipped %s",
-                    skipped[path],
-                    extra={"event": "skipped", "file": str(path), "reason": skipped[path].reason},
-                )
-        self._reported_skipped = set(skipped)
-
     def _log_changed_after_email(self, changed: list[Digest]) -> None:
         from newsletter.store import Store
 
@@ -250,21 +223,6 @@ class Daemon:
                 "deleted": len(result.deleted),
             },
         )
-
-    def _log_bad(self, reports: list[DigestReport], settled: dict[Path, Signature]) -> None:
-        for report in reports:
-            if report.ok:
-                continue
-            key = (report.file, settled.get(Path(report.file), (0, 0)))
-            if key in self._reported_bad:
-                continue
-            self._reported_bad.add(key)
-            for problem in report.errors:
-                log.error(
-                    "not published: %s",
-                    problem,
-                    extra={"event": "bad_digest", "file": report.file, "line": problem.line},
-                )
 
     # -- sending -------------------------------------------------------------
 

@@ -1,14 +1,16 @@
-"""Which digest files have settled, and one daemon per state folder.
+"""Which digest files have settled, what they hold, and one daemon per state folder.
 
 `Watcher` tells, at each look at the digests folder, which files have kept the
 same signature (mtime in ns, size in bytes) for `schedule.settle_seconds`: a
-file being written is not read half-way. `single_instance` holds
-`state/run.lock` (flock) for the life of `newsletter run`.
+file being written is not read half-way. `DigestFolder` reads the settled
+files into digests, keeping a bad file's last good version. `single_instance`
+holds `state/run.lock` (flock) for the life of `newsletter run`.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -16,8 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from newsletter.digest import Skipped, find_digest_files
+from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
 from newsletter.errors import NewsletterError
+from newsletter.model import Digest, DigestLimits
+
+log = logging.getLogger("newsletter")
 
 Signature = tuple[int, int]  # (mtime_ns, size) of a file
 
@@ -65,6 +70,73 @@ class Watcher:
         return sorted(
             p for p, (_, since) in self._seen.items() if now - since < self.settle_seconds
         )
+
+
+class DigestFolder:
+    """The digests of a folder's settled files, each problem logged once.
+
+    A file that turns bad (or clashes with another's date) keeps its last good
+    version until it is fixed, and so does a file being rewritten until it
+    settles: a typo must not unpublish. With `verbose`, each file that is not a
+    digest is logged once while it stays there.
+    """
+
+    def __init__(
+        self, folder: Path, settle_seconds: float, limits: DigestLimits, *, verbose: bool = False
+    ) -> None:
+        self.watcher = Watcher(folder, settle_seconds)
+        self.limits = limits
+        self.verbose = verbose
+        self._by_file: dict[str, Digest] = {}
+        self._reported_bad: set[tuple[str, Signature]] = set()
+        self._reported_skipped: set[Path] = set()
+
+    def settled(self) -> dict[Path, Signature]:
+        """Look at the folder: its settled files and their signatures."""
+        settled = self.watcher.settled()
+        self._log_skipped()
+        return settled
+
+    def read(self, settled: dict[Path, Signature]) -> list[Digest]:
+        """The digests of `settled` (from `settled()`), oldest first."""
+        reports = check_paths(sorted(settled), self.limits)
+        self._log_bad(reports, settled)
+        by_file = {
+            r.file: r.digest if r.ok and r.digest else self._by_file[r.file]
+            for r in reports
+            if (r.ok and r.digest) or r.file in self._by_file
+        }
+        for file, digest in self._by_file.items():
+            if file not in by_file and self.watcher.is_present(Path(file)):
+                by_file[file] = digest
+        self._by_file = by_file
+        return sorted(by_file.values(), key=lambda d: d.date)
+
+    def _log_skipped(self) -> None:
+        skipped = {item.path: item for item in self.watcher.skipped}
+        if self.verbose:
+            for path in sorted(set(skipped) - self._reported_skipped):
+                log.info(
+                    "skipped %s",
+                    skipped[path],
+                    extra={"event": "skipped", "file": str(path), "reason": skipped[path].reason},
+                )
+        self._reported_skipped = set(skipped)
+
+    def _log_bad(self, reports: list[DigestReport], settled: dict[Path, Signature]) -> None:
+        for report in reports:
+            if report.ok:
+                continue
+            key = (report.file, settled.get(Path(report.file), (0, 0)))
+            if key in self._reported_bad:
+                continue
+            self._reported_bad.add(key)
+            for problem in report.errors:
+                log.error(
+                    "not published: %s",
+                    problem,
+                    extra={"event": "bad_digest", "file": report.file, "line": problem.line},
+                )
 
 
 @contextmanager

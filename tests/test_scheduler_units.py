@@ -97,7 +97,7 @@ def test_daemon_publishes_a_file_only_once_it_has_settled(tmp_path, caplog):
     )
     daemon = Daemon(config, now=lambda: dt.datetime(2025, 4, 4, 0, 0, tzinfo=SEOUL))
     clock = [500.0]
-    daemon.watcher.clock = lambda: clock[0]
+    daemon.folder.watcher.clock = lambda: clock[0]
     daemon._send_due = lambda: None  # this test is about publishing
     text = (SAMPLE_DIGESTS / "2025-04-04.txt").read_text(encoding="utf-8")
     path = tmp_path / "digests" / "today.txt"
@@ -112,7 +112,7 @@ def test_daemon_publishes_a_file_only_once_it_has_settled(tmp_path, caplog):
         clock[0] += 1  # 10.5 s after the first part, 1 s after the second
         daemon.tick()
         assert not page.exists()
-        assert daemon.watcher.unsettled() == [path]
+        assert daemon.folder.watcher.unsettled() == [path]
         clock[0] += 9.5
         daemon.tick()
         assert not page.exists()

@@ -202,7 +202,7 @@ def publish_week(
     at `schedule.send_time`): its last days may still come.
     """
     from newsletter.deliver.variants import Mailing
-    from newsletter.scheduler import send_datetime
+    from newsletter.send_times import send_datetime
     from newsletter.site.weekly import write_weekly
 
     now = now or dt.datetime.now(config.site.tz)

@@ -25,33 +25,26 @@ still running.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import logging
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from newsletter.digest import DigestReport, Skipped, check_paths, find_digest_files
 from newsletter.errors import NewsletterError
-from newsletter.model import WEEKDAYS, Digest, IssueId, Week
+from newsletter.model import Digest, IssueId, Week
 from newsletter.papers.watch import DaemonLinks
 from newsletter.plurals import nouns
+from newsletter.send_times import SendTimes
+from newsletter.watch import DigestFolder, Signature, single_instance
 
 if TYPE_CHECKING:
     from newsletter.config import Config
 
 log = logging.getLogger("newsletter")
-
-Signature = tuple[int, int]  # (mtime_ns, size) of a file
-
 
 # The daemon's wait before retrying an issue with temporary failures, doubling.
 RETRY_FIRST = 60.0
@@ -60,90 +53,33 @@ RETRY_LONGEST = 3600.0
 SEND_MARGIN = 5.0
 
 
-def send_datetime(date: dt.date, send_time: dt.time, zone: ZoneInfo) -> dt.datetime:
-    """When the issue of `date` is due, as an aware datetime that really exists.
+class Backoff:
+    """When to try again each issue that has temporary failures left.
 
-    A wall time skipped by a DST change (02:30 on a spring-forward night) is
-    moved forward by the gap; a repeated one (fall-back) means its first
-    occurrence. Round-tripping through UTC does both.
+    The wait doubles from RETRY_FIRST seconds up to RETRY_LONGEST (1 min, 2,
+    4 ... 1 h): a greylisting or throttling server is not hammered;
+    email.max_attempts ends it.
     """
-    local = dt.datetime.combine(date, send_time, tzinfo=zone)
-    return local.astimezone(dt.UTC).astimezone(zone)
 
+    def __init__(self) -> None:
+        # Per issue: (when to try again, the wait that led there in seconds).
+        self._next: dict[IssueId, tuple[dt.datetime, float]] = {}
 
-def is_late(date: dt.date, today: dt.date, max_lateness_days: int) -> bool:
-    return (today - date).days > max_lateness_days
+    def waiting(self, issue: IssueId, now: dt.datetime) -> bool:
+        """Whether `issue` is still waiting for its next try at `now`."""
+        retry = self._next.get(issue)
+        return retry is not None and now < retry[0]
 
+    def failed(self, issue: IssueId, now: dt.datetime) -> float:
+        """Note a delivery of `issue` that left failures; the wait, in seconds."""
+        previous = self._next.get(issue)
+        wait = RETRY_FIRST if previous is None else min(previous[1] * 2, RETRY_LONGEST)
+        self._next[issue] = (now + dt.timedelta(seconds=wait), wait)
+        return wait
 
-@dataclass
-class Watcher:
-    """Which files of a folder have stopped changing for `settle_seconds`."""
-
-    folder: Path
-    settle_seconds: float
-    clock: Callable[[], float] = time.monotonic
-    _seen: dict[Path, tuple[Signature, float]] = field(default_factory=dict)
-    # Files of the last look that are not digests (digest.find_digest_files).
-    skipped: tuple[Skipped, ...] = ()
-
-    def settled(self) -> dict[Path, Signature]:
-        now = self.clock()
-        current: dict[Path, Signature] = {}
-        found = find_digest_files([self.folder]) if self.folder.is_dir() else None
-        self.skipped = found.skipped if found else ()
-        for path in found.files if found else ():
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            current[path] = (stat.st_mtime_ns, stat.st_size)
-        for path, signature in current.items():
-            previous = self._seen.get(path)
-            if previous is None or previous[0] != signature:
-                self._seen[path] = (signature, now)
-        for path in set(self._seen) - set(current):
-            del self._seen[path]
-        return {
-            path: signature
-            for path, (signature, since) in self._seen.items()
-            if now - since >= self.settle_seconds
-        }
-
-    def is_present(self, path: Path) -> bool:
-        """Whether the last look at the folder saw this file (settled or not)."""
-        return path in self._seen
-
-    def unsettled(self) -> list[Path]:
-        now = self.clock()
-        return sorted(
-            p for p, (_, since) in self._seen.items() if now - since < self.settle_seconds
-        )
-
-
-@contextmanager
-def single_instance(state: Path) -> Iterator[None]:
-    """Hold `state/run.lock` for the life of the daemon; refuse a second one."""
-    state.mkdir(parents=True, exist_ok=True)
-    path = state / "run.lock"
-    handle = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        handle.close()
-        raise NewsletterError(
-            f"another 'newsletter run' is already using {state} (pid {owner})",
-            hint="stop it first; only one daemon may run per state folder",
-        ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        handle.close()
+    def done(self, issue: IssueId) -> None:
+        """`issue` has been emailed: forget its waits."""
+        self._next.pop(issue, None)
 
 
 def _content_hash(digest: Digest) -> str:
@@ -166,21 +102,21 @@ class Daemon:
         verbose: bool = False,
     ) -> None:
         self.config = config
-        self.verbose = verbose
-        self._reported_skipped: set[Path] = set()
         self.zone = config.site.tz
         self.now = now or (lambda: dt.datetime.now(self.zone))
         self.stop = stop or threading.Event()
-        self.watcher = Watcher(config.paths.digests, config.schedule.settle_seconds)
+        self.folder = DigestFolder(
+            config.paths.digests,
+            config.schedule.settle_seconds,
+            config.limits.digest,
+            verbose=verbose,
+        )
         self._processed: dict[Path, Signature] | None = None
         self._published: dict[dt.date, str] = {}
         self._digests: list[Digest] = []
-        self._by_file: dict[str, Digest] = {}
-        self._reported_bad: set[tuple[str, Signature]] = set()
-        # Issues with temporary failures left: (when to try again, the wait after that).
-        self._retry: dict[IssueId, tuple[dt.datetime, float]] = {}
+        self._retry = Backoff()
         self._lock = threading.Lock()
-        self.weekly_day = WEEKDAYS.index(config.schedule.weekly_day)
+        self.times = SendTimes(config)
         self.on_schedule: Callable[[IssueId, dt.datetime], None] = lambda date, when: None
         self.links = DaemonLinks(config, self.now)
 
@@ -204,26 +140,11 @@ class Daemon:
                 log.error("cannot write: %s", error, extra={"event": "error"})
 
     def _refresh(self) -> None:
-        settled = self.watcher.settled()
-        self._log_skipped()
+        settled = self.folder.settled()
         if settled == self._processed:
             return
         first_run = self._processed is None
-        reports = check_paths(sorted(settled), self.config.limits.digest)
-        self._log_bad(reports, settled)
-        # A file that turns bad (or clashes with another's date) keeps its last
-        # good version online until it is fixed: a typo must not unpublish.
-        by_file = {
-            r.file: r.digest if r.ok and r.digest else self._by_file[r.file]
-            for r in reports
-            if (r.ok and r.digest) or r.file in self._by_file
-        }
-        # So does a file being rewritten, until it settles.
-        for file, digest in self._by_file.items():
-            if file not in by_file and self.watcher.is_present(Path(file)):
-                by_file[file] = digest
-        self._by_file = by_file
-        digests = self.links.attach(sorted(by_file.values(), key=lambda d: d.date), self._digests)
+        digests = self.links.attach(self.folder.read(settled), self._digests)
         changed = [d for d in digests if self._published.get(d.date) != _content_hash(d)]
         removed = set(self._published) - {d.date for d in digests}
         self._digests = digests
@@ -238,9 +159,9 @@ class Daemon:
         # Only now: if writing failed, the next tick tries again.
         self._processed = settled
         for digest in digests:
-            self.on_schedule(digest.date, self.send_at(digest.date))
-        for week in self.weeks():
-            self.on_schedule(week, self.week_send_at(week))
+            self.on_schedule(digest.date, self.times.day(digest.date))
+        for week in self.times.weeks(digests):
+            self.on_schedule(week, self.times.week(week))
 
     # -- paper links (newsletter.papers.watch) -------------------------------
 
@@ -254,7 +175,7 @@ class Daemon:
         """After the sends: look up what is due, ending SEND_MARGIN before the
         next send time, and write again the pages and feeds whose links changed."""
         budget = self.config.papers.budget_seconds
-        upcoming = self.next_send()
+        upcoming = self.times.next_send(self._digests, self.now())
         if upcoming is not None:
             budget = min(budget, (upcoming[1] - self.now()).total_seconds() - SEND_MARGIN)
         if self.stop.is_set():
@@ -265,18 +186,6 @@ class Daemon:
             only = next(iter(changed.values())) if len(changed) == 1 else None
             self._write_site(self._digests, only)
             self.links.log_after_email(sorted(changed))
-
-    def _log_skipped(self) -> None:
-        """With -v: each file that is not a digest, once while it stays there."""
-        skipped = {item.path: item for item in self.watcher.skipped}
-        if self.verbose:
-            for path in sorted(set(skipped) - self._reported_skipped):
-                log.info(
-                    "skipped %s",
-                    skipped[path],
-                    extra={"event": "skipped", "file": str(path), "reason": skipped[path].reason},
-                )
-        self._reported_skipped = set(skipped)
 
     def _log_changed_after_email(self, changed: list[Digest]) -> None:
         from newsletter.store import Store
@@ -315,64 +224,16 @@ class Daemon:
             },
         )
 
-    def _log_bad(self, reports: list[DigestReport], settled: dict[Path, Signature]) -> None:
-        for report in reports:
-            if report.ok:
-                continue
-            key = (report.file, settled.get(Path(report.file), (0, 0)))
-            if key in self._reported_bad:
-                continue
-            self._reported_bad.add(key)
-            for problem in report.errors:
-                log.error(
-                    "not published: %s",
-                    problem,
-                    extra={"event": "bad_digest", "file": report.file, "line": problem.line},
-                )
-
     # -- sending -------------------------------------------------------------
-
-    def send_at(self, date: dt.date) -> dt.datetime:
-        return send_datetime(date, self.config.schedule.send_clock, self.zone)
-
-    def week_send_at(self, week: Week) -> dt.datetime:
-        """When the weekly email of `week` is due: send_time on its weekly day."""
-        return self.send_at(week.send_day(self.weekly_day))
-
-    def weeks(self) -> list[Week]:
-        """The weeks that have an issue, oldest first."""
-        return sorted({Week.holding(d.date, self.weekly_day) for d in self._digests})
-
-    def due(self) -> list[Digest]:
-        """Issues whose send time has passed and that are not too old to email."""
-        now = self.now()
-        today = now.astimezone(self.zone).date()
-        limit = self.config.email.max_lateness_days
-        return [
-            d
-            for d in self._digests
-            if self.send_at(d.date) <= now and not is_late(d.date, today, limit)
-        ]
-
-    def due_weeks(self) -> list[Week]:
-        """Weeks whose weekly email is due and not too old (counted from its day)."""
-        now = self.now()
-        today = now.astimezone(self.zone).date()
-        limit = self.config.email.max_lateness_days
-        return [
-            week
-            for week in self.weeks()
-            if self.week_send_at(week) <= now
-            and not is_late(week.send_day(self.weekly_day), today, limit)
-        ]
 
     def _send_due(self) -> None:
         from newsletter.deliver.variants import Mailing
         from newsletter.store import Store
 
-        items: list[Digest | Mailing] = list(self.due())
-        for week in self.due_weeks():
-            mailing = Mailing.weekly(week, self._digests, self.weekly_day)
+        now = self.now()
+        items: list[Digest | Mailing] = list(self.times.due(self._digests, now))
+        for week in self.times.due_weeks(self._digests, now):
+            mailing = Mailing.weekly(week, self._digests, self.times.weekly_day)
             if mailing is not None:
                 items.append(mailing)
         if not items:
@@ -384,8 +245,7 @@ class Daemon:
                     return
                 if store.ledger.issue_emailed(issue):
                     continue
-                retry = self._retry.get(issue)
-                if retry and self.now() < retry[0]:
+                if self._retry.waiting(issue, self.now()):
                     continue
                 self._deliver(store, item)
 
@@ -427,14 +287,11 @@ class Daemon:
         if self.stop.is_set():
             return
         if report.pending_left == 0:
-            self._retry.pop(issue, None)
+            self._retry.done(issue)
             store.ledger.mark_issue_emailed(issue)
         else:
-            # Back off between polls (1 min, 2, 4 ... 1 h): a greylisting or
-            # throttling server is not hammered; email.max_attempts ends it.
-            previous = self._retry.get(issue)
-            wait = RETRY_FIRST if previous is None else min(previous[1] * 2, RETRY_LONGEST)
-            self._retry[issue] = (self.now() + dt.timedelta(seconds=wait), wait)
+            # Back off between polls (Backoff), not within them.
+            wait = self._retry.failed(issue, self.now())
             log.info(
                 "%s: %s, next try in %d s",
                 date,
@@ -442,15 +299,6 @@ class Daemon:
                 wait,
                 extra={"event": "retry", "date": date, "pending": report.pending_left},
             )
-
-    def next_send(self) -> tuple[IssueId, dt.datetime] | None:
-        now = self.now()
-        upcoming: list[tuple[dt.datetime, IssueId]] = [
-            (self.send_at(d.date), d.date) for d in self._digests
-        ]
-        upcoming += [(self.week_send_at(week), week) for week in self.weeks()]
-        future = sorted((item for item in upcoming if item[0] > now), key=lambda item: item[0])
-        return (future[0][1], future[0][0]) if future else None
 
 
 def repeat(

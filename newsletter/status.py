@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter.bounces.policy import issue_rates, rate_warnings
 from newsletter.model import WEEKDAYS, Week
-from newsletter.scheduler import is_late, send_datetime
+from newsletter.send_times import is_late, send_datetime
 
 if TYPE_CHECKING:
     from newsletter.config import Config

@@ -20,7 +20,7 @@ from newsletter.model import Edition, SubscriberState
 from newsletter.store import Store
 from newsletter.store.database import Database
 from newsletter.tokens import verify_token
-from newsletter.transports import SmtpTransport
+from newsletter.transports.smtp import SmtpTransport
 
 NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
 FAST = (0.01, 0.01, 0.01)

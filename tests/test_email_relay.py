@@ -26,7 +26,8 @@ from newsletter.model import Edition
 from newsletter.store import Store
 from newsletter.store.database import Database
 from newsletter.tokens import UNSUBSCRIBE, sign_token
-from newsletter.transports import FileTransport, SmtpTransport
+from newsletter.transports.files import FileTransport
+from newsletter.transports.smtp import SmtpTransport
 
 NOW = dt.datetime(2025, 4, 4, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
 SECRET = "relay-test-secret-0123456789"

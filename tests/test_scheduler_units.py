@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from newsletter.errors import NewsletterError
-from newsletter.scheduler import Watcher, is_late, send_datetime, single_instance
+from newsletter.send_times import is_late, send_datetime
+from newsletter.watch import Watcher, single_instance
 
 NEW_YORK = ZoneInfo("America/New_York")
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -96,7 +97,7 @@ def test_daemon_publishes_a_file_only_once_it_has_settled(tmp_path, caplog):
     )
     daemon = Daemon(config, now=lambda: dt.datetime(2025, 4, 4, 0, 0, tzinfo=SEOUL))
     clock = [500.0]
-    daemon.watcher.clock = lambda: clock[0]
+    daemon.folder.watcher.clock = lambda: clock[0]
     daemon._send_due = lambda: None  # this test is about publishing
     text = (SAMPLE_DIGESTS / "2025-04-04.txt").read_text(encoding="utf-8")
     path = tmp_path / "digests" / "today.txt"
@@ -111,7 +112,7 @@ def test_daemon_publishes_a_file_only_once_it_has_settled(tmp_path, caplog):
         clock[0] += 1  # 10.5 s after the first part, 1 s after the second
         daemon.tick()
         assert not page.exists()
-        assert daemon.watcher.unsettled() == [path]
+        assert daemon.folder.watcher.unsettled() == [path]
         clock[0] += 9.5
         daemon.tick()
         assert not page.exists()
@@ -130,7 +131,7 @@ def test_a_second_instance_is_refused(tmp_path):
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path;"
-            "from newsletter.scheduler import single_instance\n"
+            "from newsletter.watch import single_instance\n"
             "with single_instance(Path(sys.argv[1])):\n"
             "    print('locked', flush=True); time.sleep(30)",
             str(tmp_path),
@@ -160,17 +161,16 @@ def test_a_second_instance_is_refused(tmp_path):
         (dt.datetime(2025, 11, 2, 12, 0, tzinfo=dt.UTC), True),
     ],
 )
-def test_daemon_due_across_dst_in_new_york(tmp_path, now, due):
+def test_due_across_dst_in_new_york(tmp_path, now, due):
     from newsletter.config import config_from_dict
     from newsletter.model import Digest
-    from newsletter.scheduler import Daemon
+    from newsletter.send_times import SendTimes
 
     config = config_from_dict(
         {"site": {"timezone": "America/New_York"}, "schedule": {"send_time": "07:00"}}, tmp_path
     )
-    daemon = Daemon(config, now=lambda: now)
-    daemon._digests = [Digest(now.astimezone(NEW_YORK).date(), (), "d.txt")]
-    assert bool(daemon.due()) is due
+    digests = [Digest(now.astimezone(NEW_YORK).date(), (), "d.txt")]
+    assert bool(SendTimes(config).due(digests, now)) is due
 
 
 def test_daemon_backs_off_between_polls_then_gives_up(tmp_path, monkeypatch):

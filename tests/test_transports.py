@@ -11,15 +11,11 @@ import real_parts
 from smtp_servers import Handler, free_port, mail_config, start_server
 
 from newsletter.errors import NewsletterError
-from newsletter.transports import (
-    FileTransport,
-    PermanentFailure,
-    RateLimiter,
-    SmtpTransport,
-    TemporaryFailure,
-    make_transport,
-    outbox_name,
-)
+from newsletter.transports import make_transport
+from newsletter.transports.failures import PermanentFailure, TemporaryFailure
+from newsletter.transports.files import FileTransport, outbox_name
+from newsletter.transports.rate import RateLimiter
+from newsletter.transports.smtp import SmtpTransport
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 

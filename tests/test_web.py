@@ -37,7 +37,7 @@ from newsletter.config import SECRET_ENV, Config, config_from_dict
 from newsletter.model import SubscriberState
 from newsletter.store import Store
 from newsletter.tokens import UNSUBSCRIBE, sign_token
-from newsletter.transports import outbox_name
+from newsletter.transports.files import outbox_name
 from newsletter.web.safety import Limits
 
 SECRET = "test-secret-for-the-web-service-0123456789"

@@ -114,7 +114,7 @@ def test_preferences_change_cadence_and_topics_in_a_browser(
 
     from newsletter.model import Cadence, Week
     from newsletter.publish import publish, publish_week
-    from newsletter.transports import outbox_name
+    from newsletter.transports.files import outbox_name
 
     address = "prefs.reader@example.com"
     with server.store() as store:

@@ -19,13 +19,9 @@ from newsletter.mail import build_edition_email, resolve_secret
 from newsletter.model import Digest, Edition
 from newsletter.store.subscribers import normalize_email
 from newsletter.tokens import UNSUBSCRIBE, sign_token
-from newsletter.transports import (
-    SendFailure,
-    Transport,
-    make_transport,
-    outbox_folder,
-    outbox_name,
-)
+from newsletter.transports import Transport, make_transport
+from newsletter.transports.failures import SendFailure
+from newsletter.transports.files import outbox_folder, outbox_name
 
 if TYPE_CHECKING:
     from newsletter.config import Config

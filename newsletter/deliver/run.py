@@ -37,7 +37,7 @@ from newsletter.model import Edition, IssueId
 from newsletter.plurals import nouns
 from newsletter.smtp_replies import Scope
 from newsletter.store.ledger import DeliveryState, Outcome
-from newsletter.transports import PermanentFailure, SendFailure
+from newsletter.transports.failures import PermanentFailure, SendFailure
 
 if TYPE_CHECKING:
     from newsletter.config import Config

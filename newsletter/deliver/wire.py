@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from newsletter.smtp_replies import Scope
-from newsletter.transports import PermanentFailure, SendFailure, TemporaryFailure
+from newsletter.transports.failures import PermanentFailure, SendFailure, TemporaryFailure
 
 # A job: (number within the run, address, display name, edition value, subscriber
 # id, variant: the index of the prebuilt email it gets, `deliver.variants`).

@@ -44,15 +44,10 @@ from newsletter.mail import EditionEmail
 from newsletter.model import IssueId, issue_tag
 from newsletter.smtp_replies import Scope
 from newsletter.tokens import UNSUBSCRIBE, sign_token
-from newsletter.transports import (
-    PermanentFailure,
-    RateLimiter,
-    SendFailure,
-    SmtpTransport,
-    TemporaryFailure,
-    Transport,
-    make_transport,
-)
+from newsletter.transports import Transport, make_transport
+from newsletter.transports.failures import PermanentFailure, SendFailure, TemporaryFailure
+from newsletter.transports.rate import RateLimiter
+from newsletter.transports.smtp import SmtpTransport
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection

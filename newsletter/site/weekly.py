@@ -56,7 +56,7 @@ def week_page_path(edition: str, week: Week) -> str:
 
 def week_due(config: Config, week: Week) -> dt.datetime:
     """When the weekly email of `week` goes out: send_time on its weekly day."""
-    from newsletter.scheduler import send_datetime
+    from newsletter.send_times import send_datetime
 
     return send_datetime(
         week.send_day(weekly_day(config)), config.schedule.send_clock, config.site.tz

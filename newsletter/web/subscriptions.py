@@ -35,7 +35,9 @@ from newsletter.model import LEFT_STATES, Cadence, Edition, SubscriberState
 from newsletter.render import environment
 from newsletter.store.subscribers import Preferences, normalize_email
 from newsletter.tokens import UNSUBSCRIBE, sign_token
-from newsletter.transports import FileTransport, SendFailure, Transport, make_transport
+from newsletter.transports import Transport, make_transport
+from newsletter.transports.failures import SendFailure
+from newsletter.transports.files import FileTransport
 from newsletter.web.choices import choice_texts
 
 if TYPE_CHECKING:

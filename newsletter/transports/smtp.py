@@ -1,32 +1,21 @@
-"""Where finished messages go: one small interface, two adapters.
+"""The SMTP transport (email.transport: smtp): one reused connection to the relay.
 
-    send(sender, recipient, message_bytes) -> None   # raises SendFailure
-    close() -> None
-
-`FileTransport` writes one .eml per recipient (a rerun overwrites, never
-duplicates). `SmtpTransport` is ONE reused SMTP connection (not thread-safe: the
-deliverer gives each worker thread its own). `open()` connects at start-up so a
-bad host, TLS or password fails with a NewsletterError before anything is sent.
+`SmtpTransport` speaks RFC 5321 through smtplib, with PIPELINING (RFC 2920),
+8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531) and SIZE (RFC 1870) when the relay
+offers them; every refusal becomes a `failures.SendFailure` classified by
+`smtp_replies`. It pushes bytes and knows nothing of campaigns.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import hashlib
-import re
 import smtplib
 import socket
 import ssl
-import threading
 import time
-import unicodedata
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from newsletter.errors import NewsletterError, file_error
-from newsletter.files import write_atomic
+from newsletter.errors import NewsletterError
 from newsletter.smtp_replies import (
     Scope,
     Stage,
@@ -35,10 +24,11 @@ from newsletter.smtp_replies import (
     learned_limit,
     session_worn_out,
 )
+from newsletter.transports.failures import PermanentFailure, SendFailure, TemporaryFailure
 
 if TYPE_CHECKING:
-    from newsletter.config import Config
     from newsletter.config_email import SmtpConfig
+    from newsletter.transports.rate import RateLimiter
 
 
 # Why a message to an address with a non-ASCII local part was not sent.
@@ -46,163 +36,6 @@ NO_SMTPUTF8 = (
     "the relay does not support SMTPUTF8 (RFC 6531), which an address "
     "whose part before the @ is not ASCII needs"
 )
-
-
-class SendFailure(Exception):
-    """A message was not accepted. `code` is the SMTP reply code (None: no reply).
-
-    `scope` says what was refused (`smtp_replies.Scope`): the recipient, the
-    message (identical for everyone of its edition), the sender, or the session.
-    """
-
-    permanent = False
-
-    def __init__(
-        self,
-        recipient: str,
-        code: int | None,
-        text: str,
-        *,
-        scope: Scope = Scope.RECIPIENT,
-        fatal: bool = False,
-    ) -> None:
-        self.recipient = recipient
-        self.code = code
-        self.text = text
-        super().__init__(f"{recipient}: {self.reply}")
-        self.scope = scope
-        # Every other message would fail the same way (the server refuses the
-        # sender, the outbox cannot be written): the deliverer stops.
-        self.fatal = fatal
-
-    @property
-    def reply(self) -> str:
-        return f"{self.code} {self.text}" if self.code else self.text
-
-
-class TemporaryFailure(SendFailure):
-    """4xx or a lost connection: try again later."""
-
-
-class PermanentFailure(SendFailure):
-    """5xx: do not retry. `hard_bounce` when the server refused the recipient's mailbox."""
-
-    permanent = True
-
-    def __init__(
-        self,
-        recipient: str,
-        code: int | None,
-        text: str,
-        hard_bounce: bool,
-        *,
-        scope: Scope = Scope.RECIPIENT,
-        fatal: bool = False,
-    ) -> None:
-        super().__init__(recipient, code, text, scope=scope, fatal=fatal)
-        self.hard_bounce = hard_bounce
-
-
-class Transport(Protocol):
-    """Also `eightbitmime: bool`: the destination takes 8bit MIME bodies (RFC 6152);
-    callers read it with getattr(..., False) and send a 7-bit form otherwise."""
-
-    def open(self) -> None: ...
-
-    def send(self, sender: str, recipient: str, message: bytes) -> None: ...
-
-    def close(self) -> None: ...
-
-
-# --- files ---------------------------------------------------------------------
-
-# Letters and digits of any script stay (a Hangul address keeps its name);
-# separators, control and shell-special characters do not.
-_UNSAFE = re.compile(r"[^\w@.+\-]")
-
-
-def outbox_name(recipient: str) -> str:
-    """A stable file name for a recipient: the address, made safe for file systems."""
-    safe = _UNSAFE.sub("_", unicodedata.normalize("NFC", recipient.lower()))
-    if safe != recipient.lower() or safe.startswith("."):
-        safe = f"{safe.lstrip('.')}-{hashlib.sha256(recipient.encode()).hexdigest()[:8]}"
-    return f"{safe}.eml"
-
-
-class FileTransport:
-    """One `.eml` per message under outbox/YYYY-MM-DD/ (atomic; reruns overwrite).
-
-    The files hold what an SMTP relay that advertises 8BITMIME would receive.
-    """
-
-    eightbitmime = True
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def open(self) -> None:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise file_error(exc, self.folder, "create") from None
-
-    def send(self, sender: str, recipient: str, message: bytes) -> None:
-        """Write the recipient's .eml; a failed write (full disk, permissions)
-        is fatal: every other message would fail the same way."""
-        try:
-            write_atomic(self.folder / outbox_name(recipient), message)
-        except NewsletterError as exc:
-            raise TemporaryFailure(
-                recipient, None, f"{exc.message} ({exc.hint})", scope=Scope.SESSION, fatal=True
-            ) from None
-
-    def close(self) -> None:
-        pass
-
-
-# --- SMTP ----------------------------------------------------------------------
-
-
-class RateLimiter:
-    """A token bucket: at most `rate` messages/s among the connections sharing it.
-
-    Threads of one pool share one; each worker process has its own, with its
-    share of `email.smtp.rate_limit` (deliver/workers.py). `rate` <= 0 means no
-    limit. `burst` is the bucket's size (default: a tenth of a second's worth, at
-    least one message). `clock` (seconds, monotonic) and `sleep` are injectable
-    so the arithmetic can be tested without waiting.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate = rate
-        self.capacity = burst or max(1.0, rate / 10)
-        self.tokens = self.capacity
-        self.clock = clock
-        self.sleep = sleep
-        self.stamp = clock()
-        self.lock = threading.Lock()
-
-    def take(self) -> None:
-        """Wait until one message may go out (returns at once without a limit)."""
-        if self.rate <= 0:
-            return
-        while True:
-            with self.lock:
-                now = self.clock()
-                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                wait = (1 - self.tokens) / self.rate
-            self.sleep(wait)
 
 
 _IDLE_CHECK_SECONDS = 5.0
@@ -530,20 +363,3 @@ def _failure(recipient: str, refused: _Refused, verdict: Verdict) -> SendFailure
             fatal=verdict.scope is Scope.SENDER,
         )
     return TemporaryFailure(recipient, refused.code, refused.text, scope=verdict.scope)
-
-
-def outbox_folder(config: Config, date: dt.date) -> Path:
-    return config.paths.outbox / date.isoformat()
-
-
-def make_transport(
-    config: Config,
-    date: dt.date,
-    *,
-    limiter: RateLimiter | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-) -> Transport:
-    """The configured transport (email.transport): file (default) or smtp."""
-    if config.email.transport == "smtp":
-        return SmtpTransport(config.email.smtp, ssl_context=ssl_context, limiter=limiter)
-    return FileTransport(outbox_folder(config, date))

@@ -217,6 +217,34 @@ def test_long_address_token_is_folded_and_survives(tmp_path):
     assert verify_token(DEV_SECRET, "unsubscribe", token) == address
 
 
+def test_only_the_outbox_falls_back_to_the_dev_key(tmp_path, monkeypatch):
+    import logging
+
+    from newsletter.errors import NewsletterError
+    from newsletter.mail import resolve_secret
+    from newsletter.tokens import UNSUBSCRIBE
+
+    config = mail_config(tmp_path)
+    monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("newsletter").addHandler(handler)
+    try:
+        secret = resolve_secret(config, smtp=False)
+    finally:
+        logging.getLogger("newsletter").removeHandler(handler)
+    # The outbox's links are signed with the development key, and the log says so.
+    token = sign_token(secret, UNSUBSCRIBE, "kim@example.org")
+    assert verify_token(DEV_SECRET, UNSUBSCRIBE, token) == "kim@example.org"
+    assert [r.getMessage()[:32] for r in records] == ["$NEWSLETTER_SECRET is not set: u"]
+    # Real mail never is.
+    with pytest.raises(NewsletterError, match=r"NEWSLETTER_SECRET is not set"):
+        resolve_secret(config, smtp=True)
+    monkeypatch.setenv("NEWSLETTER_SECRET", "s3cret")
+    assert resolve_secret(config, smtp=True) == resolve_secret(config, smtp=False) == b"s3cret"
+
+
 def test_tokens():
     token = sign_token(b"secret", "unsubscribe", "Kim@example.org")
     assert re.fullmatch(r"[A-Za-z0-9_.\-]+", token)

@@ -77,7 +77,9 @@ for target in "${TARGETS[@]}"; do
     cd "$copy"
     # PYTHONPATH: the copy's newsletter package, not the editable install's.
     export PYTHONPATH="$copy" MUTATION_FUNCTIONS="$functions"
-    runner="$PYTHON -m pytest -x -q -p no:cacheprovider -p no:xdist -W ignore $tests"
+    # mutmut 2.5 counts only exit status 1 as "tests failed": pytest's 2 (a mutant
+    # that breaks the module's import fails collection) would count as survived.
+    runner="sh -c '$PYTHON -m pytest -x -q -p no:cacheprovider -p no:xdist -W ignore $tests || exit 1'"
     $PYTHON -c "import newsletter, sys; sys.exit(0 if newsletter.__file__.startswith('$copy') else 1)" \
       || { echo "mutation: the copy's package is not the one imported" >&2; exit 2; }
     # mutmut 2.5's test process sometimes dies and leaves mutmut waiting for ever

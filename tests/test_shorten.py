@@ -17,7 +17,7 @@ from newsletter.digest import parse_digest
 from newsletter.errors import DigestError
 from newsletter.mail_layout import Cut, render_bodies
 from newsletter.model import Digest, Edition, Entry
-from newsletter.text import shorten, url_spans, urls
+from newsletter.text import Shortened, shorten, url_spans, urls
 
 # The input: an abstract that starts with a 130-character URL.
 LONG_URL = "https://example.org/lab/" + "reasoning-with-tiny-models/" * 3 + "x" * 25
@@ -80,6 +80,27 @@ def test_a_head_that_ends_with_a_url_gets_a_spaced_ellipsis():
     # " …" is one character longer: when it would not fit, the URL goes too.
     assert str(shorten(text, 27)) == "See https://example.org/a …"
     assert str(shorten(text, 26)) == "See…"
+
+
+def test_a_text_that_fits_is_kept_whole_in_a_frozen_value():
+    text = "짧은 글, short text"
+    short = shorten(text, len(text))
+    assert short == Shortened(text, cut=False) and str(short) == text and short.ellipsis == ""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        short.head = ""  # type: ignore[misc]
+
+
+def test_text_without_spaces_is_cut_between_a_word_and_punctuation():
+    assert str(shorten("alpha,beta,gamma,delta", 12)) == "alpha,beta…"
+    assert str(shorten("한국어/영어/중국어/일본어", 9)) == "한국어/영어/…"
+
+
+def test_a_dangling_separator_or_opener_goes_with_the_cut():
+    for mark in ",;:([{":
+        assert str(shorten(f"alpha beta{mark} gamma delta epsilon", 13)) == "alpha beta…"
+    # Anything else ends a sentence or a word: it stays.
+    for mark in ".!?)]}X가":
+        assert str(shorten(f"alpha beta{mark} gamma delta epsilon", 13)) == f"alpha beta{mark}…"
 
 
 def test_text_without_spaces_is_cut_between_ideographs():

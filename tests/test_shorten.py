@@ -92,7 +92,27 @@ def test_a_text_that_fits_is_kept_whole_in_a_frozen_value():
 
 def test_text_without_spaces_is_cut_between_a_word_and_punctuation():
     assert str(shorten("alpha,beta,gamma,delta", 12)) == "alpha,beta…"
+    assert str(shorten("alphabeta/gammadelta", 12)) == "alphabeta/…"
     assert str(shorten("한국어/영어/중국어/일본어", 9)) == "한국어/영어/…"
+
+
+def test_a_space_is_preferred_while_it_keeps_60_percent_of_the_room():
+    # Room for 33 characters: a cut after the space after "delta" (23 of 33)
+    # wins over the later '/'. Room for 29: one after "gamma " (17 of 29) does not.
+    text = "alpha beta gamma delta epsilon/zeta/eta"
+    assert str(shorten(text, 34)) == "alpha beta gamma delta…"
+    assert str(shorten("alpha beta gamma delta/epsilon/zeta", 30)) == "alpha beta gamma delta/…"
+    # A URL that would fit but for the " …" goes; the room is then one less
+    # (32): a cut after "us " (19 of 32) is under 60 %, so it falls after 中文.
+    assert str(shorten("Code for all of us 中文https://x.io and more", 34)) == (
+        "Code for all of us 中文…"
+    )
+
+
+def test_a_limit_of_two_keeps_a_one_character_word():
+    assert str(shorten("a bc", 2)) == "a…"
+    assert str(shorten("가 나다", 2)) == "가…"
+    assert str(shorten("ab c", 2)) == ""
 
 
 def test_a_dangling_separator_or_opener_goes_with_the_cut():

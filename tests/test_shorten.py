@@ -102,11 +102,18 @@ def test_a_space_is_preferred_while_it_keeps_60_percent_of_the_room():
     text = "alpha beta gamma delta epsilon/zeta/eta"
     assert str(shorten(text, 34)) == "alpha beta gamma delta…"
     assert str(shorten("alpha beta gamma delta/epsilon/zeta", 30)) == "alpha beta gamma delta/…"
+    # Exactly 60 % (a cut after "gammas ", 18 of 30) is enough.
+    assert str(shorten("alpha beta gammas epsilon/zeta/eta/theta", 31)) == "alpha beta gammas…"
     # A URL that would fit but for the " …" goes; the room is then one less
     # (32): a cut after "us " (19 of 32) is under 60 %, so it falls after 中文.
     assert str(shorten("Code for all of us 中文https://x.io and more", 34)) == (
         "Code for all of us 中文…"
     )
+
+
+def test_a_url_that_ends_with_an_opener_keeps_it():
+    # '(' is cut as a dangling opener, but not from the end of a URL kept whole.
+    assert str(shorten("see https://a.org/x( and more words", 22)) == "see https://a.org/x( …"
 
 
 def test_a_limit_of_two_keeps_a_one_character_word():

@@ -84,6 +84,13 @@ def test_base64_splices_every_length_at_every_alignment(length, before):
     check_lines(part, {"token": token.encode()})
 
 
+@pytest.mark.parametrize("text", ["", "a", "ab", "abc", "가", "가나다 text\n" * 20])
+def test_base64_without_values_is_the_whole_text(text):
+    part = mime.base64(text, {})
+    assert decode(part, {}) == text.replace("\n", "\r\n").encode()
+    check_lines(part, {})
+
+
 def test_base64_values_too_close_are_refused():
     with pytest.raises(ValueError, match="too close"):
         mime.base64(f"a{MARK}b{MARK}c", MARKS)

@@ -302,6 +302,15 @@ def test_the_smtp_form_is_the_message_dot_stuffed_token_included(both_edition, e
     assert (b"\r\n..b" in folded) is not eightbit
 
 
+def test_an_edition_email_is_a_frozen_value_and_8bit_by_default(both_edition):
+    # One per edition, shared by every recipient's personalise.
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        both_edition.subject = "other"  # type: ignore[misc]
+    default = both_edition.personalise("kim@example.org", "Kim", "t0k3n")
+    assert default == both_edition.personalise("kim@example.org", "Kim", "t0k3n", eightbit=True)
+    assert default != both_edition.personalise("kim@example.org", "Kim", "t0k3n", eightbit=False)
+
+
 def test_a_token_that_is_not_url_safe_is_refused(both_edition):
     message = both_edition
     for bad in ("", "a b", "tok\r\nX: y", "김", "a=b", "a/b", "x" * (MAX_TOKEN + 1)):

@@ -17,6 +17,8 @@ BREAKS = {
     "\x85": "next line (U+0085)",
     "\u2028": "line separator (U+2028)",
     "\u2029": "paragraph separator (U+2029)",
+    "\x1c": "file separator (U+001C)",
+    "\x1d": "group separator (U+001D)",
     "\x1e": "record separator (U+001E)",
 }
 
@@ -32,9 +34,9 @@ def digest_text(
 
 @pytest.mark.parametrize("char", list(BREAKS))
 def test_a_break_inside_the_title_is_a_space_with_one_warning(char):
-    parsed = parse_digest(digest_text(title=f"Attention{char}Is All{char}{char}You Need"), "f.txt")
+    parsed = parse_digest(digest_text(title=f"XLNet{char}Is All{char}{char}You Need"), "f.txt")
     entry = parsed.digest.entries[0]
-    assert entry.title == "Attention Is All  You Need"
+    assert entry.title == "XLNet Is All  You Need"
     assert entry.authors == ("Alice", "Bob")
     assert [str(w) for w in parsed.warnings] == [
         f"f.txt:2: {BREAKS[char]} inside the line read as a space"
@@ -93,6 +95,8 @@ LEFTOVERS = {
     ".#2025-04-04.txt": "Emacs lock file",
     ".2025-04-04.txt.swp": "Vim swap file",
     ".2025-04-04.txt.swo": "Vim swap file",
+    "2025-04-04.txt.swp": "Vim swap file",  # by its ending alone (not hidden)
+    "2025-04-04.txt.SWO": "Vim swap file",
     "2025-04-04.txt~": "backup file",
     "2025-04-04.txt.bak": "backup file",
     "2025-04-04.TXT.BAK": "backup file",

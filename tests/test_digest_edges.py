@@ -427,3 +427,30 @@ def test_max_bytes_is_read_whole_and_one_byte_more_is_refused(tmp_path):
     path.write_bytes(data + b"\n" * 5000)
     with pytest.raises(DigestError, match=rf"the file is {size + 5000:,} bytes, over"):
         read_digest(path, DigestLimits(max_bytes=size))
+
+
+def test_a_byte_error_after_a_leading_blank_line_names_the_editors_line(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_bytes(b"\n" + "2025년 4월 4일".encode("cp949") + b"\n")
+    with pytest.raises(DigestError) as error:
+        read_digest(path)
+    assert (error.value.line, error.value.bare_message) == (2, "the file is not UTF-8 text")
+
+
+def test_a_line_with_a_break_and_a_control_character_gets_one_warning_saying_both():
+    title = "Scaling\x0cLa\x01ws"  # a form feed, and a control character
+    parsed = parse_digest(f"{DATE}\n{entry('Abstract.', title=title)}", "d.txt")
+    assert parsed.digest.entries[0].title == "Scaling Laws"
+    assert [str(w) for w in parsed.warnings][:1] == [
+        "d.txt:2: form feed (U+000C) inside the line read as a space; control characters removed"
+    ]
+
+
+def test_an_error_quotes_the_start_of_its_line_in_whole_words():
+    title = "A title made of many words that go on and on past the widths of messages"
+    with pytest.raises(DigestError) as error:
+        parse_digest(f"{DATE}\n{title}\n(Alice Kim)\nAn abstract.\n", "d.txt")
+    assert error.value.bare_message == (
+        "the entry starting here ('A title made of many words that go on and on past the…') "
+        "has no tag line"
+    )

@@ -71,15 +71,17 @@ for target in "${TARGETS[@]}"; do
   find "$copy" -mindepth 1 -maxdepth 1 ! -name .mutmut-cache -exec rm -rf {} +
   (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | grep -zv '^bench/' \
     | xargs -0 cp --parents -t "$copy" 2>/dev/null || true)
-  cp "$ROOT/bench/mutmut_config.py" "$copy/mutmut_config.py"
+  cp "$ROOT/bench/mutmut_config.py" "$ROOT/bench/mutmut_exit.py" "$copy/"
   echo "== $module ($tests)"
   (
     cd "$copy"
     # PYTHONPATH: the copy's newsletter package, not the editable install's.
     export PYTHONPATH="$copy" MUTATION_FUNCTIONS="$functions"
     # mutmut 2.5 counts only exit status 1 as "tests failed": pytest's 2 (a mutant
-    # that breaks the module's import fails collection) would count as survived.
-    runner="sh -c '$PYTHON -m pytest -x -q -p no:cacheprovider -p no:xdist -W ignore $tests || exit 1'"
+    # that breaks the module's import fails collection) would count as survived,
+    # so the plugin mutmut_exit makes every failed run exit 1. (Not a shell
+    # wrapper: mutmut's timeout would kill the shell and leave pytest running.)
+    runner="$PYTHON -m pytest -p mutmut_exit -x -q -p no:cacheprovider -p no:xdist -W ignore $tests"
     $PYTHON -c "import newsletter, sys; sys.exit(0 if newsletter.__file__.startswith('$copy') else 1)" \
       || { echo "mutation: the copy's package is not the one imported" >&2; exit 2; }
     # mutmut 2.5's test process sometimes dies and leaves mutmut waiting for ever

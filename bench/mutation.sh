@@ -32,7 +32,7 @@ TARGETS=(
   "newsletter/digest.py | | tests/test_digest_edges.py tests/test_digest.py tests/test_lines_and_files.py --deselect tests/test_digest.py::test_format_then_parse_round_trips --deselect tests/test_lines_and_files.py::test_check_prints_file_and_line_once --deselect tests/test_lines_and_files.py::test_check_ignores_them_and_lists_them_with_v --deselect tests/test_lines_and_files.py::test_build_and_publish_ignore_them"
   "newsletter/tokens.py | | tests/test_tokens.py tests/test_bounces_verp.py tests/test_mail_headers.py tests/test_mail.py::test_only_the_outbox_falls_back_to_the_dev_key"
   "newsletter/headers.py | | tests/test_mail_headers.py tests/test_mail.py"
-  "newsletter/text.py | _START _ASCII_RUN _TRAILING _CLOSERS _DANGLING _is_iri_char _trim url_spans urls linkify Shortened _is_word_char shorten _cut | tests/test_urls.py tests/test_shorten.py"
+  "newsletter/text.py | _START _ASCII_RUN _TRAILING _CLOSERS _DANGLING _wide _is_iri_char _trim url_spans urls linkify Shortened _is_word_char shorten _cut | tests/test_urls.py tests/test_shorten.py"
   "newsletter/mail.py | unsubscribe_url unsubscribe_mailto EditionEmail _TOKEN _check_token | tests/test_mail_headers.py tests/test_mail.py"
   "newsletter/mime.py | | tests/test_mime.py tests/test_mail_headers.py"
   "newsletter/smtp_replies.py | | tests/test_smtp_replies.py"

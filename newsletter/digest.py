@@ -237,7 +237,7 @@ class DigestFiles:
     """What a folder (or a list of paths) holds: digest files, and skipped files."""
 
     files: tuple[Path, ...]
-    skipped: tuple[Skipped, ...] = ()
+    skipped: tuple[Skipped, ...]
 
 
 def find_digest_files(paths: Iterable[str | os.PathLike[str]]) -> DigestFiles:

@@ -20,8 +20,9 @@ from newsletter.model import IssueId, issue_tag
 # its angle brackets).
 MAX_ADDRESS = 254
 
-# Anything that could end a header line or break out of <...>.
-_BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>()\[\],;:\"\\]")
+# Anything that could end a header line or break out of <...>; and lone
+# surrogates (e.g. from a JSON \udXXX escape), which no header can carry.
+_BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>()\[\],;:\"\\\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 

@@ -43,10 +43,16 @@ _CLOSERS = {")": "(", "]": "["}
 _DANGLING = ",;:([{"
 
 
+def _wide(char: str) -> bool:
+    """East Asian wide or fullwidth (Unicode East_Asian_Width W or F: Hangul, CJK,
+    kana, fullwidth forms): two columns on a terminal, never part of a bare URL."""
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
 def _is_iri_char(char: str) -> bool:
     """A non-ASCII character that may continue a URL: letters, marks, digits of
     scripts that are not East Asian wide (those are never part of a bare URL)."""
-    if unicodedata.east_asian_width(char) in ("W", "F"):
+    if _wide(char):
         return False
     return unicodedata.category(char)[0] in "LMN"
 
@@ -145,7 +151,7 @@ def _is_word_char(char: str) -> bool:
     """
     if not char.isalnum():
         return False
-    if unicodedata.east_asian_width(char) in ("W", "F"):
+    if _wide(char):
         return bool(HANGUL.match(char))
     return True
 
@@ -199,7 +205,7 @@ def _cut(text: str, room: int) -> Shortened:
 
 def columns(text: str) -> int:
     """Display width: East Asian wide and fullwidth characters (Hangul, CJK) count 2."""
-    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+    return sum(2 if _wide(char) else 1 for char in text)
 
 
 def wrap(text: str, width: int = 76) -> list[str]:
@@ -234,7 +240,7 @@ def wrap(text: str, width: int = 76) -> list[str]:
                     text[index - 1] != " "
                 ):
                     last_other = index
-            line_width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+            line_width += 2 if _wide(char) else 1
             if line_width > width:
                 break
             index += 1

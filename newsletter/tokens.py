@@ -119,11 +119,7 @@ def verify_expiring(
     max_age: dt.timedelta = CONFIRM_MAX_AGE,
 ) -> str:
     """The address the token was signed for; InvalidToken or ExpiredToken otherwise."""
-    if not well_formed(token):
-        raise InvalidToken("malformed token")
-    signed, dot, issued_text = token.rpartition(".")
-    if not dot or not issued_text.isdigit() or len(issued_text) > 12:
-        raise InvalidToken("malformed token")
+    signed, issued_text = _split_issued(token)
     address = verify_token(secret, f"{purpose}@{issued_text}", signed)
     if address is None:
         raise InvalidToken("bad signature")
@@ -141,10 +137,16 @@ def issued_at(token: str) -> dt.datetime:
     Only meaningful for a token `verify_expiring` accepted (the time is signed);
     InvalidToken if there is no time to read.
     """
-    _signed, dot, issued_text = token.rpartition(".")
-    if not dot or not issued_text.isdigit() or len(issued_text) > 12:
+    return dt.datetime.fromtimestamp(int(_split_issued(token)[1]), dt.UTC)
+
+
+def _split_issued(token: str) -> tuple[str, str]:
+    """A well-formed expiring token's signed part and issue time (up to 12 digits,
+    in clear); InvalidToken for anything else."""
+    signed, dot, issued_text = token.rpartition(".")
+    if not well_formed(token) or not dot or not issued_text.isdigit() or len(issued_text) > 12:
         raise InvalidToken("malformed token")
-    return dt.datetime.fromtimestamp(int(issued_text), dt.UTC)
+    return signed, issued_text
 
 
 # --- CSRF: signed double-submit ----------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from newsletter.digest import check_paths, find_digest_files, parse_digest, read_digest
 from newsletter.errors import DigestError
+from newsletter.model import DigestLimits
 
 DATE = "2025년 4월 4일"
 
@@ -384,3 +385,72 @@ def test_a_byte_order_mark_in_text_given_directly_is_dropped():
     # read_digest decodes with utf-8-sig; text handed to parse_digest may still have one.
     parsed = parse_digest(f"\ufeff{DATE}\n{entry('x', '한국어', 'English')}", "d.txt")
     assert parsed.digest.date == dt.date(2025, 4, 4) and parsed.warnings == ()
+
+
+# --- limits: the largest digest read, the first one refused ------------------------
+
+
+def test_max_entries_is_allowed_and_one_more_is_named_at_its_title_line():
+    limits = DigestLimits(max_entries=2)
+    two = f"{DATE}\n{entry('Abstract.')}\n{entry('Abstract.')}\n"
+    assert len(parse_digest(two, "d.txt", limits).digest.entries) == 2
+    # Lines: the date (1), two entries of four lines (2-9), the third's title (10).
+    with pytest.raises(DigestError) as error:
+        parse_digest(two + entry("Abstract.", title="Third") + "\n", "d.txt", limits)
+    assert (error.value.file, error.value.line) == ("d.txt", 10)
+    assert error.value.bare_message == (
+        "more than 2 entries: this one is entry 3 (limits.max_entries)"
+    )
+    assert error.value.hint == (
+        "one day's digest has far fewer papers: check the file, "
+        "or raise limits.max_entries in the config"
+    )
+
+
+def test_max_bytes_is_read_whole_and_one_byte_more_is_refused(tmp_path):
+    data = f"{DATE}\n{entry('초록입니다.')}".encode()  # its last byte ends the tag
+    path = tmp_path / "d.txt"
+    path.write_bytes(data)
+    size = len(data)
+    assert read_digest(path, DigestLimits(max_bytes=size)).digest.entries[0].tags == ("tag",)
+    with pytest.raises(DigestError) as error:
+        read_digest(path, DigestLimits(max_bytes=size - 1))
+    assert (error.value.file, error.value.line) == (str(path), None)
+    assert error.value.bare_message == (
+        f"the file is {size:,} bytes, over limits.max_digest_bytes ({size - 1:,})"
+    )
+    assert error.value.hint == (
+        "one day's digest is far smaller: check the file, "
+        "or raise limits.max_digest_bytes in the config"
+    )
+    # A far larger file is named by its size, though only the limit is read.
+    path.write_bytes(data + b"\n" * 5000)
+    with pytest.raises(DigestError, match=rf"the file is {size + 5000:,} bytes, over"):
+        read_digest(path, DigestLimits(max_bytes=size))
+
+
+def test_a_byte_error_after_a_leading_blank_line_names_the_editors_line(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_bytes(b"\n" + "2025년 4월 4일".encode("cp949") + b"\n")
+    with pytest.raises(DigestError) as error:
+        read_digest(path)
+    assert (error.value.line, error.value.bare_message) == (2, "the file is not UTF-8 text")
+
+
+def test_a_line_with_a_break_and_a_control_character_gets_one_warning_saying_both():
+    title = "Scaling\x0cLa\x01ws"  # a form feed, and a control character
+    parsed = parse_digest(f"{DATE}\n{entry('Abstract.', title=title)}", "d.txt")
+    assert parsed.digest.entries[0].title == "Scaling Laws"
+    assert [str(w) for w in parsed.warnings][:1] == [
+        "d.txt:2: form feed (U+000C) inside the line read as a space; control characters removed"
+    ]
+
+
+def test_an_error_quotes_the_start_of_its_line_in_whole_words():
+    title = "A title made of many words that go on and on past the widths of messages"
+    with pytest.raises(DigestError) as error:
+        parse_digest(f"{DATE}\n{title}\n(Alice Kim)\nAn abstract.\n", "d.txt")
+    assert error.value.bare_message == (
+        "the entry starting here ('A title made of many words that go on and on past the…') "
+        "has no tag line"
+    )

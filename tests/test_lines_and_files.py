@@ -17,6 +17,8 @@ BREAKS = {
     "\x85": "next line (U+0085)",
     "\u2028": "line separator (U+2028)",
     "\u2029": "paragraph separator (U+2029)",
+    "\x1c": "file separator (U+001C)",
+    "\x1d": "group separator (U+001D)",
     "\x1e": "record separator (U+001E)",
 }
 
@@ -32,9 +34,9 @@ def digest_text(
 
 @pytest.mark.parametrize("char", list(BREAKS))
 def test_a_break_inside_the_title_is_a_space_with_one_warning(char):
-    parsed = parse_digest(digest_text(title=f"Attention{char}Is All{char}{char}You Need"), "f.txt")
+    parsed = parse_digest(digest_text(title=f"XLNet{char}Is All{char}{char}You Need"), "f.txt")
     entry = parsed.digest.entries[0]
-    assert entry.title == "Attention Is All  You Need"
+    assert entry.title == "XLNet Is All  You Need"
     assert entry.authors == ("Alice", "Bob")
     assert [str(w) for w in parsed.warnings] == [
         f"f.txt:2: {BREAKS[char]} inside the line read as a space"
@@ -93,6 +95,8 @@ LEFTOVERS = {
     ".#2025-04-04.txt": "Emacs lock file",
     ".2025-04-04.txt.swp": "Vim swap file",
     ".2025-04-04.txt.swo": "Vim swap file",
+    "2025-04-04.txt.swp": "Vim swap file",  # by its ending alone (not hidden)
+    "2025-04-04.txt.SWO": "Vim swap file",
     "2025-04-04.txt~": "backup file",
     "2025-04-04.txt.bak": "backup file",
     "2025-04-04.TXT.BAK": "backup file",
@@ -116,8 +120,10 @@ def messy_project(project):
     text = (SAMPLE_DIGESTS / "2025-04-04.txt").read_bytes()
     for name in LEFTOVERS:
         (folder / name).write_bytes(text)
-    (folder / "drafts").mkdir()
-    shutil.copy(SAMPLE_DIGESTS / "2025-04-04.txt", folder / "drafts")
+    # Sub-folders are not read, wherever they sort among the files.
+    for sub in ("drafts", "2025-01"):
+        (folder / sub).mkdir()
+        shutil.copy(SAMPLE_DIGESTS / "2025-04-04.txt", folder / sub)
     return project
 
 
@@ -128,9 +134,21 @@ def test_only_digest_files_are_read(messy_project):
     found = find_digest_files([folder])
     assert [p.name for p in found.files] == ["2025-01-22.txt", "2025-04-04.txt", "2025-05-19.txt"]
     assert {s.path.name: s.reason for s in found.skipped} == LEFTOVERS
+    # How `check -v` lists them.
+    assert str(found.skipped[0]) == f"{folder / '#2025-04-04.txt#'} (Emacs auto-save file)"
     assert all(report.ok for report in check_paths([folder]))
     # A file named on the command line is always checked.
     assert len(check_paths([folder / "#2025-04-04.txt#"])) == 1
+
+
+def test_emacs_auto_saves_are_hashes_around_a_name():
+    from newsletter.digest import ignored_reason
+
+    assert ignored_reason("#2025-04-04.txt#") == "Emacs auto-save file"
+    assert ignored_reason("##") == "Emacs auto-save file"
+    # A lone '#' is not "#name#": it is read (and refused by name if not a digest).
+    assert ignored_reason("#") is None
+    assert ignored_reason("#2025-04-04.txt") is None
 
 
 def test_check_ignores_them_and_lists_them_with_v(cli, messy_project):

@@ -217,6 +217,57 @@ def test_long_address_token_is_folded_and_survives(tmp_path):
     assert verify_token(DEV_SECRET, "unsubscribe", token) == address
 
 
+def test_the_unsubscribe_links_go_where_the_config_says(tmp_path):
+    from newsletter.mail import unsubscribe_mailto, unsubscribe_url
+
+    token = "t0k.3n"
+    subject = "?subject=unsubscribe%20t0k.3n"
+    assert unsubscribe_url(mail_config(tmp_path), token) == (
+        "https://papers.example.org/unsubscribe?token=t0k.3n"
+    )
+    # email.unsubscribe_mailto, else the bounce mailbox, else the sender.
+    assert unsubscribe_mailto(mail_config(tmp_path), token) == f"mailto:papers@example.org{subject}"
+    bounces = mail_config(tmp_path, bounce_address="bounces@example.org")
+    assert unsubscribe_mailto(bounces, token) == f"mailto:bounces@example.org{subject}"
+    # Given as a mailto: URL with its own subject: the address alone is kept.
+    both = mail_config(
+        tmp_path,
+        bounce_address="bounces@example.org",
+        unsubscribe_mailto="mailto:leave@example.org?subject=x",
+    )
+    assert unsubscribe_mailto(both, token) == f"mailto:leave@example.org{subject}"
+    plain = mail_config(tmp_path, unsubscribe_mailto="leave@example.org")
+    assert unsubscribe_mailto(plain, token) == f"mailto:leave@example.org{subject}"
+
+
+def test_only_the_outbox_falls_back_to_the_dev_key(tmp_path, monkeypatch):
+    import logging
+
+    from newsletter.errors import NewsletterError
+    from newsletter.mail import resolve_secret
+    from newsletter.tokens import UNSUBSCRIBE
+
+    config = mail_config(tmp_path)
+    monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("newsletter").addHandler(handler)
+    try:
+        secret = resolve_secret(config, smtp=False)
+    finally:
+        logging.getLogger("newsletter").removeHandler(handler)
+    # The outbox's links are signed with the development key, and the log says so.
+    token = sign_token(secret, UNSUBSCRIBE, "kim@example.org")
+    assert verify_token(DEV_SECRET, UNSUBSCRIBE, token) == "kim@example.org"
+    assert [r.getMessage()[:32] for r in records] == ["$NEWSLETTER_SECRET is not set: u"]
+    # Real mail never is.
+    with pytest.raises(NewsletterError, match=r"NEWSLETTER_SECRET is not set"):
+        resolve_secret(config, smtp=True)
+    monkeypatch.setenv("NEWSLETTER_SECRET", "s3cret")
+    assert resolve_secret(config, smtp=True) == resolve_secret(config, smtp=False) == b"s3cret"
+
+
 def test_tokens():
     token = sign_token(b"secret", "unsubscribe", "Kim@example.org")
     assert re.fullmatch(r"[A-Za-z0-9_.\-]+", token)

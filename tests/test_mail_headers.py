@@ -108,6 +108,42 @@ def test_unsafe_addresses_are_refused_by_name(bad):
     assert str(error.value) == f"unsafe or malformed address {bad!r}"
 
 
+def test_the_longest_address_is_254_octets_counted_in_utf8():
+    # RFC 5321 4.5.3.1.3: a path is at most 256 octets with its angle brackets.
+    domain = "@example.org"
+    assert check_address("a" * (MAX_ADDRESS - len(domain)) + domain).display.endswith(domain)
+    korean = "김" * 80 + "aa" + domain  # 3 octets a syllable: 254 octets, 94 characters
+    assert len(korean.encode()) == MAX_ADDRESS == 254
+    assert check_address(korean).smtputf8
+    for bad in ("a" * (MAX_ADDRESS + 1 - len(domain)) + domain, "김" * 81 + domain):
+        with pytest.raises(ValueError) as error:
+            check_address(bad)
+        assert str(error.value) == f"address {bad[:60]!r}... is longer than 254 octets"
+
+
+def test_a_lone_surrogate_is_refused_by_name():
+    # Not encodable in UTF-8: it could never be written into a header.
+    for bad in ("a\ud800@example.org", "a@example.org\udfff"):
+        with pytest.raises(ValueError) as error:
+            check_address(bad)
+        assert str(error.value) == f"unsafe or malformed address {bad!r}"
+
+
+@pytest.mark.parametrize(
+    "bad", ["=?utf-8?q?x?=@example.org", "a=?b?=@example.org", "a=?b=?q?c?=@example.org"]
+)
+def test_an_encoded_word_in_the_local_part_is_refused_by_name(bad):
+    # RFC 2047 section 5: never decoded, so never where a reader could see it decoded.
+    with pytest.raises(ValueError) as error:
+        check_address(bad)
+    assert str(error.value) == f"address {bad!r} holds an RFC 2047 encoded-word"
+
+
+@pytest.mark.parametrize("good", ["a=?b@example.org", "a?=b@example.org", "a?=b=?c@example.org"])
+def test_half_an_encoded_word_is_an_ordinary_address(good):
+    assert check_address(good) == Address(good, good, smtputf8=False)
+
+
 def test_an_invalid_international_domain_is_refused_by_name():
     bad = "a@" + "한" * 70 + ".kr"  # an IDNA label longer than 63 octets
     with pytest.raises(ValueError) as error:
@@ -264,6 +300,15 @@ def test_the_smtp_form_is_the_message_dot_stuffed_token_included(both_edition, e
     # a line starts with its '.'; 8bit keeps it inside its line.
     assert smtp.sevenbit.encodings == ("quoted-printable", "quoted-printable")
     assert (b"\r\n..b" in folded) is not eightbit
+
+
+def test_an_edition_email_is_a_frozen_value_and_8bit_by_default(both_edition):
+    # One per edition, shared by every recipient's personalise.
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        both_edition.subject = "other"  # type: ignore[misc]
+    default = both_edition.personalise("kim@example.org", "Kim", "t0k3n")
+    assert default == both_edition.personalise("kim@example.org", "Kim", "t0k3n", eightbit=True)
+    assert default != both_edition.personalise("kim@example.org", "Kim", "t0k3n", eightbit=False)
 
 
 def test_a_token_that_is_not_url_safe_is_refused(both_edition):

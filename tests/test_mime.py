@@ -8,6 +8,7 @@ choice between 8bit, quoted-printable and base64 is the smallest valid one.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 
 import pytest
 from hypothesis import given, settings
@@ -101,6 +102,13 @@ def test_base64_splices_every_length_at_every_alignment(length, before):
     check_lines(part, {"token": token.encode()})
 
 
+@pytest.mark.parametrize("text", ["", "a", "ab", "abc", "가", "가나다 text\n" * 20])
+def test_base64_without_values_is_the_whole_text(text):
+    part = mime.base64(text, {})
+    assert decode(part, {}) == text.replace("\n", "\r\n").encode()
+    check_lines(part, {})
+
+
 def test_base64_values_too_close_are_refused():
     with pytest.raises(ValueError, match="too close"):
         mime.base64(f"a{MARK}b{MARK}c", MARKS)
@@ -120,6 +128,32 @@ def test_eight_bit_needs_lines_under_998_octets_with_the_longest_value():
     assert mime.eight_bit(f"{line} {MARK}", MARKS, {"token": b"x" * 300}).cte == "8bit"
     with pytest.raises(ValueError):
         mime.eight_bit(f"{line} {MARK}", MARKS, {"token": b"x" * 400})
+
+
+def test_eight_bit_lines_stop_at_997_octets_with_the_longest_value():
+    # RFC 5322 2.1.1: at most 998 octets before the CRLF; 8bit keeps one under it.
+    longest = {"token": b"x" * 300}
+    part = mime.eight_bit("가" * 200 + "a" * 97 + MARK + "\nnext", MARKS, longest)
+    assert max(map(len, part.fill(longest).split(b"\r\n"))) == 997
+    with pytest.raises(ValueError, match=r"^a line reaches 998 octets$"):
+        mime.eight_bit("가" * 200 + "a" * 98 + MARK + "\nnext", MARKS, longest)
+
+
+def test_an_encoded_part_is_a_frozen_value_all_the_way_down():
+    # Encoded once per edition and shared by every recipient's message.
+    text = "가나다 " * 30 + MARK + " 끝"
+    for part in (
+        mime.eight_bit(text, MARKS, LONGEST),
+        mime.quoted_printable(text, MARKS),
+        mime.base64(text, MARKS),
+        mime.eight_bit(text, MARKS, LONGEST).dot_stuffed(),
+    ):
+        assert hash(part) == hash(dataclasses.replace(part))
+        (splice,) = [piece for piece in part.pieces if not isinstance(piece, bytes)]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            splice.names = ("other",)  # type: ignore[misc]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            part.cte = mime.BASE64  # type: ignore[misc]
 
 
 def test_the_choice_is_the_smallest_valid_encoding():

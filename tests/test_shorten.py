@@ -17,7 +17,7 @@ from newsletter.digest import parse_digest
 from newsletter.errors import DigestError
 from newsletter.mail_layout import Cut, render_bodies
 from newsletter.model import Digest, Edition, Entry
-from newsletter.text import shorten, url_spans, urls
+from newsletter.text import Shortened, shorten, url_spans, urls
 
 # The input: an abstract that starts with a 130-character URL.
 LONG_URL = "https://example.org/lab/" + "reasoning-with-tiny-models/" * 3 + "x" * 25
@@ -80,6 +80,54 @@ def test_a_head_that_ends_with_a_url_gets_a_spaced_ellipsis():
     # " …" is one character longer: when it would not fit, the URL goes too.
     assert str(shorten(text, 27)) == "See https://example.org/a …"
     assert str(shorten(text, 26)) == "See…"
+
+
+def test_a_text_that_fits_is_kept_whole_in_a_frozen_value():
+    text = "짧은 글, short text"
+    short = shorten(text, len(text))
+    assert short == Shortened(text, cut=False) and str(short) == text and short.ellipsis == ""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        short.head = ""  # type: ignore[misc]
+
+
+def test_text_without_spaces_is_cut_between_a_word_and_punctuation():
+    assert str(shorten("alpha,beta,gamma,delta", 12)) == "alpha,beta…"
+    assert str(shorten("alphabeta/gammadelta", 12)) == "alphabeta/…"
+    assert str(shorten("한국어/영어/중국어/일본어", 9)) == "한국어/영어/…"
+
+
+def test_a_space_is_preferred_while_it_keeps_60_percent_of_the_room():
+    # Room for 33 characters: a cut after the space after "delta" (23 of 33)
+    # wins over the later '/'. Room for 29: one after "gamma " (17 of 29) does not.
+    text = "alpha beta gamma delta epsilon/zeta/eta"
+    assert str(shorten(text, 34)) == "alpha beta gamma delta…"
+    assert str(shorten("alpha beta gamma delta/epsilon/zeta", 30)) == "alpha beta gamma delta/…"
+    # Exactly 60 % (a cut after "gammas ", 18 of 30) is enough.
+    assert str(shorten("alpha beta gammas epsilon/zeta/eta/theta", 31)) == "alpha beta gammas…"
+    # A URL that would fit but for the " …" goes; the room is then one less
+    # (32): a cut after "us " (19 of 32) is under 60 %, so it falls after 中文.
+    assert str(shorten("Code for all of us 中文https://x.io and more", 34)) == (
+        "Code for all of us 中文…"
+    )
+
+
+def test_a_url_that_ends_with_an_opener_keeps_it():
+    # '(' is cut as a dangling opener, but not from the end of a URL kept whole.
+    assert str(shorten("see https://a.org/x( and more words", 22)) == "see https://a.org/x( …"
+
+
+def test_a_limit_of_two_keeps_a_one_character_word():
+    assert str(shorten("a bc", 2)) == "a…"
+    assert str(shorten("가 나다", 2)) == "가…"
+    assert str(shorten("ab c", 2)) == ""
+
+
+def test_a_dangling_separator_or_opener_goes_with_the_cut():
+    for mark in ",;:([{":
+        assert str(shorten(f"alpha beta{mark} gamma delta epsilon", 13)) == "alpha beta…"
+    # Anything else ends a sentence or a word: it stays.
+    for mark in ".!?)]}X가":
+        assert str(shorten(f"alpha beta{mark} gamma delta epsilon", 13)) == f"alpha beta{mark}…"
 
 
 def test_text_without_spaces_is_cut_between_ideographs():

@@ -4,22 +4,30 @@ over-long)."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 
 import pytest
 
 from newsletter import tokens
 from newsletter.tokens import (
     CONFIRM_MAX_AGE,
+    UNSUBSCRIBE,
     ExpiredToken,
     InvalidToken,
     csrf_token,
     csrf_valid,
+    issued_at,
     new_csrf_nonce,
     sign_expiring,
+    sign_short,
     sign_token,
     verify_address,
     verify_expiring,
+    verify_short,
+    verify_token,
     well_formed,
 )
 
@@ -145,6 +153,43 @@ def test_the_purpose_names_are_part_of_every_token_already_sent():
     # Confirmation links and CSRF fields sign these names: changing one would
     # invalidate every link already in someone's inbox.
     assert (tokens.CONFIRM, tokens.CSRF) == ("confirm", "csrf")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_unsubscribe_tokens_already_sent_keep_verifying():
+    # The unsubscribe link of every email already sent: base64url(address) "."
+    # base64url(first 18 bytes of HMAC-SHA256(secret, "unsubscribe" NUL payload)),
+    # computed here from that description, not by the module.
+    address = "김철수@example.org"
+    payload = _b64(address.encode())
+    mac = hmac.new(KEY, f"unsubscribe\0{payload}".encode(), hashlib.sha256).digest()[:18]
+    sent = f"{payload}.{_b64(mac)}"
+    assert sign_token(KEY, UNSUBSCRIBE, address) == sent
+    assert verify_token(KEY, UNSUBSCRIBE, sent) == address
+
+
+def test_short_macs_in_return_addresses_already_sent_keep_verifying():
+    # A bounce can come back days after its message: the VERP MAC is the first
+    # 8 bytes of HMAC-SHA256(secret, purpose NUL payload), in lowercase hex.
+    payload = "ya.20250404.ko"
+    mac = hmac.new(KEY, f"verp\0{payload}".encode(), hashlib.sha256).digest()[:8].hex()
+    assert sign_short(KEY, "verp", payload) == mac
+    assert verify_short(KEY, "verp", payload, mac.upper())
+    assert not verify_short(KEY, "verp", payload, mac[:-1])
+    assert not verify_short(KEY, "verp", "ya.20250404.en", mac)
+
+
+def test_issued_at_reads_the_clear_issue_time():
+    assert issued_at(token()) == NOW
+    assert issued_at(token(NOW - dt.timedelta(days=2))) == NOW - dt.timedelta(days=2)
+    # 12 digits is the longest time read (year 5138 here), 13 is refused.
+    assert issued_at("abc.100000000000") == dt.datetime(5138, 11, 16, 9, 46, 40, tzinfo=dt.UTC)
+    for bad in ("1743724800", "abc", "abc.", "abc.12x", "abc.-5", "abc.1000000000000"):
+        with pytest.raises(InvalidToken, match=r"^malformed token$"):
+            issued_at(bad)
 
 
 def test_csrf_double_submit():

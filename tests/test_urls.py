@@ -56,6 +56,15 @@ CASES = [
     # Only the unbalanced closing parenthesis goes; nested pairs stay.
     ("https://a.org/(x)y)", ["https://a.org/(x)y"]),
     ("https://a.org/f(a(b))", ["https://a.org/f(a(b))"]),
+    # Square brackets likewise: an unbalanced ']' goes, a pair stays.
+    (
+        "[https://a.org/x] https://a.org/a[1] https://a.org/y]",
+        ["https://a.org/x", "https://a.org/a[1]", "https://a.org/y"],
+    ),
+    # A URL may end with a non-ASCII letter; what follows it is still looked at.
+    ("Café: https://fr.wikipedia.org/wiki/Café au lait", ["https://fr.wikipedia.org/wiki/Café"]),
+    # Fullwidth letters and digits (East Asian width F) end a URL like Hangul does.
+    ("전각 https://a.org/xＡＢ１２ 끝", ["https://a.org/x"]),
     ("http://a.org/x https://b.org/y", ["http://a.org/x", "https://b.org/y"]),
     ("no url here, ftp://a.org/x", []),
     ("<https://a.org/x>", ["https://a.org/x"]),

@@ -264,8 +264,9 @@ def test_only_the_outbox_falls_back_to_the_dev_key(tmp_path, monkeypatch):
     # Real mail never is.
     with pytest.raises(NewsletterError, match=r"NEWSLETTER_SECRET is not set"):
         resolve_secret(config, smtp=True)
-    monkeypatch.setenv("NEWSLETTER_SECRET", "s3cret")
-    assert resolve_secret(config, smtp=True) == resolve_secret(config, smtp=False) == b"s3cret"
+    monkeypatch.setenv("NEWSLETTER_SECRET", "s3cret-of-16-bytes")
+    expected = b"s3cret-of-16-bytes"
+    assert resolve_secret(config, smtp=True) == resolve_secret(config, smtp=False) == expected
 
 
 def test_tokens():

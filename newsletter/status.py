@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from newsletter.bounces.policy import issue_rates, rate_warnings
-from newsletter.model import WEEKDAYS, Week
-from newsletter.send_times import is_late, send_datetime
+from newsletter.model import IssueId
+from newsletter.send_times import SendTimes, is_late
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -39,24 +40,27 @@ def collect_status(config: Config, now: dt.datetime | None = None) -> dict[str, 
     )
     digests = scan(config).digests
     with Store.open(config) as store:
-        next_send = None
-        for digest in digests:
-            when = send_datetime(digest.date, config.schedule.send_clock, config.site.tz)
-            too_old = is_late(digest.date, now.date(), config.email.max_lateness_days)
-            if too_old or store.ledger.issue_emailed(digest.date):
-                continue
-            next_send = {"date": digest.date.isoformat(), "at": when.isoformat()}
-            break
-        next_weekly_send = None
-        weekly_day = WEEKDAYS.index(config.schedule.weekly_day)
-        for week in sorted({Week.holding(d.date, weekly_day) for d in digests}):
-            day = week.send_day(weekly_day)
-            too_old = is_late(day, now.date(), config.email.max_lateness_days)
-            if too_old or store.ledger.issue_emailed(week):
-                continue
-            when = send_datetime(day, config.schedule.send_clock, config.site.tz)
-            next_weekly_send = {"week": week.isoformat(), "at": when.isoformat()}
-            break
+        times = SendTimes(config)
+        today = now.astimezone(times.zone).date()
+
+        def first_to_send(issues: Iterable[IssueId], due_on: Callable[[Any], dt.date]) -> Any:
+            """The oldest issue not emailed yet and not too old (the daemon's rule)."""
+            return next(
+                (
+                    issue
+                    for issue in issues
+                    if not is_late(due_on(issue), today, times.max_lateness_days)
+                    and not store.ledger.issue_emailed(issue)
+                ),
+                None,
+            )
+
+        day = first_to_send((d.date for d in digests), lambda date: date)
+        week = first_to_send(times.weeks(digests), lambda w: w.send_day(times.weekly_day))
+        next_send = {"date": day.isoformat(), "at": times.day(day).isoformat()} if day else None
+        next_weekly_send = (
+            {"week": week.isoformat(), "at": times.week(week).isoformat()} if week else None
+        )
         deliveries = store.ledger.recent_delivery_counts()
         rates = issue_rates(deliveries, store.bounces.counts_by_issue(deliveries))
         links: dict[str, Any] = {"lookup": config.papers.lookup}

@@ -95,19 +95,21 @@ def parse_digest(
     block: list[_Line] = []
     for line in content[1:]:
         block.append(line)
-        _check_tag_line(line, source)
-        if _TAG_LINE.match(line.text):
-            if len(entries) == limits.max_entries:
-                raise DigestError(
-                    source,
-                    block[0].number,
-                    f"more than {limits.max_entries} entries: this one is entry "
-                    f"{len(entries) + 1} (limits.max_entries)",
-                    hint="one day's digest has far fewer papers: check the file, "
-                    "or raise limits.max_entries in the config",
-                )
-            entries.append(_parse_entry(block, source, warnings))
-            block = []
+        if not _TAG_LINE.match(line.text):
+            if line.text.startswith("#"):  # only such a line can be a tag line gone wrong
+                _check_tag_line(line, source)
+            continue
+        if len(entries) == limits.max_entries:
+            raise DigestError(
+                source,
+                block[0].number,
+                f"more than {limits.max_entries} entries: this one is entry "
+                f"{len(entries) + 1} (limits.max_entries)",
+                hint="one day's digest has far fewer papers: check the file, "
+                "or raise limits.max_entries in the config",
+            )
+        entries.append(_parse_entry(block, source, warnings))
+        block = []
     if block:
         raise DigestError(
             source,
@@ -364,9 +366,10 @@ def _parse_date(line: _Line, source: str) -> dt.date:
 
 
 def _check_tag_line(line: _Line, source: str) -> None:
-    """DigestError for a line meant as tags (every word starts with '#', or it
-    starts with a lone '#') that holds something that is not a tag; otherwise
-    the entry would run on into the next one and the error point elsewhere."""
+    """DigestError for a line starting with '#' that is meant as tags (every
+    word starts with '#', or it starts with a lone '#') but holds something
+    that is not a tag; otherwise the entry would run on into the next one and
+    the error point elsewhere. Called only for lines that are not tag lines."""
     words = line.text.split()
     if not words or not (words[0] == "#" or all(w.startswith("#") for w in words)):
         return

@@ -309,9 +309,7 @@ def _decode(data: bytes, source: str) -> str:
 
 def _looks_utf16(data: bytes) -> bool:
     """UTF-16 without a byte-order mark: text whose every other byte is NUL at the start."""
-    head = data[:64]
-    if len(head) < 4 or len(head) % 2:
-        head = head[: len(head) // 2 * 2]
+    head = data[: min(64, len(data)) // 2 * 2]  # whole code units only
     if len(head) < 4:
         return False
     return all(b == 0 for b in head[1::2]) or all(b == 0 for b in head[0::2])

@@ -413,3 +413,77 @@ def test_workers_take_pages_of_neighbouring_days_and_every_page_once():
     assert len(days[0]) == len(days[1]) == 5
     assert days[0][-1] < days[1][0]  # one run of days each
     assert [len(share) for share in shares] in ([7, 6], [6, 7])
+
+
+def test_a_failure_while_planning_leaves_no_temp_file(site_config, site_digests, monkeypatch):
+    """Issue and weekly pages start rendering in worker processes while the
+    build plans the rest: when planning then fails, the workers are waited
+    for and every temp file they wrote is deleted; no page is put in place."""
+    from newsletter.site import build, writer
+
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    started = []
+    ahead = writer.Writer.render_ahead
+
+    def render_ahead(self):
+        ahead(self)
+        started.append(len(self._rendering))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("planning failed")
+
+    monkeypatch.setattr(writer.Writer, "render_ahead", render_ahead)
+    monkeypatch.setattr(build, "sitemap_outputs", broken)
+    with pytest.raises(RuntimeError, match="planning failed"):
+        write_site(site_config, site_digests)
+    assert started == [1]  # the workers had started
+    public = site_config.paths.public
+    assert [p for p in public.rglob("*") if p.is_file()] == []
+
+
+def test_a_worker_that_dies_is_an_error_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    import os
+
+    from newsletter.errors import NewsletterError
+    from newsletter.outputs import Output
+    from newsletter.site import writer
+
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    parent = os.getpid()
+
+    def page(number: int) -> bytes:
+        if number == 250 and os.getpid() != parent:
+            os._exit(3)  # killed, out of memory...
+        return f"page {number}".encode()
+
+    out = writer.Writer(tmp_path, False, {})
+    out.add(
+        Output(
+            f"p{i}/index.html",
+            "k",
+            lambda i=i: page(i),
+            pure=True,
+            day=START + dt.timedelta(days=i),
+        )
+        for i in range(300)
+    )
+    with pytest.raises(NewsletterError, match="ended with code 3"):
+        out.flush()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_text_with_the_slot_characters_is_shown_as_written(site_config):
+    """Issue and weekly pages share each issue's papers' HTML, rendered once
+    with control characters where the id prefix and the tag folder go; text
+    holding those characters (not from the parser, which removes them) is
+    rendered without them, as written."""
+    config = site_config.model_copy(update={"editions": site_config.editions[:1]})
+    odd = day(3, tags=("rl", "a\x01b"), title="Slot \x00 and \x01 here")
+    write_site(config, [day(1), day(2), odd])
+    public = config.paths.public
+    issue = (public / "ko/2025-01-03/index.html").read_text(encoding="utf-8")
+    weekly = next((public / "ko/weekly").glob("*/index.html")).read_text(encoding="utf-8")
+    for page in (issue, weekly):
+        assert "Slot \x00 and \x01 here" in page
+        assert "../tags/rl/" in page
+    assert 'id="2025-01-03-slot' in weekly and 'id="slot' in issue

@@ -130,8 +130,6 @@ def _write_site(
     dry_run: bool,
     now: dt.datetime | None,
 ) -> SiteResult:
-    from newsletter.feeds import feed_outputs
-    from newsletter.feeds.opml import build_opml
     from newsletter.site import search as search_index
 
     issues = newest_first(digests)
@@ -162,48 +160,11 @@ def _write_site(
     groups = render.tag_groups(issues)
 
     writer = Writer(public, dry_run, manifest.keys)
-    writer.add(_issue_outputs(site, issues, revisions, env, keys, scope, manifest.keys))
-    writer.add([_landing(site, issues, env)])
-    for edition in config.editions:
-        views = Views(edition, keys)
-        pages = None if scope.date is None else _near(len(issues), config, [scope.position])
-        writer.add(edition_outputs(site, edition, issues, groups, views, env, pages))
-        writer.add([tag_index_output(site, edition, groups, env)])
-        for group in groups:
-            if scope.date is not None and group.slug not in scope.tags:
-                continue
-            tag_pages = None
-            if scope.date is not None:
-                positions = [i for i, p in enumerate(group.papers) if p.digest.date == scope.date]
-                tag_pages = _near(len(group.papers), config, positions)
-            writer.add(tag_outputs(site, edition, group, views, env, tag_pages))
-        if search_on:
-            writer.add(
-                [
-                    Output(
-                        paths.search_page_path(edition),
-                        key_of(env, "search", edition),
-                        lambda edition=edition: search_page(site, edition),
-                        pure=True,
-                    )
-                ]
-            )
-    tags = None if scope.date is None else scope.tags
-    writer.add(feed_outputs(config, issues, groups, revisions, env=env, keys=keys, tags=tags))
-    tag_names = [(group.name, group.slug) for group in groups]
-    writer.add(
-        [
-            Output(
-                "feeds.opml", key_of(env, "opml", tag_names), lambda: build_opml(config, tag_names)
-            )
-        ]
-    )
-    # The weekly pages (every week, or the week of this day) and weekly feeds.
-    weeks = None if date is None else [Week.holding(date, weekly_day(config))]
-    now_ = revisions.now or dt.datetime.now(config.site.tz)
-    writer.add(weekly_outputs(site, issues, env=env, keys=keys, now=now_, weeks=weeks))
-    writer.add(sitemap_outputs(site, issues, groups, revisions, scope.date))
-    writer.add([Output("robots.txt", key_of(env, "robots"), lambda: sitemap.robots_txt(config))])
+    try:
+        _plan(site, writer, issues, groups, revisions, keys, scope, manifest, env, date)
+    except BaseException:
+        writer.discard()
+        raise
     writer.flush()
 
     search_seconds = 0.0
@@ -246,6 +207,71 @@ def _write_site(
 
 
 # --- planning ------------------------------------------------------------------------
+
+
+def _plan(
+    site: SiteContext,
+    writer: Writer,
+    issues: list[Digest],
+    groups: list[render.TagGroup],
+    revisions: Revisions,
+    keys: DigestKeys,
+    scope: _Scope,
+    manifest: BuildManifest,
+    env: str,
+    date: dt.date | None,
+) -> None:
+    """Add every output of this run to the writer. The issue and weekly pages
+    come first and start rendering (Writer.render_ahead) while the lists,
+    feeds and sitemaps are planned; a week's page is rendered beside its days'
+    issue pages, whose papers' HTML it shows (pages.papers_html)."""
+    from newsletter.feeds import feed_outputs
+    from newsletter.feeds.opml import build_opml
+
+    config = site.config
+    writer.add(_issue_outputs(site, issues, revisions, env, keys, scope, manifest.keys))
+    # The weekly pages (every week, or the week of this day) and weekly feeds.
+    weeks = None if date is None else [Week.holding(date, weekly_day(config))]
+    now = revisions.now or dt.datetime.now(config.site.tz)
+    writer.add(weekly_outputs(site, issues, env=env, keys=keys, now=now, weeks=weeks))
+    writer.render_ahead()
+    writer.add([_landing(site, issues, env)])
+    for edition in config.editions:
+        views = Views(edition, keys)
+        pages = None if scope.date is None else _near(len(issues), config, [scope.position])
+        writer.add(edition_outputs(site, edition, issues, groups, views, env, pages))
+        writer.add([tag_index_output(site, edition, groups, env)])
+        for group in groups:
+            if scope.date is not None and group.slug not in scope.tags:
+                continue
+            tag_pages = None
+            if scope.date is not None:
+                positions = [i for i, p in enumerate(group.papers) if p.digest.date == scope.date]
+                tag_pages = _near(len(group.papers), config, positions)
+            writer.add(tag_outputs(site, edition, group, views, env, tag_pages))
+        if site.search:
+            writer.add(
+                [
+                    Output(
+                        paths.search_page_path(edition),
+                        key_of(env, "search", edition),
+                        lambda edition=edition: search_page(site, edition),
+                        pure=True,
+                    )
+                ]
+            )
+    tags = None if scope.date is None else scope.tags
+    writer.add(feed_outputs(config, issues, groups, revisions, env=env, keys=keys, tags=tags))
+    tag_names = [(group.name, group.slug) for group in groups]
+    writer.add(
+        [
+            Output(
+                "feeds.opml", key_of(env, "opml", tag_names), lambda: build_opml(config, tag_names)
+            )
+        ]
+    )
+    writer.add(sitemap_outputs(site, issues, groups, revisions, scope.date))
+    writer.add([Output("robots.txt", key_of(env, "robots"), lambda: sitemap.robots_txt(config))])
 
 
 def _issue_outputs(

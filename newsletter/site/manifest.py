@@ -107,7 +107,8 @@ def write_manifest(
         "revisions": items,
         "search": dict(sorted((search or {}).items())),
     }
-    text = json.dumps(data, ensure_ascii=False, indent=0, sort_keys=True) + "\n"
+    # Compact: with an indent, json encodes in pure Python (30 ms at 5,000 files).
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n"
     write_if_changed(public / MANIFEST, text.encode("utf-8"))
 
 

@@ -15,6 +15,8 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from markupsafe import Markup
+
 from newsletter import render
 from newsletter.model import Digest, Edition
 from newsletter.site import paths
@@ -52,6 +54,11 @@ class SiteContext:
     def environment(self) -> Any:
         """The Jinja2 environment of this config (render.environment), looked up once."""
         return render.environment(self.config, version=self.version)
+
+    @functools.cached_property
+    def papers_cache(self) -> dict[tuple[str, dt.date], str | None]:
+        """papers_html's memory: (edition, date) -> the papers' HTML with slots."""
+        return {}
 
 
 def render_page(
@@ -124,6 +131,74 @@ def long_date(date: dt.date, language: str) -> str:
     return render.format_date(date, language)
 
 
+# --- papers, as issue pages and weekly pages show them ------------------------------
+
+# Slots in an issue's remembered HTML: where a paper id's prefix goes (weekly
+# pages write DATE-ANCHOR) and the relative path of the tag folder. Control
+# characters: the digest parser removes them from all text (digest.py).
+_ID_SLOT = "\x00"
+_TAGS_SLOT = "\x01"
+_REMEMBERED = 64  # issues whose papers' HTML a process keeps
+
+
+def papers_html(
+    site: SiteContext, digest: Digest, edition: str, *, tag_prefix: str, id_prefix: str = ""
+) -> Markup:
+    """The papers of `digest` as templates/site/_papers.html shows them in
+    `edition` (each through site/_paper.html): the issue page (tag_prefix
+    "../tags/") and the weekly page ("../../tags/", ids prefixed with "DATE-")
+    show the same HTML, rendered once per process and kept for the last
+    _REMEMBERED digests (pages are rendered in runs of neighbouring days, so a
+    week's page finds its days' papers there)."""
+    key = (edition, digest.date)
+    cache = site.papers_cache
+    if key not in cache:
+        if len(cache) >= _REMEMBERED:
+            del cache[next(iter(cache))]
+        cache[key] = None if _has_slots(digest) else _render_papers(site, digest, edition)
+    html = cache[key]
+    if html is None:  # text with a slot's character (not from the parser): no slots
+        return Markup(_render_papers(site, digest, edition, id_prefix, tag_prefix))
+    return Markup(html.replace(_ID_SLOT, id_prefix).replace(_TAGS_SLOT, tag_prefix))
+
+
+def _render_papers(
+    site: SiteContext,
+    digest: Digest,
+    edition: str,
+    id_prefix: str = _ID_SLOT,
+    tag_prefix: str = _TAGS_SLOT,
+) -> str:
+    import dataclasses
+
+    language = Edition(edition).language
+    return site.environment.get_template("site/_papers.html").render(
+        papers=[
+            dataclasses.replace(p, anchor=f"{id_prefix}{p.anchor}")
+            for p in render.paper_views(digest, edition)
+        ],
+        page_lang=language,
+        edition=edition,
+        edition_names=render.EDITION_NAMES,
+        labels=render.LABELS[language],
+        index_file="index.html" if site.config.site.relative_urls else "",
+        tag_prefix=tag_prefix,
+    )
+
+
+def _has_slots(digest: Digest) -> bool:
+    """Whether any text of the digest (entries and links) holds a slot's character."""
+    texts = [
+        text
+        for entry in digest.entries
+        for text in (entry.title, entry.abstract, entry.comment_ko, entry.comment_en)
+    ]
+    texts += [part for entry in digest.entries for part in (*entry.authors, *entry.tags)]
+    texts += [part or "" for link in digest.links if link for part in (link.url, link.category)]
+    joined = "".join(texts)
+    return _ID_SLOT in joined or _TAGS_SLOT in joined
+
+
 # --- issue pages -------------------------------------------------------------------
 
 
@@ -158,6 +233,7 @@ def issue_page(site: SiteContext, digest: Digest, edition: str) -> bytes:
         date_text=long_date(digest.date, language),
         count_text=render.paper_count(len(papers), language),
         papers=papers,
+        papers_html=papers_html(site, digest, edition, tag_prefix="../tags/"),
         other_editions=others,
     )
 

@@ -110,37 +110,39 @@ def sitemap_outputs(
         all_times += times.values()
         by_year = itertools.groupby(reversed(issues), key=lambda d: d.date.year)
         for year, group in by_year:
-            entries = [
-                (paths.page_url(config, paths.issue_path(edition, d.date)), times[d.date])
-                for d in group
-            ]
+            days = list(group)
             path = f"sitemaps/{edition}-{year}.xml"
-            children.append((base + path, newest(t for _, t in entries)))
+            children.append((base + path, max(times[d.date] for d in days)))
             if date is None or date.year == year:
+                entries = [
+                    (paths.page_url(config, paths.issue_path(edition, d.date)), times[d.date])
+                    for d in days
+                ]
                 outputs.append(
                     Output(path, key_of("sitemap", entries), lambda e=entries: urlset(e))
                 )
+        # Every issue has a time (issue_time): max, not newest, over the lists.
         paging = Pagination(len(issues), config.site.page_size)
         latest = newest(times.values())
         lists.append((paths.page_url(config, paths.edition_index_path(edition)), latest))
         for number in paging.numbered:
             start, stop = paging.bounds(number)
-            when = newest(times[d.date] for d in issues[start:stop])
+            when = max(times[d.date] for d in issues[start:stop])
             lists.append((paths.page_url(config, paths.edition_index_path(edition, number)), when))
         lists.append((paths.page_url(config, paths.tag_index_path(edition)), latest))
         for group in groups:
             tag_paging = Pagination(len(group.papers), config.site.page_size)
-            front = group.papers[: tag_paging.size]
-            when = newest(times[p.digest.date] for p in front)
+            papers_times = [times[p.digest.date] for p in group.papers]
+            when = max(papers_times[: tag_paging.size])
             lists.append((paths.page_url(config, paths.tag_page_path(edition, group.name)), when))
             for number in tag_paging.numbered:
                 start, stop = tag_paging.bounds(number)
-                when = newest(times[p.digest.date] for p in group.papers[start:stop])
+                when = max(papers_times[start:stop])
                 lists.append(
                     (paths.page_url(config, paths.tag_page_path(edition, group.name, number)), when)
                 )
         for week, days in sorted(weeks.items()):
-            when = newest(times[d.date] for d in days)
+            when = max(times[d.date] for d in days)
             lists.append((paths.page_url(config, week_page_path(edition, week)), when))
         if site.search:
             lists.append((paths.page_url(config, paths.search_page_path(edition)), None))

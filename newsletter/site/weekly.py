@@ -18,15 +18,22 @@ build: every week; a day: that day's week), and written by `write_weekly`
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from newsletter import render
 from newsletter.model import WEEKDAYS, Digest, Edition, Week
 from newsletter.outputs import DigestKeys, Output, environment_key, key_of
-from newsletter.site.pages import FeedLink, SiteContext, edition_feeds, long_date, render_page
+from newsletter.site.pages import (
+    FeedLink,
+    SiteContext,
+    edition_feeds,
+    long_date,
+    papers_html,
+    render_page,
+)
 
 if TYPE_CHECKING:
     from newsletter.config import Config
@@ -46,8 +53,14 @@ def weeks_of(config: Config, digests: Iterable[Digest]) -> dict[Week, list[Diges
     day = weekly_day(config)
     weeks: dict[Week, list[Digest]] = {}
     for digest in sorted(digests, key=lambda d: d.date, reverse=True):
-        weeks.setdefault(Week.holding(digest.date, day), []).append(digest)
+        weeks.setdefault(_week_holding(digest.date, day), []).append(digest)
     return weeks
+
+
+@functools.lru_cache(maxsize=65536)
+def _week_holding(date: dt.date, day: int) -> Week:
+    """Week.holding, remembered: a build asks for every day's week twice."""
+    return Week.holding(date, day)
 
 
 def week_page_path(edition: str, week: Week) -> str:
@@ -139,15 +152,16 @@ def _page(site: SiteContext, week: Week, days: list[Digest], edition: str) -> by
     language = Edition(edition).language
     sections = []
     for digest in days:
-        papers = [
-            dataclasses.replace(p, anchor=f"{digest.date.isoformat()}-{p.anchor}")
-            for p in render.paper_views(digest, edition)
-        ]
+        date_iso = digest.date.isoformat()
+        html = papers_html(
+            site, digest, edition, tag_prefix="../../tags/", id_prefix=f"{date_iso}-"
+        )
         sections.append(
             {
-                "date_iso": digest.date.isoformat(),
+                "date_iso": date_iso,
                 "date_text": long_date(digest.date, language),
-                "papers": papers,
+                "papers": render.paper_views(digest, edition),
+                "papers_html": html,
             }
         )
     span = _span(config, week, language)

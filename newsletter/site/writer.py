@@ -1,8 +1,10 @@
 """Writing a build's files: render what changed, write in batches, delete what is stale.
 
-Pages (pure outputs) are rendered after planning, in forked worker processes
-when there are many (one per usable core, at most 4): a page's rendering is
-pure Python, so threads would only take turns. Every file is written as in
+Pages (pure outputs) are rendered in forked worker processes when there are
+many (one per usable core, at most 4): a page's rendering is pure Python, so
+threads would only take turns. Workers start when the build asks
+(Writer.render_ahead: the issue and weekly pages render while the build plans
+the lists and writes the feeds) or at flush. Every file is written as in
 files.write_many (temp files, one flush to disk, renames), with one flush for
 a whole build: the workers leave their temp files, and Writer.flush flushes
 them all and renames them, pages first (so no list or feed is renamed into
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from newsletter.errors import NewsletterError, file_error
 from newsletter.files import Temps, commit_temps, discard_temps, write_temps
@@ -38,6 +41,7 @@ class Writer:
         self._pending: list[tuple[Path, bytes]] = []
         self._temps: Temps = []  # written, renamed by flush
         self._deferred: list[Output] = []
+        self._rendering: list[_Rendering] = []  # started by render_ahead
 
     def add(self, outputs: Iterable[Output]) -> None:
         for out in outputs:
@@ -59,26 +63,47 @@ class Writer:
             if len(self._pending) >= self.BATCH:
                 self._write_pending()
 
+    def render_ahead(self) -> None:
+        """Start rendering the pure outputs added so far (in worker processes
+        when there are many), while the caller goes on planning; flush
+        collects them."""
+        jobs, self._deferred = self._deferred, []
+        if jobs:
+            self._rendering.append(_Rendering(jobs, self.root, self.dry_run))
+
     def flush(self) -> None:
         """Render the deferred pure outputs (in worker processes when there
         are many), write what is pending, and put every file in place: one
         flush to disk, then the renames, pages first. On an error no temp
         file is left and no file of this flush is replaced."""
-        jobs, self._deferred = self._deferred, []
+        self.render_ahead()
+        rendering, self._rendering = self._rendering, []
         try:
-            results, pages = _render_jobs(jobs, self.root, self.dry_run)
-            self._temps[:0] = pages
-            for index, size, changed in results:
-                self._tally(jobs[index], (size, changed))
+            for part in rendering:
+                results, pages = part.collect()
+                self._temps[:0] = pages
+                for index, size, changed in results:
+                    self._tally(part.jobs[index], (size, changed))
             self._write_pending()
             commit_temps(self._temps)
         except BaseException as exc:
+            for part in rendering:
+                part.discard()
             discard_temps(self._temps)
             if isinstance(exc, OSError) and not isinstance(exc, NewsletterError):
                 raise file_error(exc) from exc  # one line naming the file, a hint
             raise
         finally:
             self._temps = []
+
+    def discard(self) -> None:
+        """Give up this writer's work (the build failed before flush): wait for
+        its workers and delete every temp file written so far."""
+        rendering, self._rendering = self._rendering, []
+        for part in rendering:
+            part.discard()
+        discard_temps(self._temps)
+        self._temps, self._pending, self._deferred = [], [], []
 
     def _write_pending(self) -> None:
         """Write the pending files' temp files (renamed by flush)."""
@@ -169,43 +194,101 @@ PARALLEL_MIN = 200  # fewer pages than this render in the build's own process
 Share = tuple[list[tuple[int, int, bool]], Temps, Exception | None]
 
 
-def _render_jobs(
-    jobs: list[Output], root: str, dry_run: bool
-) -> tuple[list[tuple[int, int, bool]], Temps]:
-    """Render jobs and write the changed ones' temp files: (index, size,
-    changed) for each job, and the temp files (not yet flushed or renamed).
-    Many jobs on a machine with several cores go to forked worker processes,
-    one share each (a page's rendering is pure Python: threads would take
-    turns). On an error the temp files are deleted and the error raised."""
-    global _JOBS
-    if not jobs:
-        return [], []
-    workers = _workers(len(jobs))
-    _JOBS = jobs
-    try:
-        if workers == 1:
-            shares = [_render_share((list(range(len(jobs))), False, root, dry_run))]
-        else:
-            import multiprocessing
+class _Rendering:
+    """Jobs being rendered, their changed ones' temp files written (not yet
+    flushed or renamed). Many jobs on a machine with several cores go to
+    forked worker processes, started at once, one share each (a page's
+    rendering is pure Python: threads would take turns); few render in this
+    process when collected. Each worker sends its share's results back on a
+    pipe: plain processes, not a multiprocessing.Pool, whose threads would
+    make the next fork unsafe."""
 
-            tasks = [(share, True, root, dry_run) for share in _shares(jobs, workers)]
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                shares = pool.map(_render_share, tasks)
-    finally:
-        _JOBS = []
-    results = [result for share in shares for result in share[0]]
-    temps = [temp for share in shares for temp in share[1]]
-    try:
-        for _results, _temps, error in shares:
-            if error is not None:  # writing failed in a worker (a full disk)
-                raise error
-        for index, _size, changed in results:
-            if changed is None:  # failed in a worker: fail here, with its traceback
-                jobs[index].render()
-    except BaseException:
-        discard_temps(temps)
-        raise
-    return results, temps
+    def __init__(self, jobs: list[Output], root: str, dry_run: bool) -> None:
+        global _JOBS
+        self.jobs, self.root, self.dry_run = jobs, root, dry_run
+        self._workers: list[tuple[Any, Any]] = []  # (process, reading end of its pipe)
+        self._collected: list[Share] = []
+        workers = _workers(len(jobs))
+        if workers == 1:
+            return
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        _JOBS = jobs
+        try:
+            for share in _shares(jobs, workers):
+                reader, writer = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=_share_worker, args=((share, True, root, dry_run), writer), daemon=True
+                )
+                process.start()
+                writer.close()
+                self._workers.append((process, reader))
+        finally:
+            _JOBS = []
+
+    def collect(self) -> tuple[list[tuple[int, int, bool]], Temps]:
+        """(index, size, changed) for each job, and the temp files written.
+        On an error the temp files are deleted and the error raised."""
+        jobs = self.jobs
+        if self._workers:
+            shares = self._receive()
+        else:
+            _set_jobs(jobs)
+            try:
+                shares = [_render_share((_shares(jobs, 1)[0], False, self.root, self.dry_run))]
+            finally:
+                _set_jobs([])
+        self._collected = shares
+        results = [result for share in shares for result in share[0]]
+        try:
+            for _results, _temps, error in shares:
+                if error is not None:  # writing failed in a worker (a full disk)
+                    raise error
+            for index, _size, changed in results:
+                if changed is None:  # failed in a worker: fail here, with its traceback
+                    jobs[index].render()
+        except BaseException:
+            self.discard()
+            raise
+        return results, [temp for share in shares for temp in share[1]]
+
+    def _receive(self) -> list[Share]:
+        shares: list[Share] = []
+        workers, self._workers = self._workers, []
+        for process, reader in workers:
+            try:
+                shares.append(reader.recv())
+            except EOFError:  # it died (killed, out of memory) before answering
+                process.join()
+                error = NewsletterError(
+                    f"a page-rendering worker process ended with code {process.exitcode}",
+                    hint="run the build again; if it recurs, check the machine's memory",
+                )
+                shares.append(([], [], error))
+            finally:
+                reader.close()
+                process.join()
+        return shares
+
+    def discard(self) -> None:
+        """Wait for the workers, then delete every temp file they wrote."""
+        if self._workers:
+            self._collected += self._receive()
+        for _results, temps, _error in self._collected:
+            discard_temps(temps)
+        self._collected = []
+
+
+def _set_jobs(jobs: list[Output]) -> None:
+    global _JOBS
+    _JOBS = jobs
+
+
+def _share_worker(task: tuple[list[int], bool, str, bool], connection: Any) -> None:
+    """A worker process: render its share, send the result, exit."""
+    connection.send(_render_share(task))
+    connection.close()
 
 
 def _render_share(task: tuple[list[int], bool, str, bool]) -> Share:

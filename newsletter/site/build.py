@@ -229,12 +229,17 @@ def _plan(
     from newsletter.feeds.opml import build_opml
 
     config = site.config
-    writer.add(_issue_outputs(site, issues, revisions, env, keys, scope, manifest.keys))
+    changed: list[tuple[Digest, str]] = []
+    writer.add(_issue_outputs(site, issues, revisions, env, keys, scope, manifest.keys, changed))
     # The weekly pages (every week, or the week of this day) and weekly feeds.
     weeks = None if date is None else [Week.holding(date, weekly_day(config))]
     now = revisions.now or dt.datetime.now(config.site.tz)
-    writer.add(weekly_outputs(site, issues, env=env, keys=keys, now=now, weeks=weeks))
+    weekly = list(weekly_outputs(site, issues, env=env, keys=keys, now=now, weeks=weeks))
+    writer.add(out for out in weekly if out.pure)
     writer.render_ahead()
+    for digest, edition in changed:
+        issue_time(config, revisions, digest, edition, check=True)
+    writer.add(out for out in weekly if not out.pure)
     writer.add([_landing(site, issues, env)])
     for edition in config.editions:
         views = Views(edition, keys)
@@ -282,7 +287,12 @@ def _issue_outputs(
     keys: DigestKeys,
     scope: _Scope,
     known: dict[str, str],
+    changed: list[tuple[Digest, str]],
 ) -> Iterator[Output]:
+    """Each chosen issue's page in each edition; the (digest, edition) pairs
+    whose page must render again go to `changed`: their content may have
+    changed, so the caller hashes it (issue_time with check: a correction
+    moves its time, which sitemaps show) once the pages are rendering."""
     config = site.config
     chosen = issues if scope.date is None else [issues[scope.position]]
     for digest in chosen:
@@ -291,10 +301,7 @@ def _issue_outputs(
             path = paths.issue_path(edition, digest.date)
             key = key_of(env, "issue", str(edition), others, keys(digest))
             if not known.get(path, "").startswith(f"{key}:"):
-                # Its content may have changed: hash it now (a correction moves
-                # its time, which sitemaps show); pages render later, maybe
-                # in worker processes.
-                issue_time(config, revisions, digest, str(edition), check=True)
+                changed.append((digest, str(edition)))
             yield Output(
                 path,
                 key,

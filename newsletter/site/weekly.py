@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -92,8 +93,13 @@ def weekly_outputs(
     by_week = weeks_of(config, issues)
     chosen = sorted(by_week if weeks is None else set(weeks) & set(by_week), reverse=True)
     schedule = (config.schedule.weekly_day, config.schedule.send_time)
-    due = [w for w in sorted(by_week, reverse=True) if week_due(config, w) <= now]
-    due = due[: config.feeds.max_items]
+    # The newest weeks whose email is due (a later week is due later).
+    due = list(
+        itertools.islice(
+            itertools.dropwhile(lambda w: week_due(config, w) > now, sorted(by_week, reverse=True)),
+            config.feeds.max_items,
+        )
+    )
     for edition in config.editions:
         for week in chosen:
             days = by_week[week]

@@ -221,10 +221,11 @@ def _plan(
     env: str,
     date: dt.date | None,
 ) -> None:
-    """Add every output of this run to the writer. The issue and weekly pages
-    come first and start rendering (Writer.render_ahead) while the lists,
-    feeds and sitemaps are planned; a week's page is rendered beside its days'
-    issue pages, whose papers' HTML it shows (pages.papers_html)."""
+    """Add every output of this run to the writer. The pages come first (issue,
+    weekly, edition and tag pages) and start rendering (Writer.render_ahead:
+    one set of worker processes) while the feeds and sitemaps are made; a
+    week's page is rendered beside its days' issue pages, whose papers' HTML
+    it shows (pages.papers_html)."""
     from newsletter.feeds import feed_outputs
     from newsletter.feeds.opml import build_opml
 
@@ -236,11 +237,6 @@ def _plan(
     now = revisions.now or dt.datetime.now(config.site.tz)
     weekly = list(weekly_outputs(site, issues, env=env, keys=keys, now=now, weeks=weeks))
     writer.add(out for out in weekly if out.pure)
-    writer.render_ahead()
-    for digest, edition in changed:
-        issue_time(config, revisions, digest, edition, check=True)
-    writer.add(out for out in weekly if not out.pure)
-    writer.add([_landing(site, issues, env)])
     for edition in config.editions:
         views = Views(edition, keys)
         pages = None if scope.date is None else _near(len(issues), config, [scope.position])
@@ -265,6 +261,11 @@ def _plan(
                     )
                 ]
             )
+    writer.render_ahead()
+    for digest, edition in changed:
+        issue_time(config, revisions, digest, edition, check=True)
+    writer.add(out for out in weekly if not out.pure)
+    writer.add([_landing(site, issues, env)])
     tags = None if scope.date is None else scope.tags
     writer.add(feed_outputs(config, issues, groups, revisions, env=env, keys=keys, tags=tags))
     tag_names = [(group.name, group.slug) for group in groups]

@@ -1,22 +1,24 @@
 """Benchmark: the archive site against Hugo and Pelican on the same N digests.
 
-    python bench/build_site.py [N ...] [--editions ko] [--profile] [--no-peers]
+    python bench/build_site.py [N ...] [--editions ko] [--profile] [--no-peers] [--repeat 3]
 
 For each N (default 1000): N digests are generated deterministically (fixed
 seed, Hangul included), written with digest.format_digest and read back with
 the real parser. Then, each in a fresh temporary folder:
 
-- newsletter: a full build (search index timed separately), a rebuild with
-  nothing changed, and publishing one new day (write_site with its date);
+- newsletter: full builds from nothing (search index timed separately), a
+  rebuild with nothing changed, and publishing one new day (write_site with
+  its date; the next day, and so on, for each repeat);
 - Hugo (Debian `hugo`): the same digests as content pages (one page per
-  digest, tags as a taxonomy, RSS on, 30 per page), built, rebuilt, and
-  built again with one more page;
+  digest, tags as a taxonomy, RSS on, 30 per page), built from nothing,
+  rebuilt, and built again with one more page;
 - Pelican (PyPI, installed into a throw-away venv under bench/out/; skipped
   when it cannot be installed): the same as Markdown articles, tag feeds on.
 
 Figures are seconds of wall time and the ratio of each peer to us, from the
 same run on the same machine (absolute figures on a shared machine are noisy;
-ratios count). Peak memory is the process's maximum resident set size after
+ratios count). Full builds and publishes run --repeat times (default 3): the
+best run counts, as timeit and hyperfine's min do, and the median is shown. Peak memory is the process's maximum resident set size after
 our full build (ru_maxrss) and Pagefind's (a child process). --profile prints
 where our full build spends its time (cProfile, top 25 by cumulative time).
 """
@@ -28,6 +30,7 @@ import datetime as dt
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,14 +79,15 @@ def make_digest(rng: random.Random, date: dt.date) -> Digest:
     return Digest(date, entries, f"{date}.txt")
 
 
-def make_digests(count: int) -> tuple[list[Digest], Digest]:
-    """`count` digests from 2022-01-01 on, and the one for the day after."""
+def make_digests(count: int, after: int = 1) -> tuple[list[Digest], list[Digest]]:
+    """`count` digests from 2022-01-01 on, and the `after` days that follow."""
     rng = random.Random(20250404)
     start = dt.date(2022, 1, 1)
-    days = [make_digest(rng, start + dt.timedelta(days=day)) for day in range(count + 1)]
-    return days[:-1], days[-1]
+    days = [make_digest(rng, start + dt.timedelta(days=day)) for day in range(count + after)]
+    return days[:count], days[count:]
 
 
+REPEAT = 3  # full builds and publishes timed: the best counts (--repeat)
 CPU: dict[str, float] = {}  # "last": CPU seconds of the last timed action
 
 
@@ -152,7 +156,12 @@ def line(label: str, seconds: float | None, note: str = "", cpu: float | None = 
 
 
 def bench_ours(
-    root: Path, digests: list[Digest], new_day: Digest, editions: list[str], profile: bool
+    root: Path,
+    digests: list[Digest],
+    new_day: Digest,
+    more_days: list[Digest],
+    editions: list[str],
+    profile: bool,
 ) -> dict[str, float]:
     folder = root / "digests"
     folder.mkdir()
@@ -172,61 +181,70 @@ def bench_ours(
 
     _measure_search()
     parse, parsed = timed(scan)
-    SEARCH["all"] = 0.0
-    if profile:
-        import cProfile
-        import pstats
+    public = root / "public"
+    fulls = []  # (wall without search, its CPU, the result), one per full build
+    for attempt in range(REPEAT):
+        if attempt:
+            shutil.rmtree(public)  # each full build starts from nothing
+        SEARCH["all"] = 0.0
+        if profile and not attempt:
+            import cProfile
+            import pstats
 
-        profiler = cProfile.Profile()
-        full, result = timed(lambda: profiler.runcall(write_site, config, parsed))
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
-    else:
-        full, result = timed(lambda: write_site(config, parsed))
-    full_cpu = CPU["last"]
-    full_cpu_alone = full_cpu - SEARCH["all"]  # without Pagefind's indexing
+            profiler = cProfile.Profile()
+            wall, result = timed(lambda p=profiler: p.runcall(write_site, config, parsed))
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        else:
+            wall, result = timed(lambda: write_site(config, parsed))
+        # Without Pagefind's indexing, timed apart below.
+        fulls.append((wall - result.search_seconds, CPU["last"] - SEARCH["all"], result))
+    full_alone, full_cpu_alone, result = min(fulls, key=lambda run: run[0])
+    full_median = statistics.median(run[0] for run in fulls)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     files = len(result.written) + result.unchanged
     rebuild, again = timed(lambda: write_site(config, parsed))
     rebuild_cpu = CPU["last"]
     assert again.written == (), again.written[:5]
-    (folder / f"{new_day.date}.txt").write_text(format_digest(new_day), "utf-8")
-    parsed = scan()
-    own, SEARCH["cpu"] = _cpu(children=False), 0.0
-    publish, one = timed(lambda: write_site(config, parsed, date=new_day.date))
-    publish_cpu = CPU["last"]
-    publish_own = _cpu(children=False) - own - SEARCH["cpu"]
+    publishes = []  # one new day each time: new_day, then the days after it
+    for day in [new_day, *more_days]:
+        (folder / f"{day.date}.txt").write_text(format_digest(day), "utf-8")
+        parsed = scan()
+        SEARCH["all"] = 0.0
+        wall, one = timed(lambda d=day, p=parsed: write_site(config, p, date=d.date))
+        publishes.append((wall - one.search_seconds, CPU["last"] - SEARCH["all"], wall, one))
+    publish_alone, publish_cpu, _, one = min(publishes, key=lambda run: run[0])
+    publish_median = statistics.median(run[0] for run in publishes)
+    search_full = result.search_seconds
     figures: dict[str, float] = {
         "parse": parse,
-        "full": full - result.search_seconds,
-        "full_search": result.search_seconds,
+        "full": full_alone,
+        "full_search": search_full,
         "rebuild": rebuild - again.search_seconds,
-        "publish": publish - one.search_seconds,
+        "publish": publish_alone,
         "publish_search": one.search_seconds,
-        "publish_cpu": publish_own,
+        "publish_cpu": publish_cpu,
     }
     print(
         f"newsletter ({', '.join(editions)}; {files} files, {peak:.0f} MiB peak RSS, "
-        f"Pagefind {peak_children:.0f} MiB)"
+        f"Pagefind {peak_children:.0f} MiB; best of {REPEAT} full builds and publishes)"
     )
     line(f"parse {len(digests)} digests", parse)
     line(
         "full build (without search)",
-        figures["full"],
-        f"{len(result.written)} files written",
+        full_alone,
+        f"{len(result.written)} files written; median {full_median:.2f} s",
         full_cpu_alone,
     )
-    line("  search index (Pagefind, whole)", figures["full_search"])
-    line("  all of it", full, "", full_cpu)
+    line("  search index (Pagefind, whole)", search_full)
     line("rebuild, nothing changed", figures["rebuild"], "search skipped", rebuild_cpu)
     line(
-        f"publish {new_day.date} (without search)",
-        figures["publish"],
-        f"{len(one.written)} written, {one.unchanged} unchanged",
-        publish_own,
+        "publish one new day (without search)",
+        publish_alone,
+        f"{len(one.written)} written, {one.unchanged} unchanged; median {publish_median:.2f} s",
+        publish_cpu,
     )
     line("  search index (Pagefind, whole again)", figures["publish_search"])
-    line("  all of it", publish, "", publish_cpu)
     return figures
 
 
@@ -294,20 +312,35 @@ def bench_hugo(root: Path, digests: list[Digest], new_day: Digest) -> dict[str, 
     def run() -> None:
         subprocess.run(command, check=True, capture_output=True)
 
-    full, _ = timed(run)
-    full_cpu = CPU["last"]
-    rebuild, _ = timed(run)
-    rebuild_cpu = CPU["last"]
+    def best(runs: int, fresh: bool) -> tuple[float, float, float]:
+        """(best wall, its CPU, median wall) of `runs` builds, each from
+        nothing (no public/ or resources/) when fresh."""
+        times = []
+        for _ in range(runs):
+            if fresh:
+                for folder in ("public", "resources"):
+                    shutil.rmtree(site / folder, ignore_errors=True)
+            wall, _ = timed(run)
+            times.append((wall, CPU["last"]))
+        wall, cpu = min(times)
+        return wall, cpu, statistics.median(t for t, _ in times)
+
+    full, full_cpu, full_median = best(REPEAT, fresh=True)
+    rebuild, rebuild_cpu, _ = best(1, fresh=False)
     (site / "content" / "posts" / f"{new_day.date}.md").write_text(hugo_page(new_day), "utf-8")
-    publish, _ = timed(run)
-    publish_cpu = CPU["last"]
+    publish, publish_cpu, publish_median = best(REPEAT, fresh=False)
     files = sum(1 for path in (site / "public").rglob("*") if path.is_file())
     print(
         f"Hugo ({subprocess.run([hugo, 'version'], capture_output=True, text=True).stdout.split()[1]}; {files} files)"
     )
-    line("full build", full, "", full_cpu)
+    line("full build", full, f"best of {REPEAT}; median {full_median:.2f} s", full_cpu)
     line("rebuild, nothing changed", rebuild, "", rebuild_cpu)
-    line("build with one more page", publish, "", publish_cpu)
+    line(
+        "build with one more page",
+        publish,
+        f"best of {REPEAT}; median {publish_median:.2f} s",
+        publish_cpu,
+    )
     return {"full": full, "rebuild": rebuild, "publish": publish}
 
 
@@ -416,13 +449,25 @@ def main() -> None:
     parser.add_argument("--editions", default="ko", help="comma-separated (default: ko)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="time only newsletter")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="full builds (ours and Hugo's, each from nothing) and one-day publishes "
+        "(successive days) to time; the best counts, the median is shown (default 3)",
+    )
     args = parser.parse_args()
+    global REPEAT
+    REPEAT = max(1, args.repeat)
     for count in args.counts:
         print(f"=== {count} digests")
-        digests, new_day = make_digests(count)
+        digests, new_days = make_digests(count, REPEAT)
+        new_day = new_days[0]
         with tempfile.TemporaryDirectory(prefix="newsletter-bench-") as tmp:
             root = Path(tmp)
-            ours = bench_ours(root, digests, new_day, args.editions.split(","), args.profile)
+            ours = bench_ours(
+                root, digests, new_day, new_days[1:], args.editions.split(","), args.profile
+            )
             peers = {}
             if not args.no_peers:
                 peers["Hugo"] = bench_hugo(root, digests, new_day)

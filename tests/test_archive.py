@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -487,3 +488,30 @@ def test_text_with_the_slot_characters_is_shown_as_written(site_config):
         assert "Slot \x00 and \x01 here" in page
         assert "../tags/rl/" in page
     assert 'id="2025-01-03-slot' in weekly and 'id="slot' in issue
+
+
+def test_compiled_templates_are_cached_in_the_users_cache_folder(project, cli, tmp_path):
+    """Jinja2's bytecode cache lives in $XDG_CACHE_HOME/newsletter/templates;
+    a cache folder that cannot be made only means no cache: the build is the
+    same."""
+    cache = tmp_path / "cache"
+    built = cli("build", cwd=project, env={"XDG_CACHE_HOME": str(cache)})
+    assert built.returncode == 0, built.stderr
+    assert list((cache / "newsletter" / "templates").glob("*.cache"))
+    public = project / "public"
+
+    def tree() -> dict[str, bytes]:
+        return {
+            p.relative_to(public).as_posix(): p.read_bytes()
+            for p in public.rglob("*")
+            if p.is_file() and "pagefind" not in p.parts
+        }
+
+    first = tree()
+    shutil.rmtree(public)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("", encoding="utf-8")
+    again = cli("build", cwd=project, env={"XDG_CACHE_HOME": str(blocked)})
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr
+    assert tree() == first

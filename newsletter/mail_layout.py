@@ -33,13 +33,13 @@ from newsletter.model import Week
 from newsletter.plurals import plural
 from newsletter.render import (
     edition_comments,
-    environment,
     format_date,
     format_span,
     issue_url,
     paper_anchors,
     weekly_url,
 )
+from newsletter.templating import environment
 from newsletter.text import shorten, urls
 
 if TYPE_CHECKING:

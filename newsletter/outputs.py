@@ -63,10 +63,10 @@ def environment_key(config: Config) -> str:
     """What every page depends on besides its content: the templates (the
     user's and the built-in ones), this program's code, and the config
     sections that pages and feeds show. Changing any of them renders all."""
-    from newsletter import render
+    from newsletter import templating
 
     code = Path(__file__).parent
-    folders = [code, render.builtin_templates()]
+    folders = [code, templating.builtin_templates()]
     if config.paths.templates is not None:
         folders.append(config.paths.templates)
     # Read every time (about 1 ms): a daemon sees templates edited while it runs.

@@ -1,4 +1,5 @@
-"""The Jinja2 environment shared by pages, feeds and emails.
+"""What pages, feeds and emails show of a digest: views, names, URLs, and the
+template functions and filters (the environment is newsletter.templating).
 
 Digest text is data: autoescape is on for every template, and text reaches
 templates only through values (never as template source). URLs in text become
@@ -11,28 +12,18 @@ import datetime as dt
 import functools
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from markupsafe import Markup
 
 from newsletter.model import HANGUL
 from newsletter.plurals import plural
-from newsletter.text import linkify, wrap
+from newsletter.text import wrap
 
 if TYPE_CHECKING:
-    import jinja2
-
     from newsletter.config import Config
     from newsletter.model import Digest, Entry, Week
     from newsletter.papers.links import PaperLink
-
-
-@functools.cache
-def builtin_templates() -> Path:
-    """templates/ as installed (inside the package) or in a source checkout."""
-    packaged = Path(__file__).parent / "templates"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
 
 
 def counted(count: int | str, language: str, one: str = "", other: str = "") -> str:
@@ -88,83 +79,6 @@ def edition_name(edition: str, page_lang: str) -> Markup:
 @functools.lru_cache(maxsize=64)
 def _lang_markup(code: str) -> Markup:
     return Markup(' lang="{}"').format(code)
-
-
-@functools.cache
-def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(path) for path in search_path]),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        bytecode_cache=_bytecode_cache(),
-    )
-    env.globals["lang"] = lang_attribute
-    # The same as a filter, `code|lang(page_lang)`: Jinja calls a filter
-    # directly, a global through Context.call (5 % of a site build).
-    env.filters["lang"] = lang_attribute
-    env.globals["edition_name"] = edition_name
-    env.filters["linkify"] = linkify
-    env.filters["counted"] = counted
-    env.filters["date_long"] = format_date
-    env.filters["wrap"] = wrap_lines
-    return env
-
-
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    """Jinja2's own cache of compiled templates (jinja2.FileSystemBytecodeCache:
-    each entry is checked against its template's source), in this user's cache
-    folder, $XDG_CACHE_HOME/newsletter/templates (default ~/.cache/...):
-    compiling the site's templates took 0.09 s of every publish, and of every
-    render worker. Best effort: no cache when the folder cannot be made, and a
-    cache file that cannot be written (a full disk) is skipped."""
-    import contextlib
-    import os
-
-    import jinja2
-
-    class Cache(jinja2.FileSystemBytecodeCache):
-        def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-            with contextlib.suppress(OSError):
-                super().dump_bytecode(bucket)
-
-    try:
-        home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        folder = Path(home) / "newsletter" / "templates"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return Cache(str(folder))
-    except (OSError, RuntimeError):  # RuntimeError: no home folder
-        return None
-
-
-def environment(config: Config | None = None, *, version: str = "") -> jinja2.Environment:
-    """Jinja2 environment: the user's template folder first, then the built-in one.
-
-    version: a fingerprint of the template files (a site build's
-    outputs.environment_key), or "" (the default) for an environment that
-    checks each template's file for changes whenever it is used (a stat per
-    use). With a version, the environment never looks at the files again once
-    it has loaded a template: a build renders thousands of pages, and an edited
-    template gives another version, so another environment.
-    """
-    search: list[Path] = []
-    if config is not None and config.paths.templates is not None:
-        search.append(config.paths.templates)
-    search.append(builtin_templates())
-    if version:
-        return _frozen_environment(tuple(search), version)
-    return _environment(tuple(search))
-
-
-@functools.lru_cache(maxsize=4)
-def _frozen_environment(search_path: tuple[Path, ...], version: str) -> jinja2.Environment:
-    # A cache of its own (cache_size given): never a template the shared
-    # environment loaded from an older file.
-    return _environment(search_path).overlay(auto_reload=False, cache_size=400)
 
 
 def issue_url(config: Config, date: dt.date, edition: str) -> str:

@@ -16,8 +16,8 @@ from smtp_servers import mail_config, sample_digest
 from newsletter.feeds import feed_files
 from newsletter.model import Cadence, Digest, Edition
 from newsletter.plurals import nouns, plural, plural_category
-from newsletter.render import environment
 from newsletter.site import index_files, issue_files
+from newsletter.templating import environment
 from newsletter.web.choices import choice_texts
 
 

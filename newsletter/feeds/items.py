@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 
-from newsletter import render
+from newsletter import render, templating
 from newsletter.model import Digest, Edition
 from newsletter.revisions import Revisions, issue_key
 
@@ -182,7 +182,7 @@ class ItemMaker:
 
     def _render(self, template: str, page_url: str, **values: object) -> str:
         html = (
-            render.environment(self.config)
+            templating.environment(self.config)
             .get_template(template)
             .render(
                 page_lang=self.language,

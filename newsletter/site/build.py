@@ -237,6 +237,7 @@ def _plan(
     now = revisions.now or dt.datetime.now(config.site.tz)
     weekly = list(weekly_outputs(site, issues, env=env, keys=keys, now=now, weeks=weeks))
     writer.add(out for out in weekly if out.pure)
+    writer.add([_landing(site, issues, env)])
     for edition in config.editions:
         views = Views(edition, keys)
         pages = None if scope.date is None else _near(len(issues), config, [scope.position])
@@ -265,7 +266,6 @@ def _plan(
     for digest, edition in changed:
         issue_time(config, revisions, digest, edition, check=True)
     writer.add(out for out in weekly if not out.pure)
-    writer.add([_landing(site, issues, env)])
     tags = None if scope.date is None else scope.tags
     writer.add(feed_outputs(config, issues, groups, revisions, env=env, keys=keys, tags=tags))
     tag_names = [(group.name, group.slug) for group in groups]

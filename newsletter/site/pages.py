@@ -52,8 +52,10 @@ class SiteContext:
 
     @functools.cached_property
     def environment(self) -> Any:
-        """The Jinja2 environment of this config (render.environment), looked up once."""
-        return render.environment(self.config, version=self.version)
+        """The Jinja2 environment of this config (templating.environment), looked up once."""
+        from newsletter import templating
+
+        return templating.environment(self.config, version=self.version)
 
     @functools.cached_property
     def papers_cache(self) -> dict[tuple[str, dt.date], str | None]:

@@ -9,7 +9,7 @@ from starlette.responses import HTMLResponse
 
 from newsletter import tokens
 from newsletter.model import Subscriber
-from newsletter.render import environment
+from newsletter.templating import environment
 from newsletter.web.choices import (
     CADENCE_NAMES,
     EDITION_NAMES,

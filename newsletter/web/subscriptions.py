@@ -32,8 +32,8 @@ from newsletter.errors import NewsletterError
 from newsletter.headers import check_address, one_line
 from newsletter.mail import preferences_url, unsubscribe_url
 from newsletter.model import LEFT_STATES, Cadence, Edition, SubscriberState
-from newsletter.render import environment
 from newsletter.store.subscribers import Preferences, normalize_email
+from newsletter.templating import environment
 from newsletter.tokens import UNSUBSCRIBE, sign_token
 from newsletter.transports import Transport, make_transport
 from newsletter.transports.failures import SendFailure

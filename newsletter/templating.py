@@ -54,24 +54,46 @@ def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Jinja2's own cache of compiled templates (jinja2.FileSystemBytecodeCache:
     each entry is checked against its template's source), in this user's cache
-    folder, $XDG_CACHE_HOME/newsletter/templates (default ~/.cache/...):
+    folder, $XDG_CACHE_HOME/newsletter/templates (default ~/.cache/...; a
+    relative $XDG_CACHE_HOME is ignored, as the XDG Base Directory spec says):
     compiling the site's templates took 0.09 s of every publish, and of every
-    render worker. Best effort: no cache when the folder cannot be made, and a
-    cache file that cannot be written (a full disk) is skipped."""
+    render worker. The cache's files are code, so the folder must be a real
+    folder of this user's that nobody else can write (the checks Jinja2 makes
+    of its own default folder); otherwise there is no cache. Best effort: a
+    damaged cache file is compiled again, one that cannot be written is
+    skipped."""
     import contextlib
     import os
+    import stat
 
     import jinja2
 
     class Cache(jinja2.FileSystemBytecodeCache):
+        def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # a damaged file (pickle, marshal): compile again
+                bucket.reset()
+
         def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
             with contextlib.suppress(OSError):
                 super().dump_bytecode(bucket)
 
     try:
-        home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        folder = Path(home) / "newsletter" / "templates"
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        home = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+        folder = home / "newsletter" / "templates"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(folder)
+        if info.st_uid == os.geteuid() and stat.S_ISDIR(info.st_mode) and info.st_mode & 0o077:
+            os.chmod(folder, 0o700)  # ours, made with a looser mode: tighten it
+            info = os.lstat(folder)
+        if (
+            not stat.S_ISDIR(info.st_mode)  # a symlink is not (lstat)
+            or info.st_uid != os.geteuid()
+            or info.st_mode & 0o077
+        ):
+            return None
         return Cache(str(folder))
     except (OSError, RuntimeError):  # RuntimeError: no home folder
         return None

@@ -515,3 +515,217 @@ def test_compiled_templates_are_cached_in_the_users_cache_folder(project, cli, t
     assert again.returncode == 0, again.stderr
     assert "Traceback" not in again.stderr
     assert tree() == first
+
+
+def _many_pages(count: int, page) -> list:
+    from newsletter.outputs import Output
+
+    return [
+        Output(f"p{i}/index.html", "k", lambda i=i: page(i), pure=True, day=START + dt.timedelta(i))
+        for i in range(count)
+    ]
+
+
+def _left(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+def test_giving_up_while_workers_are_blocked_sending_stops_them_and_leaves_nothing(
+    tmp_path, monkeypatch
+):
+    """Two workers whose answers are larger than a pipe holds, and a build
+    that fails before reading them (Writer.discard): the workers are stopped,
+    their temp files deleted, and nothing hangs (a worker's copy of another's
+    pipe used to keep it blocked)."""
+    import multiprocessing
+
+    from newsletter.site import writer
+
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    out = writer.Writer(tmp_path, False, {})
+    out.add(_many_pages(4000, lambda i: b"x"))
+    out.render_ahead()
+    [rendering] = out._rendering
+    for worker in rendering._workers:  # both have answered: blocked in send
+        assert worker.reader.poll(None)
+    out.discard()
+    assert _left(tmp_path) == []
+    assert multiprocessing.active_children() == []
+
+
+def test_an_interrupt_while_collecting_stops_the_workers_and_leaves_nothing(tmp_path, monkeypatch):
+    from newsletter.site import writer
+
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    out = writer.Writer(tmp_path, False, {})
+    out.add(_many_pages(4000, lambda i: b"x"))
+    received = writer._Rendering._receive
+
+    def interrupted(self):
+        worker = self._workers[0]
+        worker.reader.poll(None)  # the first worker has answered
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer._Rendering, "_receive", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        out.flush()
+    assert _left(tmp_path) == []
+    monkeypatch.setattr(writer._Rendering, "_receive", received)
+
+
+def test_a_worker_killed_after_writing_leaves_no_temp_file(tmp_path, monkeypatch):
+    """A worker that dies between writing its temp files and sending their
+    names (SIGKILL, out of memory): the build fails with one line, and the
+    files it wrote are swept."""
+    import os
+    import signal
+
+    from newsletter.errors import NewsletterError
+    from newsletter.site import writer
+
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    share = writer._render_share
+    parent = os.getpid()
+
+    def render_then_die(task):
+        result = share(task)
+        if os.getpid() != parent and 250 in task[0]:
+            assert result[1]  # its temp files are written
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    monkeypatch.setattr(writer, "_render_share", render_then_die)
+    out = writer.Writer(tmp_path, False, {})
+    out.add(_many_pages(300, lambda i: f"page {i}".encode()))
+    with pytest.raises(NewsletterError, match="ended with code -9"):
+        out.flush()
+    assert _left(tmp_path) == []
+
+
+def test_workers_ignore_ctrl_c_which_the_build_decides(tmp_path, monkeypatch):
+    """Ctrl-C reaches the whole process group; a worker ignores it (the
+    build's own process stops the workers and cleans up)."""
+    import os
+    import signal
+
+    from newsletter.site import writer
+
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    parent = os.getpid()
+
+    def page(number: int) -> bytes:
+        if number == 10 and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGINT)
+        return f"page {number}".encode()
+
+    out = writer.Writer(tmp_path, False, {})
+    out.add(_many_pages(300, page))
+    out.flush()
+    assert (tmp_path / "p10/index.html").read_bytes() == b"page 10"
+    assert len(out.written) == 300
+
+
+def test_overridden_paper_templates_render_with_the_whole_page(tmp_path, site_config, site_digests):
+    """Issue and weekly pages share each issue's papers' HTML only with the
+    built-in site/_papers.html and site/_paper.html: an overridden one is
+    included by each page, with everything the page has (here `root`), and an
+    override identical to the built-in one gives the same bytes."""
+    from newsletter.templating import builtin_templates
+
+    def tree(folder: Path) -> dict[str, bytes]:
+        return {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file() and p.name != MANIFEST
+        }
+
+    def build(name: str, templates: Path | None) -> Path:
+        public = tmp_path / name
+        paths = site_config.paths.model_copy(update={"public": public, "templates": templates})
+        config = site_config.model_copy(
+            update={"paths": paths, "site": site_config.site.model_copy(update={"search": False})}
+        )
+        write_site(config, site_digests)
+        return public
+
+    same = tmp_path / "same" / "site"
+    same.mkdir(parents=True)
+    shutil.copy(builtin_templates() / "site" / "_paper.html", same / "_paper.html")
+    assert tree(build("built-in", None)) == tree(build("copied", same.parent))
+
+    rooted = tmp_path / "rooted" / "site"
+    rooted.mkdir(parents=True)
+    text = (builtin_templates() / "site" / "_paper.html").read_text(encoding="utf-8")
+    (rooted / "_paper.html").write_text(
+        text.replace('<article class="paper"', '<article data-root="{{ root }}" class="paper"'),
+        encoding="utf-8",
+    )
+    public = build("rooted", rooted.parent)
+    issue = (public / "ko/2025-04-04/index.html").read_text(encoding="utf-8")
+    weekly = next((public / "ko/weekly").glob("*/index.html")).read_text(encoding="utf-8")
+    assert 'data-root="../../"' in issue and 'data-root="../../../"' in weekly
+
+
+def test_a_weekly_page_template_of_earlier_versions_keeps_dated_ids(tmp_path, site_config):
+    """Earlier weekly.html templates looped over each day's `papers`: their
+    ids are still DATE-ANCHOR, as the weekly email links them."""
+    user = tmp_path / "old" / "site"
+    user.mkdir(parents=True)
+    (user / "weekly.html").write_text(
+        '{% extends "site/base.html" %}{% block content %}{% for day in days %}'
+        '{% for p in day.papers %}<a id="{{ p.anchor }}"></a>{% endfor %}{% endfor %}'
+        "{% endblock %}",
+        encoding="utf-8",
+    )
+    paths = site_config.paths.model_copy(update={"templates": user.parent})
+    config = site_config.model_copy(update={"paths": paths, "editions": site_config.editions[:1]})
+    write_site(config, [day(1), day(2)])
+    weekly = next((config.paths.public / "ko/weekly").glob("*/index.html"))
+    ids = re.findall(r'id="([^"]+)"', weekly.read_text(encoding="utf-8"))
+    assert ids and all(re.match(r"2025-01-0[12]-paper-", i) for i in ids), ids
+
+
+def test_the_template_cache_is_only_a_folder_of_the_users_own(project, cli, tmp_path):
+    """The bytecode cache holds code: a cache folder that is a symlink is not
+    used, one of ours that others could write is tightened to 0700, a damaged
+    cache file is compiled again, and a relative $XDG_CACHE_HOME is ignored
+    (XDG Base Directory spec)."""
+    import jinja2.bccache
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    linked = tmp_path / "linked"
+    (linked / "newsletter").mkdir(parents=True)
+    (linked / "newsletter" / "templates").symlink_to(shared)
+    built = cli("build", cwd=project, env={"XDG_CACHE_HOME": str(linked)})
+    assert built.returncode == 0, built.stderr
+    assert (project / "public" / "ko" / "2025-04-04" / "index.html").exists()
+    assert list(shared.iterdir()) == []
+
+    loose = tmp_path / "loose"
+    (loose / "newsletter" / "templates").mkdir(parents=True)
+    (loose / "newsletter" / "templates").chmod(0o777)
+    shutil.rmtree(project / "public")  # a build that renders pages loads templates
+    built = cli("build", cwd=project, env={"XDG_CACHE_HOME": str(loose)})
+    assert built.returncode == 0, built.stderr
+    folder = loose / "newsletter" / "templates"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    cached = list(folder.glob("*.cache"))
+    assert cached
+    for path in cached:  # damaged: the right magic bytes, then junk
+        path.write_bytes(jinja2.bccache.bc_magic + b"junk")
+    page = project / "public" / "ko" / "2025-04-04" / "index.html"
+    before = page.read_bytes()
+    page.unlink()
+    built = cli("build", cwd=project, env={"XDG_CACHE_HOME": str(loose)})
+    assert built.returncode == 0, built.stderr
+    assert page.read_bytes() == before
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.rmtree(project / "public")
+    built = cli("build", cwd=project, env={"XDG_CACHE_HOME": "relative", "HOME": str(home)})
+    assert built.returncode == 0, built.stderr
+    assert list((home / ".cache" / "newsletter" / "templates").glob("*.cache"))
+    assert not (project / "relative").exists()

@@ -58,6 +58,22 @@ class SiteContext:
         return templating.environment(self.config, version=self.version)
 
     @functools.cached_property
+    def shares_papers(self) -> bool:
+        """Whether pages may share each issue's papers' HTML (papers_html):
+        only with the built-in site/_papers.html and site/_paper.html, whose
+        values are known; an overridden one may use anything of its page."""
+        from pathlib import Path
+
+        from newsletter.templating import builtin_templates
+
+        builtin = builtin_templates().resolve()
+        for name in ("site/_papers.html", "site/_paper.html"):
+            filename = self.environment.get_template(name).filename
+            if filename is None or builtin not in Path(filename).resolve().parents:
+                return False
+        return True
+
+    @functools.cached_property
     def papers_cache(self) -> dict[tuple[str, dt.date], str | None]:
         """papers_html's memory: (edition, date) -> the papers' HTML with slots."""
         return {}
@@ -145,13 +161,16 @@ _REMEMBERED = 64  # issues whose papers' HTML a process keeps
 
 def papers_html(
     site: SiteContext, digest: Digest, edition: str, *, tag_prefix: str, id_prefix: str = ""
-) -> Markup:
+) -> Markup | None:
     """The papers of `digest` as templates/site/_papers.html shows them in
     `edition` (each through site/_paper.html): the issue page (tag_prefix
     "../tags/") and the weekly page ("../../tags/", ids prefixed with "DATE-")
     show the same HTML, rendered once per process and kept for the last
     _REMEMBERED digests (pages are rendered in runs of neighbouring days, so a
-    week's page finds its days' papers there)."""
+    week's page finds its days' papers there). None when the templates are
+    overridden (SiteContext.shares_papers): the page includes them itself."""
+    if not site.shares_papers:
+        return None
     key = (edition, digest.date)
     cache = site.papers_cache
     if key not in cache:

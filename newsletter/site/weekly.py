@@ -18,6 +18,7 @@ build: every week; a day: that day's week), and written by `write_weekly`
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import itertools
@@ -166,7 +167,10 @@ def _page(site: SiteContext, week: Week, days: list[Digest], edition: str) -> by
             {
                 "date_iso": date_iso,
                 "date_text": long_date(digest.date, language),
-                "papers": render.paper_views(digest, edition),
+                "papers": [
+                    dataclasses.replace(p, anchor=f"{date_iso}-{p.anchor}")
+                    for p in render.paper_views(digest, edition)
+                ],
                 "papers_html": html,
             }
         )

@@ -13,10 +13,11 @@ place before the pages it links to).
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from newsletter.errors import NewsletterError, file_error
 from newsletter.files import Temps, commit_temps, discard_temps, write_temps
@@ -194,6 +195,14 @@ PARALLEL_MIN = 200  # fewer pages than this render in the build's own process
 Share = tuple[list[tuple[int, int, bool]], Temps, Exception | None]
 
 
+class _Worker(NamedTuple):
+    """A worker process, the reading end of the pipe it reports on, and its share."""
+
+    process: Any
+    reader: Any
+    share: list[int]
+
+
 class _Rendering:
     """Jobs being rendered, their changed ones' temp files written (not yet
     flushed or renamed). Many jobs on a machine with several cores go to
@@ -201,12 +210,18 @@ class _Rendering:
     rendering is pure Python: threads would take turns); few render in this
     process when collected. Each worker sends its share's results back on a
     pipe: plain processes, not a multiprocessing.Pool, whose threads would
-    make the next fork unsafe."""
+    make a later fork unsafe.
+
+    A worker's temp files are its own until it has sent its share, then this
+    process's: a worker that is stopped (discard: SIGTERM) or cannot send
+    deletes its own; one that dies without a word (SIGKILL) has its share's
+    temp files swept (`_sweep`). Workers ignore SIGINT: Ctrl-C reaches the
+    whole process group, and this process decides."""
 
     def __init__(self, jobs: list[Output], root: str, dry_run: bool) -> None:
         global _JOBS
         self.jobs, self.root, self.dry_run = jobs, root, dry_run
-        self._workers: list[tuple[Any, Any]] = []  # (process, reading end of its pipe)
+        self._workers: list[_Worker] = []  # not heard from yet
         self._collected: list[Share] = []
         workers = _workers(len(jobs))
         if workers == 1:
@@ -218,12 +233,22 @@ class _Rendering:
         try:
             for share in _shares(jobs, workers):
                 reader, writer = context.Pipe(duplex=False)
+                # The child closes its copies of every reading end: when this
+                # process closes one, the worker's send fails, never blocks.
+                readers = [*(worker.reader for worker in self._workers), reader]
                 process = context.Process(
-                    target=_share_worker, args=((share, True, root, dry_run), writer), daemon=True
+                    target=_share_worker,
+                    args=((share, True, root, dry_run), writer, readers),
+                    daemon=True,
                 )
-                process.start()
-                writer.close()
-                self._workers.append((process, reader))
+                try:
+                    process.start()
+                finally:
+                    writer.close()
+                self._workers.append(_Worker(process, reader, share))
+        except BaseException:
+            self.discard()
+            raise
         finally:
             _JOBS = []
 
@@ -231,17 +256,18 @@ class _Rendering:
         """(index, size, changed) for each job, and the temp files written.
         On an error the temp files are deleted and the error raised."""
         jobs = self.jobs
-        if self._workers:
-            shares = self._receive()
-        else:
-            _set_jobs(jobs)
-            try:
-                shares = [_render_share((_shares(jobs, 1)[0], False, self.root, self.dry_run))]
-            finally:
-                _set_jobs([])
-        self._collected = shares
-        results = [result for share in shares for result in share[0]]
         try:
+            if self._workers:
+                self._receive()
+            else:
+                _set_jobs(jobs)
+                try:
+                    share = (_shares(jobs, 1)[0], False, self.root, self.dry_run)
+                    self._collected.append(_render_share(share))
+                finally:
+                    _set_jobs([])
+            shares = self._collected
+            results = [result for share in shares for result in share[0]]
             for _results, _temps, error in shares:
                 if error is not None:  # writing failed in a worker (a full disk)
                     raise error
@@ -253,28 +279,43 @@ class _Rendering:
             raise
         return results, [temp for share in shares for temp in share[1]]
 
-    def _receive(self) -> list[Share]:
-        shares: list[Share] = []
-        workers, self._workers = self._workers, []
-        for process, reader in workers:
+    def _receive(self) -> None:
+        """Each worker's share, in turn, recorded as it comes."""
+        while self._workers:
+            worker = self._workers[0]
             try:
-                shares.append(reader.recv())
-            except EOFError:  # it died (killed, out of memory) before answering
-                process.join()
+                share = worker.reader.recv()
+            except (EOFError, OSError):  # it died (killed, out of memory) before it answered
+                worker.process.join()
+                _sweep(self.root, [self.jobs[i].path for i in worker.share])
                 error = NewsletterError(
-                    f"a page-rendering worker process ended with code {process.exitcode}",
+                    f"a page-rendering worker process ended with code {worker.process.exitcode}",
                     hint="run the build again; if it recurs, check the machine's memory",
                 )
-                shares.append(([], [], error))
-            finally:
-                reader.close()
-                process.join()
-        return shares
+                share = ([], [], error)
+            self._workers.pop(0)
+            self._collected.append(share)
+            worker.reader.close()
+            worker.process.join()
 
     def discard(self) -> None:
-        """Wait for the workers, then delete every temp file they wrote."""
-        if self._workers:
-            self._collected += self._receive()
+        """Stop the workers not heard from, then delete every temp file of this
+        rendering."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.process.terminate()  # it deletes its temp files and exits
+        for worker in workers:
+            worker.process.join()
+            try:  # a worker that sent its share before it stopped handed its files over
+                if worker.reader.poll(0):
+                    self._collected.append(worker.reader.recv())
+                    continue
+            except (EOFError, OSError):
+                pass
+            finally:
+                worker.reader.close()
+            if worker.process.exitcode != 0:  # killed before it could clean up?
+                _sweep(self.root, [self.jobs[i].path for i in worker.share])
         for _results, temps, _error in self._collected:
             discard_temps(temps)
         self._collected = []
@@ -285,10 +326,43 @@ def _set_jobs(jobs: list[Output]) -> None:
     _JOBS = jobs
 
 
-def _share_worker(task: tuple[list[int], bool, str, bool], connection: Any) -> None:
-    """A worker process: render its share, send the result, exit."""
-    connection.send(_render_share(task))
-    connection.close()
+def _share_worker(
+    task: tuple[list[int], bool, str, bool], connection: Any, readers: list[Any]
+) -> None:
+    """A worker process: render its share, send the result, exit. Until the
+    result is sent its temp files are its own: on SIGTERM (its build stopping)
+    or a failed send it deletes them."""
+    import signal
+
+    for reader in readers:
+        reader.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop)
+    share: Share | None = None
+    sent = False
+    try:
+        share = _render_share(task)
+        connection.send(share)
+        sent = True
+    except BaseException:
+        if share is not None and not sent:
+            discard_temps(share[1])
+        raise
+    finally:
+        connection.close()
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _sweep(root: str, paths: list[str]) -> None:
+    """Delete the temp files (files.write_temps: `.NAME.*.tmp` beside NAME) of
+    these outputs, left by a worker that died before it could say which."""
+    for path in paths:
+        target = Path(root) / path
+        for temp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            temp.unlink(missing_ok=True)
 
 
 def _render_share(task: tuple[list[int], bool, str, bool]) -> Share:

@@ -110,7 +110,7 @@ class SendRun:
         Each subscriber gets the variant of their edition and topics; one whose
         topics pick no paper gets nothing (no ledger row).
         """
-        pages = self.planned.pages(
+        pages = self.planned.recipients(
             self.date, editions, page=PAGE, cadence=mailing.cadence, day=mailing.decides
         )
         for page in pages:

@@ -3,7 +3,9 @@
 A worker knows nothing of the ledger or of campaigns: it receives jobs, sends
 each through its transport and reports what happened (`wire`). Per recipient
 it only signs the unsubscribe token (and the VERP return address), splices
-the prebuilt bytes and sends.
+the prebuilt bytes and sends. Over SMTP it prepares the next job it holds
+before sending the current one, so that the next envelope goes out with this
+message's data (`SmtpTransport.send`'s `then`): one round trip per message.
 
 With SMTP, each of `email.smtp.connections` connections is a worker PROCESS
 (fork, on Linux): a process holds the GIL alone, so the protocol work of one
@@ -141,6 +143,20 @@ def _work(
         smtp = isinstance(transport, SmtpTransport)
         emails = {k: e.for_smtp() for k, e in context.emails.items()} if smtp else context.emails
         refused: set[int] = set()  # variants whose message the server refused
+        eightbit = getattr(transport, "eightbitmime", False)
+
+        def prepare(job: wire.Job) -> tuple[str, str, bytes]:
+            """(envelope sender, recipient, message) of a job; ValueError for a bad address."""
+            _number, email, name, edition, ident, variant = job
+            token = sign_token(secret, UNSUBSCRIBE, email)
+            data = emails[variant].personalise(email, name, token, eightbit=eightbit)
+            recipient = check_address(email).envelope
+            mail_from = verp.address(ident, day, edition) if verp else sender
+            return mail_from, recipient, data
+
+        # The next job, prepared while the one before it was sent: SMTP sends
+        # its envelope ahead with that message's data (SmtpTransport.send).
+        ahead: tuple[wire.Job, tuple[str, str, bytes]] | None = None
         while True:
             if not jobs or conn.poll():
                 message = conn.recv()
@@ -156,21 +172,29 @@ def _work(
             if parent is not None and os.getppid() != parent:
                 return  # nobody left to record what we send
             job = jobs.popleft()
-            number, email, name, edition, ident, variant = job
+            number, email, _name, _edition, _ident, variant = job
             try:
-                token = sign_token(secret, UNSUBSCRIBE, email)
-                data = emails[variant].personalise(
-                    email, name, token, eightbit=getattr(transport, "eightbitmime", False)
-                )
-                recipient = check_address(email).envelope
-                mail_from = verp.address(ident, day, edition) if verp else sender
+                if ahead is not None and ahead[0] is job:
+                    mail_from, recipient, data = ahead[1]
+                else:
+                    mail_from, recipient, data = prepare(job)
             except ValueError as exc:
                 failure = PermanentFailure(email, None, str(exc), False)
                 conn.send((wire.DONE, number, wire.failure_to_wire(failure)))
                 continue
+            ahead = None
+            if smtp and jobs:
+                with contextlib.suppress(ValueError):  # reported in its turn
+                    ahead = (jobs[0], prepare(jobs[0]))
             try:
                 if smtp:
-                    transport.send(mail_from, recipient, data, dot_stuffed=True)  # type: ignore[call-arg]
+                    transport.send(  # type: ignore[call-arg]
+                        mail_from,
+                        recipient,
+                        data,
+                        dot_stuffed=True,
+                        then=ahead[1] if ahead is not None else None,
+                    )
                 else:
                     transport.send(mail_from, recipient, data)
             except SendFailure as failure:

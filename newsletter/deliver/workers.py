@@ -26,8 +26,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
+import selectors
 import signal
 import sys
 import threading
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter.bounces.verp import Verp
 from newsletter.deliver import wire
+from newsletter.deliver.channel import Channel
 from newsletter.errors import NewsletterError
 from newsletter.headers import check_address
 from newsletter.mail import EditionEmail
@@ -52,8 +53,6 @@ from newsletter.transports.rate import RateLimiter
 from newsletter.transports.smtp import SmtpTransport
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-
     from newsletter.config import Config
 
 log = logging.getLogger("newsletter")
@@ -113,7 +112,7 @@ def _fork_is_safe() -> bool:
 
 
 def _work(
-    conn: Connection,
+    conn: Channel,
     make: TransportFactory,
     context: WorkContext,
     first: bool,
@@ -229,7 +228,7 @@ def _work(
             conn.close()
 
 
-def _drop_refused(conn: Connection, jobs: deque[wire.Job], refused: set[int]) -> None:
+def _drop_refused(conn: Channel, jobs: deque[wire.Job], refused: set[int]) -> None:
     """Take the jobs of refused variants out of `jobs` and tell the run (DROPPED)."""
     if not refused:
         return
@@ -242,7 +241,7 @@ def _drop_refused(conn: Connection, jobs: deque[wire.Job], refused: set[int]) ->
 
 
 def _process_main(
-    conn: Connection, config: Config, context: WorkContext, first: bool, rate: float, parent: int
+    conn: Channel, config: Config, context: WorkContext, first: bool, rate: float, parent: int
 ) -> None:
     """A worker process: dies with its parent, ignores the signals the parent handles."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -268,9 +267,10 @@ class Pool:
     def __init__(self, context: WorkContext, size: int) -> None:
         self.context = context
         self.size = size
-        self.conns: list[Connection] = []
+        self.conns: list[Channel] = []
         self.workers: list[Any] = []  # processes or threads
         self.open: set[int] = set()  # workers whose pipe is still open
+        self._selector = selectors.DefaultSelector()
 
     def start(self) -> None:
         """Start every worker and wait until each has connected (or failed to).
@@ -279,11 +279,12 @@ class Pool:
         worker could not connect: nothing has been sent.
         """
         for w in range(self.size):
-            here, there = multiprocessing.Pipe()
+            here, there = Channel.pair()
             self.workers.append(self._start_worker(w, there))
             self.conns.append(here)
         self.open = set(range(len(self.conns)))
-        self._index = {id(conn): w for w, conn in enumerate(self.conns)}
+        for w, conn in enumerate(self.conns):
+            self._selector.register(conn, selectors.EVENT_READ, w)
         problem = None
         for w, conn in enumerate(self.conns):
             try:
@@ -296,37 +297,43 @@ class Pool:
         if problem is not None:
             raise NewsletterError(problem[0], hint=problem[1])
 
-    def _start_worker(self, w: int, conn: Connection) -> Any:
+    def _start_worker(self, w: int, conn: Channel) -> Any:
         raise NotImplementedError
 
     def send(self, w: int, message: tuple[Any, ...]) -> None:
         """Send a `wire` message to worker `w` (ignored once its pipe is closed)."""
         if w in self.open:
-            with contextlib.suppress(OSError, EOFError):  # results() will report it lost
+            with contextlib.suppress(OSError):  # results() will report it lost
                 self.conns[w].send(message)
 
     def results(self, timeout: float, limit: int) -> list[tuple[int, Any]]:
         """What has arrived: waits up to `timeout` seconds for the first, then takes
-        the rest (at most `limit`).
+        the rest (at most `limit`; more wait for the next call).
 
-        A worker whose pipe closed yields (wire.LOST,) once.
+        One read per worker takes every result it has sent (`Channel`). A
+        worker whose pipe closed yields (wire.LOST,) once, after its last results.
         """
-        ready = multiprocessing.connection.wait([self.conns[w] for w in self.open], timeout)
+        conns = self.conns
+        ready = [w for w in sorted(self.open) if conns[w].waiting]
+        if not ready:
+            events = self._selector.select(timeout if timeout > 0 else 0)
+            ready = sorted(key.data for key, _ in events)
+            for w in ready:
+                conns[w].read(block=False)
         out: list[tuple[int, Any]] = []
-        for conn in ready:
-            w = self._index[id(conn)]
-            try:
-                while len(out) < limit:
-                    out.append((w, conn.recv()))  # type: ignore[union-attr]
-                    if not conn.poll():  # type: ignore[union-attr]
-                        break
-            except (EOFError, OSError):
+        for w in ready:
+            conn = conns[w]
+            out += [(w, message) for message in conn.take(limit - len(out))]
+            if conn.eof and not conn.waiting:
                 self._lost(w)
                 out.append((w, (wire.LOST,)))
         return out
 
     def _lost(self, w: int) -> None:
-        self.open.discard(w)
+        if w in self.open:
+            self.open.discard(w)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self.conns[w])
         with contextlib.suppress(OSError):
             self.conns[w].close()
 
@@ -338,6 +345,7 @@ class Pool:
         for conn in self.conns:
             with contextlib.suppress(OSError):
                 conn.close()
+        self._selector.close()
 
     def _join(self) -> None:
         raise NotImplementedError
@@ -348,7 +356,7 @@ class _ProcessPool(Pool):
         super().__init__(context, size)
         self.config = config
 
-    def _start_worker(self, w: int, conn: Connection) -> Any:
+    def _start_worker(self, w: int, conn: Channel) -> Any:
         for stream in (sys.stdout, sys.stderr):  # or the child would print it again
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -377,7 +385,7 @@ class _ThreadPool(Pool):
         super().__init__(context, size)
         self.factory = factory
 
-    def _start_worker(self, w: int, conn: Connection) -> Any:
+    def _start_worker(self, w: int, conn: Channel) -> Any:
         thread = threading.Thread(
             target=_work,
             args=(conn, self.factory, self.context, w == 0, None),

@@ -385,10 +385,10 @@ def test_rate_limit_is_divided_among_worker_processes(tmp_path, mail_secret):
     # reply, so its k messages span at least (k - 1 - burst) / rate at the
     # server, however loaded the machine (load only spreads them further). The
     # busier worker sent at least half: the run spans >= (n - 2 * 11) / 200 s.
-    # Each worker is handed up to 64 jobs at a time: 128 messages keep both busy.
+    # Each worker is handed up to 128 jobs at a time: 256 messages keep both busy.
     # No limit sends them in a few ms; an undivided one (200/s each) in
-    # about (64 - 21) / 200 = 0.2 s; the bound is 0.53 s.
-    rate, connections, n = 200, 2, 128
+    # about (128 - 21) / 200 = 0.53 s; the bound is 1.17 s.
+    rate, connections, n = 200, 2, 256
     with start_server() as server:
         config = smtp_config(
             tmp_path, server, smtp={"connections": connections, "rate_limit": rate}

@@ -74,25 +74,6 @@ class Plan:
             }
         return groups, self._skipped(who)
 
-    def pages(
-        self,
-        date: IssueId,
-        editions: Sequence[Edition],
-        *,
-        page: int = 2000,
-        cadence: Cadence = Cadence.DAILY,
-        day: dt.date | None = None,
-    ) -> Iterator[list[Subscriber]]:
-        """The delivery plan in pages of `page` subscribers, by id (keyset pagination).
-
-        Memory stays flat however long the list: one short read per page, no
-        read transaction held open while sending (SQLite's WAL can checkpoint).
-        Someone who unsubscribes meanwhile is left out of the pages not yet read.
-        """
-        s = self.tables.subscribers
-        who = _Who(date, editions, cadence, day)
-        yield from self._keyset(who, [s], subscriber_from_row, page)
-
     def recipients(
         self,
         date: IssueId,
@@ -102,7 +83,13 @@ class Plan:
         cadence: Cadence = Cadence.DAILY,
         day: dt.date | None = None,
     ) -> Iterator[list[Recipient]]:
-        """The same plan as `pages`, as `Recipient` tuples: what sending needs."""
+        """The delivery plan in pages of `page` subscribers, by id (keyset
+        pagination), as `Recipient` tuples: what sending needs.
+
+        Memory stays flat however long the list: one short read per page, no
+        read transaction held open while sending (SQLite's WAL can checkpoint).
+        Someone who unsubscribes meanwhile is left out of the pages not yet read.
+        """
         s = self.tables.subscribers
         who = _Who(date, editions, cadence, day)
         columns = [s.c.id, s.c.email, s.c.name, s.c.edition, s.c.topics]
@@ -155,9 +142,10 @@ class Plan:
         is the day whose cadence decides (default: the issue's date; a week's
         first day for a weekly issue), see `newsletter.cadence`.
         """
-        pages = self.pages(date, editions, cadence=cadence, day=day)
+        who = _Who(date, editions, cadence, day)
+        pages = self._keyset(who, [self.tables.subscribers], subscriber_from_row, 2000)
         todo = [subscriber for page in pages for subscriber in page]
-        return todo, self._skipped(_Who(date, editions, cadence, day))
+        return todo, self._skipped(who)
 
     def _skipped(self, who: _Who) -> int:
         """Active subscribers of the issue's audience already sent or failed."""

@@ -424,3 +424,19 @@ def test_a_session_limit_met_by_an_envelope_sent_ahead_is_learned(tmp_path):
         transport.close()
     assert [msg.data for msg in handler.messages] == m
     assert handler.closed_sessions == 1 and transport.per_session == 3
+
+
+def test_a_session_closed_at_an_envelope_sent_ahead_is_not_used_again(tmp_path):
+    # 421 at MAIL for the third message, whose envelope went ahead; the caller
+    # then sends another message instead (the third was dropped): it goes on a
+    # new session at once, not as a "connection lost" on the closed one.
+    handler = Handler(pipelining=True, session_messages=2)
+    m = _numbered(4)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.send(SENDER, "u0@example.org", m[0])
+        transport.send(SENDER, "u1@example.org", m[1], then=(SENDER, "u2@example.org", m[2]))
+        transport.send(SENDER, "u3@example.org", m[3])
+        transport.close()
+    assert [msg.data for msg in handler.messages] == [m[0], m[1], m[3]]
+    assert handler.ehlos == 2

@@ -221,7 +221,9 @@ class SmtpTransport:
         for first_try in (True, False):
             ahead, self._ahead = self._ahead, None
             if ahead is not None and not ahead.matches(sender, recipient, message):
-                if ahead.open:
+                # Not the message whose envelope went ahead: an open transaction
+                # is hung up, and a 421 to the envelope has closed the session.
+                if ahead.refused is None or ahead.refused.closed:
                     self._drop()
                 ahead = None
             if ahead is None:

@@ -56,6 +56,15 @@ _MAX_BATCH = 2000
 PAGE = 1000
 # Jobs handed to a worker at a time; it gets more when it has fewer than this.
 _CHUNK = 64
+# After a wait that brought fewer than this many results, let them gather this
+# long (seconds) before the next. Each wake-up costs the main process ~30 us of
+# CPU that the workers and the relay need: at ~6,000 msg/s it woke ~3,000
+# times a second for two results each. The workers hold up to 2 * _CHUNK jobs
+# (~40 ms of sending), so they never wait for it; a result is recorded at
+# most 2 ms later (the group commit gathers for 10 ms anyway). In alternating
+# runs the process tree's CPU fell by ~6% at 100,000 subscribers.
+_GATHER_BELOW = 8
+_GATHER = 0.002
 # At most this share of the main process's time goes to ledger writes.
 _WRITE_SHARE = 0.25
 # And at least this long (seconds) between two writes while results keep coming.
@@ -151,6 +160,7 @@ class SendRun:
         exhausted = False
         error: BaseException | None = None
         outcomes: list[Outcome] = []  # accepted (or failed), not yet in the ledger
+        got = 0  # results taken by the last wait
         try:
             while True:
                 if not stopping and (self.shutdown.is_set() or error is not None or self.halted):
@@ -163,7 +173,11 @@ class SendRun:
                 if not busy and (stopping or exhausted or all(given_up)):
                     break
                 wait = self._next_write - time.monotonic() if outcomes else 0.2
-                for w, message in pool.results(timeout=max(0.0, wait), limit=_MAX_BATCH):
+                if got and got < _GATHER_BELOW and not stopping:
+                    time.sleep(_GATHER)
+                results = pool.results(timeout=max(0.0, wait), limit=_MAX_BATCH)
+                got = len(results)
+                for w, message in results:
                     kind = message[0]
                     if kind == wire.DONE:
                         job = assigned[w].pop(message[1])

@@ -73,11 +73,27 @@ class Handler:
     rcpt_calls: Counter[str] = field(default_factory=Counter)
     sessions_open: int = 0
     sessions_closed: int = 0
+    # Offer PIPELINING (RFC 2920) in the EHLO reply. aiosmtpd does not by
+    # itself, but reads pipelined commands in order: with it, the client sends
+    # MAIL/RCPT/DATA in one write and the next message's envelope with the
+    # data of the one before.
+    pipelining: bool = False
+    ehlos: int = 0  # sessions a client opened (aiosmtpd's own readiness check sends none)
     lock: threading.Lock = field(default_factory=threading.Lock)
     changed: threading.Condition = field(init=False)
 
     def __post_init__(self) -> None:
         self.changed = threading.Condition(self.lock)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        with self.lock:
+            self.ehlos += 1
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any

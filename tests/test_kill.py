@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from smtp_servers import DATA, Handler, start_server
 
@@ -155,11 +156,14 @@ def test_kill_then_rerun_sends_each_once(tmp_path):
     assert_one_copy_each_but(handler, in_flight)
 
 
-def test_kill_with_every_reply_in_flight_repeats_exactly_those(tmp_path):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelining"])
+def test_kill_with_every_reply_in_flight_repeats_exactly_those(tmp_path, pipelining):
     # After 30 messages the server accepts each message but holds its "250": the
     # kill then lands with one accepted, unrecorded message per connection, and
     # everything before them in the ledger. Those and only those arrive twice.
-    handler = Handler(hold_after=30)
+    # With PIPELINING the next message's envelope waits behind that reply: its
+    # message was never sent, so it arrives once, after the rerun.
+    handler = Handler(hold_after=30, pipelining=pipelining)
     with start_server(handler) as server:
         args, env, first = start_sender(tmp_path, server)
         handler.wait_until(lambda h: h.held == CONNECTIONS, "a held reply on each connection")

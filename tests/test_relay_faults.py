@@ -11,9 +11,11 @@ relay's per-session limit is learned and kept.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
+import smtp_servers
 from smtp_servers import Handler, mail_config, sample_digest, start_server
 
 from newsletter.deliver.issue import deliver_issue
@@ -28,6 +30,23 @@ FAST = (0.01, 0.01, 0.01)
 @pytest.fixture(autouse=True)
 def mail_secret(monkeypatch):
     monkeypatch.setenv("NEWSLETTER_SECRET", "relay-faults-secret-0123456789")
+
+
+@pytest.fixture(autouse=True, params=["lockstep", "pipelining"])
+def relay_pipelines(request, monkeypatch):
+    """Every fault twice: a relay without PIPELINING (a round trip per command),
+    and one with it, where each message's data carries the next message's
+    envelope (whose refusals then arrive with the message before)."""
+    pipelining = request.param == "pipelining"
+
+    @contextlib.contextmanager
+    def start_server(handler=None, **options):
+        handler = handler or Handler()
+        handler.pipelining = pipelining
+        with smtp_servers.start_server(handler, **options) as server:
+            yield server
+
+    monkeypatch.setitem(globals(), "start_server", start_server)
 
 
 def smtp_config(tmp_path, server, **smtp):

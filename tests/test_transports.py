@@ -306,3 +306,137 @@ def test_nagle_is_off_on_every_connection(tmp_path, mail_tls, security):
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
         transport.close()
         assert len(server.handler.messages) == 1
+
+
+# --- the next message's envelope sent ahead (RFC 2920 across messages) ---------
+
+SENDER = "papers@example.org"
+
+
+def _numbered(count: int) -> list[bytes]:
+    return [MESSAGE.replace(b"hi", f"hi {i}".encode()) for i in range(count)]
+
+
+def _spy_writes(transport: SmtpTransport) -> list[bytes]:
+    """What the transport writes on its connection (the real socket still gets it)."""
+    writes: list[bytes] = []
+    conn = transport._conn
+    assert conn is not None
+    real = conn.send
+
+    def send(data):
+        writes.append(data)
+        return real(data)
+
+    conn.send = send
+    return writes
+
+
+def test_the_next_envelope_goes_with_the_data_one_write_per_message(tmp_path):
+    handler = Handler(pipelining=True)
+    messages = _numbered(6)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.open()
+        writes = _spy_writes(transport)
+        for i, message in enumerate(messages):
+            then = (SENDER, f"u{i + 1}@example.org", messages[i + 1]) if i < 5 else None
+            transport.send(SENDER, f"u{i}@example.org", message, then=then)
+        # The first envelope, then one write per message: its data and the
+        # next message's MAIL, RCPT and DATA (two writes per message without).
+        assert len(writes) == 1 + len(messages)
+        assert writes[1].endswith(
+            b".\r\nMAIL FROM:<papers@example.org> SIZE=%d\r\n"
+            b"RCPT TO:<u1@example.org>\r\nDATA\r\n" % len(messages[1])
+        )
+        transport.close()
+    assert [m.recipients for m in handler.messages] == [[f"u{i}@example.org"] for i in range(6)]
+    assert [m.data for m in handler.messages] == messages
+    assert handler.ehlos == 1
+
+
+def test_a_refusal_of_the_envelope_sent_ahead_is_that_messages_own(tmp_path):
+    handler = Handler(pipelining=True, reject={"bad@example.org": 550})
+    m = _numbered(3)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.send(SENDER, "u0@example.org", m[0], then=(SENDER, "bad@example.org", m[1]))
+        with pytest.raises(PermanentFailure) as refused:
+            transport.send(SENDER, "bad@example.org", m[1], then=(SENDER, "u2@example.org", m[2]))
+        assert refused.value.code == 550 and refused.value.hard_bounce
+        transport.send(SENDER, "u2@example.org", m[2])
+        transport.close()
+    assert [msg.recipients for msg in handler.messages] == [["u0@example.org"], ["u2@example.org"]]
+    assert handler.ehlos == 1  # the session went on
+
+
+@pytest.mark.parametrize(
+    "reply", ["554 5.6.0 Transaction failed", "451 4.3.0 Temporary lookup failure"]
+)
+def test_a_message_refused_after_its_data_keeps_the_envelope_sent_ahead(tmp_path, reply):
+    # The second message is refused after its data, when the third's envelope
+    # has gone ahead and been accepted: that refusal is the second message's,
+    # and the third goes out on the same session, once.
+    handler = Handler(pipelining=True, refuse_content=(b"hi 1", reply))
+    m = _numbered(3)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.send(SENDER, "u0@example.org", m[0], then=(SENDER, "u1@example.org", m[1]))
+        with pytest.raises((PermanentFailure, TemporaryFailure)) as refused:
+            transport.send(SENDER, "u1@example.org", m[1], then=(SENDER, "u2@example.org", m[2]))
+        assert refused.value.code == int(reply[:3])
+        transport.send(SENDER, "u2@example.org", m[2])
+        transport.close()
+    assert [msg.data for msg in handler.messages] == [m[0], m[2]]
+    assert handler.ehlos == 1
+
+
+@pytest.mark.parametrize("then_what", ["another message", "close"])
+def test_an_envelope_sent_ahead_and_not_followed_sends_nothing(tmp_path, then_what):
+    # After a stop the worker drops the job whose envelope went ahead: DATA was
+    # accepted, and only hanging up ends it without a message (a "." would
+    # send an empty one, a QUIT would be message text).
+    handler = Handler(pipelining=True)
+    m = _numbered(3)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.send(SENDER, "u0@example.org", m[0], then=(SENDER, "u1@example.org", m[1]))
+        if then_what == "another message":
+            transport.send(SENDER, "u2@example.org", m[2])
+        transport.close()
+        handler.wait_until(lambda h: h.sessions_open == 0, "every session closed")
+    expected = [m[0], m[2]] if then_what == "another message" else [m[0]]
+    assert [msg.data for msg in handler.messages] == expected
+    assert handler.ehlos == len(expected)  # the open transaction's session was hung up
+
+
+def test_a_session_limit_met_by_an_envelope_sent_ahead_is_learned(tmp_path):
+    # 421 at MAIL for the fourth message of a session: that MAIL went ahead with
+    # the third's data. The third is delivered; the fourth goes on a new session;
+    # later sessions take 3 messages each without a refusal.
+    handler = Handler(pipelining=True, session_messages=3)
+    m = _numbered(8)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        for i, message in enumerate(m):
+            then = (SENDER, f"u{i + 1}@example.org", m[i + 1]) if i < 7 else None
+            transport.send(SENDER, f"u{i}@example.org", message, then=then)
+        transport.close()
+    assert [msg.data for msg in handler.messages] == m
+    assert handler.closed_sessions == 1 and transport.per_session == 3
+
+
+def test_a_session_closed_at_an_envelope_sent_ahead_is_not_used_again(tmp_path):
+    # 421 at MAIL for the third message, whose envelope went ahead; the caller
+    # then sends another message instead (the third was dropped): it goes on a
+    # new session at once, not as a "connection lost" on the closed one.
+    handler = Handler(pipelining=True, session_messages=2)
+    m = _numbered(4)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        transport.send(SENDER, "u0@example.org", m[0])
+        transport.send(SENDER, "u1@example.org", m[1], then=(SENDER, "u2@example.org", m[2]))
+        transport.send(SENDER, "u3@example.org", m[3])
+        transport.close()
+    assert [msg.data for msg in handler.messages] == [m[0], m[1], m[3]]
+    assert handler.ehlos == 2

@@ -24,6 +24,7 @@ from newsletter.model import Cadence, Digest, Edition, IssueId, Subscriber, Week
 if TYPE_CHECKING:
     from newsletter.config import Config
     from newsletter.mail import EditionEmail
+    from newsletter.store.plan import Recipient
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Variants:
             self._groups[group] = index
         return self._groups[group]
 
-    def of(self, subscriber: Subscriber) -> int | None:
+    def of(self, subscriber: Subscriber | Recipient) -> int | None:
         """The variant a subscriber gets; None if their topics pick no paper, or
         they changed edition or topics after the emails were built (the next
         run has them)."""
@@ -123,7 +124,7 @@ class Variants:
             return None
         return self._index.get(Variant(subscriber.edition, letter, bool(subscriber.topics)))
 
-    def is_filtered(self, subscriber: Subscriber) -> bool:
+    def is_filtered(self, subscriber: Subscriber | Recipient) -> bool:
         """Whether the subscriber's topics pick no paper of this issue."""
         return self.letter(subscriber.topics) is None
 

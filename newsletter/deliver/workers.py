@@ -3,7 +3,9 @@
 A worker knows nothing of the ledger or of campaigns: it receives jobs, sends
 each through its transport and reports what happened (`wire`). Per recipient
 it only signs the unsubscribe token (and the VERP return address), splices
-the prebuilt bytes and sends.
+the prebuilt bytes and sends. Over SMTP it prepares the next job it holds
+before sending the current one, so that the next envelope goes out with this
+message's data (`SmtpTransport.send`'s `then`): one round trip per message.
 
 With SMTP, each of `email.smtp.connections` connections is a worker PROCESS
 (fork, on Linux): a process holds the GIL alone, so the protocol work of one
@@ -24,8 +26,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
+import selectors
 import signal
 import sys
 import threading
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter.bounces.verp import Verp
 from newsletter.deliver import wire
+from newsletter.deliver.channel import Channel
 from newsletter.errors import NewsletterError
 from newsletter.headers import check_address
 from newsletter.mail import EditionEmail
@@ -50,8 +53,6 @@ from newsletter.transports.rate import RateLimiter
 from newsletter.transports.smtp import SmtpTransport
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-
     from newsletter.config import Config
 
 log = logging.getLogger("newsletter")
@@ -111,7 +112,7 @@ def _fork_is_safe() -> bool:
 
 
 def _work(
-    conn: Connection,
+    conn: Channel,
     make: TransportFactory,
     context: WorkContext,
     first: bool,
@@ -141,6 +142,20 @@ def _work(
         smtp = isinstance(transport, SmtpTransport)
         emails = {k: e.for_smtp() for k, e in context.emails.items()} if smtp else context.emails
         refused: set[int] = set()  # variants whose message the server refused
+        eightbit = getattr(transport, "eightbitmime", False)
+
+        def prepare(job: wire.Job) -> tuple[str, str, bytes]:
+            """(envelope sender, recipient, message) of a job; ValueError for a bad address."""
+            _number, email, name, edition, ident, variant = job
+            token = sign_token(secret, UNSUBSCRIBE, email)
+            data = emails[variant].personalise(email, name, token, eightbit=eightbit)
+            recipient = check_address(email).envelope
+            mail_from = verp.address(ident, day, edition) if verp else sender
+            return mail_from, recipient, data
+
+        # The next job, prepared while the one before it was sent: SMTP sends
+        # its envelope ahead with that message's data (SmtpTransport.send).
+        ahead: tuple[wire.Job, tuple[str, str, bytes]] | None = None
         while True:
             if not jobs or conn.poll():
                 message = conn.recv()
@@ -156,21 +171,29 @@ def _work(
             if parent is not None and os.getppid() != parent:
                 return  # nobody left to record what we send
             job = jobs.popleft()
-            number, email, name, edition, ident, variant = job
+            number, email, _name, _edition, _ident, variant = job
             try:
-                token = sign_token(secret, UNSUBSCRIBE, email)
-                data = emails[variant].personalise(
-                    email, name, token, eightbit=getattr(transport, "eightbitmime", False)
-                )
-                recipient = check_address(email).envelope
-                mail_from = verp.address(ident, day, edition) if verp else sender
+                if ahead is not None and ahead[0] is job:
+                    mail_from, recipient, data = ahead[1]
+                else:
+                    mail_from, recipient, data = prepare(job)
             except ValueError as exc:
                 failure = PermanentFailure(email, None, str(exc), False)
                 conn.send((wire.DONE, number, wire.failure_to_wire(failure)))
                 continue
+            ahead = None
+            if smtp and jobs:
+                with contextlib.suppress(ValueError):  # reported in its turn
+                    ahead = (jobs[0], prepare(jobs[0]))
             try:
                 if smtp:
-                    transport.send(mail_from, recipient, data, dot_stuffed=True)  # type: ignore[call-arg]
+                    transport.send(  # type: ignore[call-arg]
+                        mail_from,
+                        recipient,
+                        data,
+                        dot_stuffed=True,
+                        then=ahead[1] if ahead is not None else None,
+                    )
                 else:
                     transport.send(mail_from, recipient, data)
             except SendFailure as failure:
@@ -205,7 +228,7 @@ def _work(
             conn.close()
 
 
-def _drop_refused(conn: Connection, jobs: deque[wire.Job], refused: set[int]) -> None:
+def _drop_refused(conn: Channel, jobs: deque[wire.Job], refused: set[int]) -> None:
     """Take the jobs of refused variants out of `jobs` and tell the run (DROPPED)."""
     if not refused:
         return
@@ -218,7 +241,7 @@ def _drop_refused(conn: Connection, jobs: deque[wire.Job], refused: set[int]) ->
 
 
 def _process_main(
-    conn: Connection, config: Config, context: WorkContext, first: bool, rate: float, parent: int
+    conn: Channel, config: Config, context: WorkContext, first: bool, rate: float, parent: int
 ) -> None:
     """A worker process: dies with its parent, ignores the signals the parent handles."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -244,9 +267,10 @@ class Pool:
     def __init__(self, context: WorkContext, size: int) -> None:
         self.context = context
         self.size = size
-        self.conns: list[Connection] = []
+        self.conns: list[Channel] = []
         self.workers: list[Any] = []  # processes or threads
         self.open: set[int] = set()  # workers whose pipe is still open
+        self._selector = selectors.DefaultSelector()
 
     def start(self) -> None:
         """Start every worker and wait until each has connected (or failed to).
@@ -255,11 +279,12 @@ class Pool:
         worker could not connect: nothing has been sent.
         """
         for w in range(self.size):
-            here, there = multiprocessing.Pipe()
+            here, there = Channel.pair()
             self.workers.append(self._start_worker(w, there))
             self.conns.append(here)
         self.open = set(range(len(self.conns)))
-        self._index = {id(conn): w for w, conn in enumerate(self.conns)}
+        for w, conn in enumerate(self.conns):
+            self._selector.register(conn, selectors.EVENT_READ, w)
         problem = None
         for w, conn in enumerate(self.conns):
             try:
@@ -272,37 +297,43 @@ class Pool:
         if problem is not None:
             raise NewsletterError(problem[0], hint=problem[1])
 
-    def _start_worker(self, w: int, conn: Connection) -> Any:
+    def _start_worker(self, w: int, conn: Channel) -> Any:
         raise NotImplementedError
 
     def send(self, w: int, message: tuple[Any, ...]) -> None:
         """Send a `wire` message to worker `w` (ignored once its pipe is closed)."""
         if w in self.open:
-            with contextlib.suppress(OSError, EOFError):  # results() will report it lost
+            with contextlib.suppress(OSError):  # results() will report it lost
                 self.conns[w].send(message)
 
     def results(self, timeout: float, limit: int) -> list[tuple[int, Any]]:
         """What has arrived: waits up to `timeout` seconds for the first, then takes
-        the rest (at most `limit`).
+        the rest (at most `limit`; more wait for the next call).
 
-        A worker whose pipe closed yields (wire.LOST,) once.
+        One read per worker takes every result it has sent (`Channel`). A
+        worker whose pipe closed yields (wire.LOST,) once, after its last results.
         """
-        ready = multiprocessing.connection.wait([self.conns[w] for w in self.open], timeout)
+        conns = self.conns
+        ready = [w for w in sorted(self.open) if conns[w].waiting]
+        if not ready:
+            events = self._selector.select(timeout if timeout > 0 else 0)
+            ready = sorted(key.data for key, _ in events)
+            for w in ready:
+                conns[w].read(block=False)
         out: list[tuple[int, Any]] = []
-        for conn in ready:
-            w = self._index[id(conn)]
-            try:
-                while len(out) < limit:
-                    out.append((w, conn.recv()))  # type: ignore[union-attr]
-                    if not conn.poll():  # type: ignore[union-attr]
-                        break
-            except (EOFError, OSError):
+        for w in ready:
+            conn = conns[w]
+            out += [(w, message) for message in conn.take(limit - len(out))]
+            if conn.eof and not conn.waiting:
                 self._lost(w)
                 out.append((w, (wire.LOST,)))
         return out
 
     def _lost(self, w: int) -> None:
-        self.open.discard(w)
+        if w in self.open:
+            self.open.discard(w)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self.conns[w])
         with contextlib.suppress(OSError):
             self.conns[w].close()
 
@@ -314,6 +345,7 @@ class Pool:
         for conn in self.conns:
             with contextlib.suppress(OSError):
                 conn.close()
+        self._selector.close()
 
     def _join(self) -> None:
         raise NotImplementedError
@@ -324,7 +356,7 @@ class _ProcessPool(Pool):
         super().__init__(context, size)
         self.config = config
 
-    def _start_worker(self, w: int, conn: Connection) -> Any:
+    def _start_worker(self, w: int, conn: Channel) -> Any:
         for stream in (sys.stdout, sys.stderr):  # or the child would print it again
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -353,7 +385,7 @@ class _ThreadPool(Pool):
         super().__init__(context, size)
         self.factory = factory
 
-    def _start_worker(self, w: int, conn: Connection) -> Any:
+    def _start_worker(self, w: int, conn: Channel) -> Any:
         thread = threading.Thread(
             target=_work,
             args=(conn, self.factory, self.context, w == 0, None),

@@ -28,6 +28,7 @@ from newsletter.store.database import now
 
 if TYPE_CHECKING:
     from newsletter.store.database import Database
+    from newsletter.store.plan import Recipient
     from newsletter.store.schema import Tables
 
 # Bound parameters per `IN (...)` list (SQLite allows 999 in old builds).
@@ -77,7 +78,9 @@ class Ledger:
 
     # --- writing ----------------------------------------------------------------
 
-    def start_deliveries(self, date: IssueId, subscribers: Iterable[Subscriber]) -> None:
+    def start_deliveries(
+        self, date: IssueId, subscribers: Iterable[Subscriber | Recipient]
+    ) -> None:
         """Ledger rows in state 'pending' for these subscribers (existing rows kept).
 
         Called once per page of the plan, so it costs per page, not per row: one

@@ -3,7 +3,10 @@
 `SmtpTransport` speaks RFC 5321 through smtplib, with PIPELINING (RFC 2920),
 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531) and SIZE (RFC 1870) when the relay
 offers them; every refusal becomes a `failures.SendFailure` classified by
-`smtp_replies`. It pushes bytes and knows nothing of campaigns.
+`smtp_replies`. It pushes bytes and knows nothing of campaigns. With
+PIPELINING, a caller that knows its next message has that message's envelope
+sent with the data of the one before (`send(..., then=...)`): one round trip
+per message.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from newsletter.errors import NewsletterError
@@ -39,6 +43,30 @@ NO_SMTPUTF8 = (
 
 
 _IDLE_CHECK_SECONDS = 5.0
+
+
+class _Ahead:
+    """The envelope of the next message, sent ahead with the data of the one
+    before (`SmtpTransport.send(..., then=...)`): for which message (the same
+    bytes object), and its outcome: accepted up to DATA's 354 (`refused` is
+    None: the transaction is open, only its data may follow), or refused."""
+
+    __slots__ = ("message", "recipient", "refused", "sender")
+
+    def __init__(
+        self, sender: str, recipient: str, message: bytes, refused: _Refused | None
+    ) -> None:
+        self.sender = sender
+        self.recipient = recipient
+        self.message = message
+        self.refused = refused
+
+    def matches(self, sender: str, recipient: str, message: bytes) -> bool:
+        return message is self.message and sender == self.sender and recipient == self.recipient
+
+    @property
+    def open(self) -> bool:
+        return self.refused is None
 
 
 class SmtpTransport:
@@ -72,6 +100,8 @@ class SmtpTransport:
         # the relay has shown its own limit (see send).
         self.per_session = settings.max_per_connection
         self._streak = 0  # temporary refusals in a row on this connection
+        # The next message's envelope, sent ahead (see send's `then`).
+        self._ahead: _Ahead | None = None
 
     @property
     def where(self) -> str:
@@ -158,7 +188,13 @@ class SmtpTransport:
             ) from None
 
     def send(
-        self, sender: str, recipient: str, message: bytes, *, dot_stuffed: bool = False
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        *,
+        dot_stuffed: bool = False,
+        then: tuple[str, str, bytes] | None = None,
     ) -> None:
         """Send one message; `dot_stuffed`: lines starting with '.' are doubled already.
 
@@ -169,16 +205,42 @@ class SmtpTransport:
         session (the relay's limit, learned) and the message is tried once at
         once on a new session. `TEMPORARY_STREAK` temporary refusals in a row
         also replace the connection, before the next message.
+
+        `then`: the (sender, recipient, message) this caller sends next, if it
+        knows. With PIPELINING, no rate limit and room left in the session,
+        that message's MAIL, RCPT and DATA go out in the same write as this
+        message's data (RFC 2920 3.1: message content may start a group, DATA
+        ends it): one round trip per message instead of two. Its replies are
+        kept for the next call: with the same message (the same bytes object)
+        it sends only the data, or raises the refusal it got; with another
+        message, an open transaction (DATA accepted) cannot be cancelled
+        without sending a message, so the connection is closed without QUIT
+        (the server discards an unfinished message) and a new one opened.
         """
         options = [] if sender.isascii() and recipient.isascii() else ["SMTPUTF8"]
         for first_try in (True, False):
-            conn = self._ready(recipient)
-            if options and not self._utf8:
-                raise PermanentFailure(recipient, None, NO_SMTPUTF8, hard_bounce=False)
-            if self.limiter is not None:
-                self.limiter.take()
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and not ahead.matches(sender, recipient, message):
+                # Not the message whose envelope went ahead: an open transaction
+                # is hung up, and a 421 to the envelope has closed the session.
+                if ahead.refused is None or ahead.refused.closed:
+                    self._drop()
+                ahead = None
+            if ahead is None:
+                conn = self._ready(recipient)
+                if options and not self._utf8:
+                    raise PermanentFailure(recipient, None, NO_SMTPUTF8, hard_bounce=False)
+                if self.limiter is not None:
+                    self.limiter.take()
+            else:
+                conn = self._conn  # type: ignore[assignment]
             try:
-                self._transaction(conn, sender, recipient, message, options, dot_stuffed)
+                if ahead is not None and ahead.refused is not None:
+                    raise ahead.refused
+                follow = then if first_try and self._may_send_ahead(then) else None
+                self._transaction(
+                    conn, sender, recipient, message, dot_stuffed, ahead is not None, follow
+                )
             except _Refused as refused:
                 verdict = classify(refused.stage, refused.code, refused.text)
                 if verdict.scope is Scope.SESSION:
@@ -207,14 +269,38 @@ class SmtpTransport:
             self._last_used = time.monotonic()
             return
 
+    def _may_send_ahead(self, then: tuple[str, str, bytes] | None) -> bool:
+        """Whether `then`'s envelope may go out with this message's data: the relay
+        pipelines, nothing paces the messages (a rate limit would hold an open
+        transaction), the session has room for both, and SMTPUTF8 is there if needed."""
+        if then is None or not self._pipelining or self._count + 2 > self.per_session:
+            return False
+        if self.limiter is not None and self.limiter.rate > 0:
+            return False
+        sender, recipient, _ = then
+        return self._utf8 or (sender.isascii() and recipient.isascii())
+
+    def _envelope(self, sender: str, recipient: str, message: bytes) -> bytes:
+        """MAIL (with SMTPUTF8, SIZE and BODY=8BITMIME as they apply), RCPT and
+        DATA of one message, as one write."""
+        options = [] if sender.isascii() and recipient.isascii() else ["SMTPUTF8"]
+        if self._size:
+            options.append(f"SIZE={len(message)}")
+        if self.eightbitmime and not message.isascii():
+            options.append("BODY=8BITMIME")  # RFC 6152: say so for 8bit bodies
+        encoding = "utf-8" if options and options[0] == "SMTPUTF8" else "ascii"
+        extra = "".join(f" {option}" for option in options)
+        return f"MAIL FROM:<{sender}>{extra}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode(encoding)
+
     def _transaction(
         self,
         conn: smtplib.SMTP,
         sender: str,
         recipient: str,
         message: bytes,
-        options: list[str],
         dot_stuffed: bool = False,
+        opened: bool = False,
+        then: tuple[str, str, bytes] | None = None,
     ) -> None:
         """MAIL, RCPT, DATA and the message; `_Refused` names the stage that failed.
 
@@ -225,42 +311,51 @@ class SmtpTransport:
         instead of four; and dot-stuffing (smtplib: a regex over the whole
         message, ~200 us) is a bytes.replace, or nothing for a message
         prebuilt dot-stuffed (EditionEmail.for_smtp).
+
+        `opened`: the envelope went ahead and DATA was accepted, only the data
+        is left. `then`: the next message, whose envelope goes out with this
+        data (see send); its replies are read here and kept in `_ahead`.
         """
-        if self._size:
-            options = [*options, f"SIZE={len(message)}"]
-        if self.eightbitmime and not message.isascii():
-            options = [*options, "BODY=8BITMIME"]  # RFC 6152: say so for 8bit bodies
-        encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
-        extra = "".join(f" {option}" for option in options)
-        commands = [
-            f"MAIL FROM:<{sender}>{extra}\r\n".encode(encoding),
-            f"RCPT TO:<{recipient}>\r\n".encode(encoding),
-            b"DATA\r\n",
-        ]
-        if self._pipelining:
-            conn.send(b"".join(commands))
-            replies = [conn.getreply() for _ in commands]
-        else:
-            replies = []
-            for command in commands:
-                conn.send(command)
-                replies.append(conn.getreply())
-                if replies[-1][0] not in (250, 251, 354):
-                    break
-        wanted = ((Stage.MAIL, (250,)), (Stage.RCPT, (250, 251)), (Stage.DATA, (354,)))
-        for (stage, good), (code, text) in zip(wanted, replies, strict=False):
-            if code not in good:
-                self._abort(conn, replies, closing=code == 421)
-                raise _Refused(stage, code, text)
+        if not opened:
+            commands = self._envelope(sender, recipient, message)
+            if self._pipelining:
+                conn.send(commands)
+                replies = [conn.getreply() for _ in range(3)]
+            else:
+                replies = []
+                for command in commands.splitlines(keepends=True):
+                    conn.send(command)
+                    replies.append(conn.getreply())
+                    if replies[-1][0] not in (250, 251, 354):
+                        break
+            _check_envelope(conn, replies, self._abort)
         if not dot_stuffed and (message[:1] == b"." or b"\n." in message):
             message = b"." + message if message[:1] == b"." else message
             message = message.replace(b"\n.", b"\n..")
         if message[-2:] != b"\r\n":
             message += b"\r\n"
-        conn.send(message + b".\r\n")
+        if then is None:
+            conn.send(message + b".\r\n")
+            code, text = conn.getreply()
+            if code != 250:
+                self._abort(conn, [], closing=code == 421)
+                raise _Refused(Stage.END, code, text)
+            return
+        conn.send(message + b".\r\n" + self._envelope(*then))
         code, text = conn.getreply()
+        if code == 421:  # the server closes: the envelope sent ahead is lost too
+            self._abort(conn, [], closing=True)
+            raise _Refused(Stage.END, code, text)
+        # The next transaction's replies come whatever this message's was: a
+        # refused message ends its transaction (RFC 5321 4.1.1.4), no RSET needed.
+        replies = [conn.getreply() for _ in range(3)]
+        refused = None
+        try:
+            _check_envelope(conn, replies, self._abort)
+        except _Refused as exc:
+            refused = exc
+        self._ahead = _Ahead(*then, refused)
         if code != 250:
-            self._abort(conn, [], closing=code == 421)
             raise _Refused(Stage.END, code, text)
 
     def _abort(
@@ -299,6 +394,9 @@ class SmtpTransport:
         return conn
 
     def _drop(self, polite: bool = False) -> None:
+        if self._ahead is not None and self._ahead.open:
+            polite = False  # in DATA, a QUIT would be message text: hang up
+        self._ahead = None
         conn, self._conn = self._conn, None
         if polite:
             _quit(conn)
@@ -323,6 +421,20 @@ def _no_delay(conn: smtplib.SMTP) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _check_envelope(
+    conn: smtplib.SMTP,
+    replies: list[tuple[int, bytes]],
+    abort: Callable[..., None],
+) -> None:
+    """Raise `_Refused` for the first of MAIL, RCPT, DATA's replies that is not
+    the one wanted, after `abort` has put the session back in a clean state."""
+    wanted = ((Stage.MAIL, (250,)), (Stage.RCPT, (250, 251)), (Stage.DATA, (354,)))
+    for (stage, good), (code, text) in zip(wanted, replies, strict=False):
+        if code not in good:
+            abort(conn, replies, closing=code == 421)
+            raise _Refused(stage, code, text)
 
 
 def _quit(conn: smtplib.SMTP | None) -> None:

@@ -54,6 +54,9 @@ class Handler:
     reject: dict[str, int] = field(default_factory=dict)  # recipient -> 5xx at RCPT
     temp_fail_first: int = 0  # answer 451 at DATA for the first N DATA commands
     drop_on: set[int] = field(default_factory=set)  # drop the connection on these DATA numbers
+    # Accept these DATA numbers ("250"), then hang up (a reset, nothing more
+    # written) at the next command, before answering it.
+    hang_up_after: set[int] = field(default_factory=set)
     delay: float = 0.0  # seconds per message, before it is recorded
     # After DATA, this reply for every message containing the marker (b"": all).
     refuse_content: tuple[bytes, str] | None = None
@@ -98,6 +101,9 @@ class Handler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        if getattr(session, "hang_up", False):
+            server.transport.abort()  # the "250" before went out; this reply never does
+            return "421 4.3.0 gone"
         if self.session_messages and _count(session, "messages") >= self.session_messages:
             with self.lock:
                 self.closed_sessions += 1
@@ -155,6 +161,8 @@ class Handler:
             self.changed.notify_all()
         if self._holds(number):
             await self._wait_at_gate()
+        if number in self.hang_up_after:
+            session.hang_up = True
         return "250 2.0.0 queued"
 
     def _holds(self, number: int) -> bool:

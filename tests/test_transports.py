@@ -355,6 +355,24 @@ def test_the_next_envelope_goes_with_the_data_one_write_per_message(tmp_path):
     assert handler.ehlos == 1
 
 
+def test_a_session_lost_after_a_message_was_accepted_keeps_it_sent(tmp_path):
+    """The relay accepts a message ("250") and hangs up before answering the
+    envelope sent ahead with it: that message is sent (it must never be sent
+    again); the next one goes on a new session, once."""
+    handler = Handler(pipelining=True, hang_up_after={1})
+    m = _numbered(3)
+    with start_server(handler) as server:
+        transport = SmtpTransport(smtp_settings(tmp_path, server))
+        # No refusal here: the relay said 250 (before, "connection lost", and
+        # a rerun sent it twice).
+        transport.send(SENDER, "u0@example.org", m[0], then=(SENDER, "u1@example.org", m[1]))
+        transport.send(SENDER, "u1@example.org", m[1], then=(SENDER, "u2@example.org", m[2]))
+        transport.send(SENDER, "u2@example.org", m[2])
+        transport.close()
+    assert [msg.data for msg in handler.messages] == m
+    assert handler.ehlos == 2
+
+
 def test_a_refusal_of_the_envelope_sent_ahead_is_that_messages_own(tmp_path):
     handler = Handler(pipelining=True, reject={"bad@example.org": 550})
     m = _numbered(3)

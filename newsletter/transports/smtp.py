@@ -348,13 +348,18 @@ class SmtpTransport:
             raise _Refused(Stage.END, code, text)
         # The next transaction's replies come whatever this message's was: a
         # refused message ends its transaction (RFC 5321 4.1.1.4), no RSET needed.
-        replies = [conn.getreply() for _ in range(3)]
-        refused = None
         try:
+            replies = [conn.getreply() for _ in range(3)]
             _check_envelope(conn, replies, self._abort)
-        except _Refused as exc:
-            refused = exc
-        self._ahead = _Ahead(*then, refused)
+        except _Refused as refused:
+            self._ahead = _Ahead(*then, refused)
+        except (smtplib.SMTPServerDisconnected, OSError):
+            # The session ended after this message's reply: that reply stands
+            # (an accepted message must not be sent again); the envelope sent
+            # ahead is lost with the session, and the next message opens a new one.
+            self._drop()
+        else:
+            self._ahead = _Ahead(*then, None)
         if code != 250:
             raise _Refused(Stage.END, code, text)
 

@@ -35,3 +35,41 @@ def sigterm_is_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM are noted, not acted on; at its end
+    the first one noted is handled as it would have been (its handler called,
+    or its default action taken). For work that must not stop halfway: the
+    delivery run's handling of a batch of results taken from its workers (a
+    result dropped there is an accepted message the ledger never records,
+    sent again by a rerun). Only in the main thread, where Python runs signal
+    handlers; elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+
+    def note(signum: int, _frame: Any) -> None:
+        noted.append(signum)
+
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, note) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if noted:
+            _act(noted[0], previous[noted[0]])
+
+
+def _act(signum: int, handler: Any) -> None:
+    """Do what `handler` (signal.signal's previous value) does for `signum`."""
+
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)  # the default action: this process ends
+    # SIG_IGN, or a handler not set from Python (None): nothing to do

@@ -442,3 +442,37 @@ def test_a_worker_process_that_dies_leaves_its_messages_pending(tmp_path, mail_s
         assert rest.pending_left == 0
     counts = server.handler.count_by_recipient()
     assert len(counts) == 30 and max(counts.values()) == 1
+
+
+def test_sigterm_while_a_batch_of_results_is_handled_loses_none_of_it(
+    tmp_path, mail_secret, monkeypatch
+):
+    """SIGTERM landing while the run handles a batch of results it took from
+    its workers: the signal waits until the batch is handled, so every
+    message the relay accepted is in the ledger (before, the rest of the batch
+    was dropped and a rerun sent those messages again)."""
+    import os
+    import signal
+
+    from newsletter.deliver import run
+    from newsletter.signals import sigterm_is_ctrl_c
+
+    classify = run.SendRun._classify
+    calls = []
+
+    def classify_and_signal(self, job, failure, retry):
+        calls.append(job)
+        if len(calls) == 40:
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, mid-batch
+        return classify(self, job, failure, retry)
+
+    monkeypatch.setattr(run.SendRun, "_classify", classify_and_signal)
+    with start_server(Handler(pipelining=True)) as server:
+        config = smtp_config(tmp_path, server, smtp={"connections": 2})
+        store = make_store(tmp_path, 300)
+        with sigterm_is_ctrl_c(), pytest.raises(KeyboardInterrupt):
+            deliver_issue(config, store, sample_digest(), now=NOW)
+        accepted = {r for m in server.handler.messages for r in m.recipients}
+    rows = store.ledger.deliveries_for(sample_digest().date)
+    sent = {d.email for d in rows if d.state == "sent"}
+    assert len(calls) >= 40 and accepted == sent

@@ -35,6 +35,7 @@ from newsletter.errors import NewsletterError
 from newsletter.headers import check_address
 from newsletter.model import Edition, IssueId
 from newsletter.plurals import nouns
+from newsletter.signals import signals_held
 from newsletter.smtp_replies import Scope
 from newsletter.store.ledger import DeliveryState, Outcome
 from newsletter.transports.failures import PermanentFailure, SendFailure
@@ -175,35 +176,10 @@ class SendRun:
                 wait = self._next_write - time.monotonic() if outcomes else 0.2
                 if got and got < _GATHER_BELOW and not stopping:
                     time.sleep(_GATHER)
-                results = pool.results(timeout=max(0.0, wait), limit=_MAX_BATCH)
-                got = len(results)
-                for w, message in results:
-                    kind = message[0]
-                    if kind == wire.DONE:
-                        job = assigned[w].pop(message[1])
-                        failure = wire.failure_from_wire(message[2])
-                        outcome = self._classify(job, failure, retry)
-                        if outcome is not None:
-                            outcomes.append(outcome)
-                        if failure is not None and failure.fatal:
-                            error = error or failure
-                    elif kind == wire.DROPPED:
-                        # Jobs a worker will not send (it gave up its connection,
-                        # or was asked to stop): sent again later, nothing recorded.
-                        # Those of a refused variant stay pending for a rerun.
-                        dropped = [assigned[w].pop(number) for number in message[1]]
-                        if message[2] != wire.REFUSED:
-                            retry.extend(dropped)
-                        given_up[w] = given_up[w] or message[2] == wire.GAVE_UP
-                    elif kind == wire.ERROR:
-                        error = error or RuntimeError(f"a delivery worker failed:\n{message[1]}")
-                        given_up[w] = True
-                    elif kind == wire.LOST:
-                        # The worker died: what it held stays pending (one of them
-                        # may have been accepted, as after a crash).
-                        given_up[w] = True
-                        retry.extend(assigned[w].values())
-                        assigned[w].clear()
+                # A signal waits until the batch is handled: taken from the
+                # workers and not handled, its results would be lost.
+                with signals_held():
+                    got, error = self._take(pool, wait, assigned, retry, given_up, outcomes, error)
                 if time.monotonic() >= self._next_write or len(outcomes) >= _MAX_BATCH:
                     self._write(outcomes)
                     outcomes = []
@@ -256,6 +232,49 @@ class SendRun:
                     return True
             hungry = [w for w in hungry if len(assigned[w]) < 2 * _CHUNK]
         return False
+
+    def _take(
+        self,
+        pool: Pool,
+        wait: float,
+        assigned: list[dict[int, wire.Job]],
+        retry: list[wire.Job],
+        given_up: list[bool],
+        outcomes: list[Outcome],
+        error: BaseException | None,
+    ) -> tuple[int, BaseException | None]:
+        """Take the results that have arrived (waiting up to `wait` seconds for
+        the first) and handle each: outcomes to record, jobs to send again,
+        workers that gave up. Returns how many were taken and the first error."""
+        results = pool.results(timeout=max(0.0, wait), limit=_MAX_BATCH)
+        for w, message in results:
+            kind = message[0]
+            if kind == wire.DONE:
+                job = assigned[w].pop(message[1])
+                failure = wire.failure_from_wire(message[2])
+                outcome = self._classify(job, failure, retry)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                if failure is not None and failure.fatal:
+                    error = error or failure
+            elif kind == wire.DROPPED:
+                # Jobs a worker will not send (it gave up its connection,
+                # or was asked to stop): sent again later, nothing recorded.
+                # Those of a refused variant stay pending for a rerun.
+                dropped = [assigned[w].pop(number) for number in message[1]]
+                if message[2] != wire.REFUSED:
+                    retry.extend(dropped)
+                given_up[w] = given_up[w] or message[2] == wire.GAVE_UP
+            elif kind == wire.ERROR:
+                error = error or RuntimeError(f"a delivery worker failed:\n{message[1]}")
+                given_up[w] = True
+            elif kind == wire.LOST:
+                # The worker died: what it held stays pending (one of them
+                # may have been accepted, as after a crash).
+                given_up[w] = True
+                retry.extend(assigned[w].values())
+                assigned[w].clear()
+        return len(results), error
 
     def _salvage(
         self,

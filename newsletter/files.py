@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from newsletter.errors import file_error
+
+# Temp files are `.NAME.XXXX.tmp` beside NAME (sweep_temps finds them by it).
+_TEMP = ".tmp"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -18,7 +22,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP)
     except OSError as exc:
         raise file_error(exc, path) from exc
     try:
@@ -108,7 +112,7 @@ def write_temps(files: list[tuple[Path, bytes]]) -> Temps:
             if path.parent not in folders:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 folders.add(path.parent)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP)
             temps.append((tmp, path))
             try:  # plain system calls: no file object, no chmod by path
                 _write_all(fd, data)
@@ -153,6 +157,17 @@ def discard_temps(temps: Temps) -> None:
     """Delete temp files of write_temps that will not be committed."""
     for tmp, _ in temps:
         Path(tmp).unlink(missing_ok=True)
+
+
+def sweep_temps(paths: Iterable[Path]) -> None:
+    """Delete every temp file write_temps may have left for these paths
+    (`.NAME.XXXX.tmp` beside NAME), when the list of them is lost: a process
+    that wrote them died before it could say which."""
+    import glob
+
+    for path in paths:
+        for temp in path.parent.glob(f".{glob.escape(path.name)}.*{_TEMP}"):
+            temp.unlink(missing_ok=True)
 
 
 def _write_all(fd: int, data: bytes) -> None:

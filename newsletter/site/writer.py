@@ -13,14 +13,13 @@ place before the pages it links to).
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from newsletter.errors import NewsletterError, file_error
-from newsletter.files import Temps, commit_temps, discard_temps, write_temps
+from newsletter.files import Temps, commit_temps, discard_temps, sweep_temps, write_temps
 from newsletter.outputs import Output
 
 
@@ -357,12 +356,9 @@ def _stop(signum: int, _frame: Any) -> None:
 
 
 def _sweep(root: str, paths: list[str]) -> None:
-    """Delete the temp files (files.write_temps: `.NAME.*.tmp` beside NAME) of
-    these outputs, left by a worker that died before it could say which."""
-    for path in paths:
-        target = Path(root) / path
-        for temp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-            temp.unlink(missing_ok=True)
+    """Delete the temp files of these outputs (files.sweep_temps), left by a
+    worker that died before it could say which."""
+    sweep_temps(Path(root) / path for path in paths)
 
 
 def _render_share(task: tuple[list[int], bool, str, bool]) -> Share:

@@ -217,7 +217,7 @@ class SmtpTransport:
         without sending a message, so the connection is closed without QUIT
         (the server discards an unfinished message) and a new one opened.
         """
-        options = [] if sender.isascii() and recipient.isascii() else ["SMTPUTF8"]
+        utf8 = _needs_smtputf8(sender, recipient)
         for first_try in (True, False):
             ahead, self._ahead = self._ahead, None
             if ahead is not None and not ahead.matches(sender, recipient, message):
@@ -228,7 +228,7 @@ class SmtpTransport:
                 ahead = None
             if ahead is None:
                 conn = self._ready(recipient)
-                if options and not self._utf8:
+                if utf8 and not self._utf8:
                     raise PermanentFailure(recipient, None, NO_SMTPUTF8, hard_bounce=False)
                 if self.limiter is not None:
                     self.limiter.take()
@@ -278,17 +278,18 @@ class SmtpTransport:
         if self.limiter is not None and self.limiter.rate > 0:
             return False
         sender, recipient, _ = then
-        return self._utf8 or (sender.isascii() and recipient.isascii())
+        return self._utf8 or not _needs_smtputf8(sender, recipient)
 
     def _envelope(self, sender: str, recipient: str, message: bytes) -> bytes:
         """MAIL (with SMTPUTF8, SIZE and BODY=8BITMIME as they apply), RCPT and
         DATA of one message, as one write."""
-        options = [] if sender.isascii() and recipient.isascii() else ["SMTPUTF8"]
+        utf8 = _needs_smtputf8(sender, recipient)
+        options = ["SMTPUTF8"] if utf8 else []
         if self._size:
             options.append(f"SIZE={len(message)}")
         if self.eightbitmime and not message.isascii():
             options.append("BODY=8BITMIME")  # RFC 6152: say so for 8bit bodies
-        encoding = "utf-8" if options and options[0] == "SMTPUTF8" else "ascii"
+        encoding = "utf-8" if utf8 else "ascii"
         extra = "".join(f" {option}" for option in options)
         return f"MAIL FROM:<{sender}>{extra}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode(encoding)
 
@@ -440,6 +441,11 @@ def _check_envelope(
         if code not in good:
             abort(conn, replies, closing=code == 421)
             raise _Refused(stage, code, text)
+
+
+def _needs_smtputf8(sender: str, recipient: str) -> bool:
+    """Whether an envelope needs SMTPUTF8 (RFC 6531): a non-ASCII address."""
+    return not (sender.isascii() and recipient.isascii())
 
 
 def _quit(conn: smtplib.SMTP | None) -> None:

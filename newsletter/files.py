@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from newsletter.errors import file_error
 
@@ -98,9 +100,12 @@ def write_many(files: list[tuple[Path, bytes]]) -> None:
 Temps = list[tuple[str, Path]]  # (temp file, the path it becomes)
 
 
-def write_temps(files: list[tuple[Path, bytes]]) -> Temps:
+def write_temps(files: list[tuple[Path, bytes]], *, fresh: bool = False) -> Temps:
     """Step one of write_many: each file's bytes in a temp file beside it
     (`.NAME.XXXX.tmp`, mode 0644), neither flushed to disk nor renamed yet.
+    fresh: the files are in a folder that nobody reads yet and that holds none
+    of them (a Staging folder): each is written under its own name, which is
+    its own temp file (its folder is renamed into place as a whole).
     Raises OSError (a full disk...) naming the file it was writing (`filename`),
     after deleting the temp files it made."""
     temps: Temps = []
@@ -112,7 +117,11 @@ def write_temps(files: list[tuple[Path, bytes]]) -> Temps:
             if path.parent not in folders:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 folders.add(path.parent)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP)
+            if fresh:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                tmp = str(path)
+            else:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP)
             temps.append((tmp, path))
             try:  # plain system calls: no file object, no chmod by path
                 _write_all(fd, data)
@@ -131,11 +140,15 @@ def commit_temps(temps: Temps) -> None:
     each renamed into place, in the given order. On an error the temp files
     not yet renamed are deleted (the files they would replace are untouched);
     an OSError names the file (`filename`)."""
+    if temps:
+        _flush([tmp for tmp, _ in temps])
+    _rename_all(temps)
+
+
+def _rename_all(temps: Temps) -> None:
     renamed = 0
     current: Path | None = None
     try:
-        if temps:
-            _flush([tmp for tmp, _ in temps])
         for done, (tmp, path) in enumerate(temps, 1):
             current = path
             os.replace(tmp, path)
@@ -144,6 +157,92 @@ def commit_temps(temps: Temps) -> None:
         discard_temps(temps[renamed:])
         _name(exc, current)
         raise
+
+
+class Staging:
+    """The first version of a folder that does not exist yet, written whole in
+    a sibling folder, `.NAME.building-PID`, and renamed into place at once
+    (rename(2)): nobody sees a part of it, and its files need no temp files
+    and no renames of their own (write_temps with fresh=True). Used by site
+    builds for a public folder that is not there yet.
+
+    A staging folder left by a process that died (kill -9, power loss) is
+    deleted by the next Staging of the same folder (`start`), once no living
+    process has that id."""
+
+    def __init__(self, folder: Path, path: Path) -> None:
+        self.folder = folder  # where it goes
+        self.path = path  # where it is written
+
+    @classmethod
+    def start(cls, folder: Path) -> Staging | None:
+        """A new staging folder for `folder`, or None when `folder` exists
+        (even as a dangling symlink, which a rename would replace): its files
+        are then replaced one by one (write_temps, commit_temps). OSError
+        when the staging folder cannot be made."""
+        if os.path.lexists(folder):
+            return None
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_stagings(folder)
+        path = folder.parent / f".{folder.name}{_STAGING}{os.getpid()}"
+        if os.path.lexists(path):  # an earlier Staging of this very process
+            _remove_tree(path)
+        path.mkdir()
+        return cls(folder, path)
+
+    def commit(self, temps: Temps) -> None:
+        """Flush its files to disk (one syncfs, as commit_temps), then rename
+        it to its folder. If the folder was made meanwhile (another build of
+        it), its files are renamed into that folder one by one instead.
+        Raises OSError naming the file or folder."""
+        _flush([tmp for tmp, _ in temps], devices=[str(self.path)])
+        try:
+            os.rename(self.path, self.folder)
+            return
+        except OSError as exc:
+            if not os.path.lexists(self.folder):
+                exc.filename = str(self.folder)
+                raise
+        moved = []
+        for tmp, path in temps:
+            target = self.folder / path.relative_to(self.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            moved.append((tmp, target))
+        _rename_all(moved)
+        self.discard()
+
+    def discard(self) -> None:
+        """Delete the staging folder and everything in it."""
+        _remove_tree(self.path)
+
+
+_STAGING = ".building-"
+
+
+def _sweep_stagings(folder: Path) -> None:
+    """Delete the staging folders of `folder` left by processes that are gone."""
+    import glob
+
+    for path in folder.parent.glob(f".{glob.escape(folder.name)}{_STAGING}*"):
+        pid = path.name.rpartition("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            _remove_tree(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _name(exc: BaseException, path: Path | None) -> None:
@@ -176,17 +275,29 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _flush(paths: list[str]) -> None:
-    """Make the data of these files durable: one syncfs(2) for their file
-    system where the C library has it, else fsync(2) on each."""
+@functools.cache
+def _syncfs() -> Any:
+    """The C library's syncfs(2) (Linux), or None. Looked up among the symbols
+    this process has loaded (CDLL(None)): ctypes.util.find_library runs
+    ldconfig, 25 ms of every publish."""
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
-    syncfs = getattr(ctypes.CDLL(name, use_errno=True), "syncfs", None) if name else None
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    except OSError:
+        return None
+
+
+def _flush(paths: list[str], devices: list[str] | None = None) -> None:
+    """Make the data of these files durable: one syncfs(2) for their file
+    system where the C library has it, else fsync(2) on each. devices: a path
+    on each file system they are on, when the caller knows (else each file is
+    looked at)."""
+    syncfs = _syncfs()
     if syncfs is not None:
-        one_per_device = {os.stat(path).st_dev: path for path in paths}
-        for path in one_per_device.values():
+        if devices is None:
+            devices = list({os.stat(path).st_dev: path for path in paths}.values())
+        for path in devices:
             fd = os.open(path, os.O_RDONLY)
             try:
                 if syncfs(fd) != 0:

@@ -306,6 +306,26 @@ def test_manifest_version_2_is_read_and_upgraded(site_config, site_digests):
 # --- worker processes ---------------------------------------------------------------------------
 
 
+# Each failure below, for a public folder that exists (files replaced one by
+# one through temp files) and one that does not yet (a first build: written in
+# a staging folder beside it, renamed into place by the flush).
+FRESH = pytest.mark.parametrize("fresh", [False, True], ids=["existing", "first build"])
+
+
+def _public(tmp_path: Path, fresh: bool) -> Path:
+    public = tmp_path / "public"
+    if not fresh:
+        public.mkdir()
+    return public
+
+
+def _nothing_left(tmp_path: Path, fresh: bool) -> bool:
+    """No file anywhere; no staging folder; public itself only if it was there."""
+    return _left(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == (
+        [] if fresh else ["public"]
+    )
+
+
 def test_pages_rendered_in_worker_processes_are_the_same(
     tmp_path, site_config, site_digests, monkeypatch
 ):
@@ -442,7 +462,8 @@ def test_a_failure_while_planning_leaves_no_temp_file(site_config, site_digests,
     assert [p for p in public.rglob("*") if p.is_file()] == []
 
 
-def test_a_worker_that_dies_is_an_error_and_leaves_no_temp_file(tmp_path, monkeypatch):
+@FRESH
+def test_a_worker_that_dies_is_an_error_and_leaves_no_temp_file(tmp_path, monkeypatch, fresh):
     import os
 
     from newsletter.errors import NewsletterError
@@ -457,7 +478,7 @@ def test_a_worker_that_dies_is_an_error_and_leaves_no_temp_file(tmp_path, monkey
             os._exit(3)  # killed, out of memory...
         return f"page {number}".encode()
 
-    out = writer.Writer(tmp_path, False, {})
+    out = writer.Writer(_public(tmp_path, fresh), False, {})
     out.add(
         Output(
             f"p{i}/index.html",
@@ -470,7 +491,7 @@ def test_a_worker_that_dies_is_an_error_and_leaves_no_temp_file(tmp_path, monkey
     )
     with pytest.raises(NewsletterError, match="ended with code 3"):
         out.flush()
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert _nothing_left(tmp_path, fresh)
 
 
 def test_text_with_the_slot_characters_is_shown_as_written(site_config):
@@ -530,8 +551,9 @@ def _left(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
+@FRESH
 def test_giving_up_while_workers_are_blocked_sending_stops_them_and_leaves_nothing(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, fresh
 ):
     """Two workers whose answers are larger than a pipe holds, and a build
     that fails before reading them (Writer.discard): the workers are stopped,
@@ -542,22 +564,25 @@ def test_giving_up_while_workers_are_blocked_sending_stops_them_and_leaves_nothi
     from newsletter.site import writer
 
     monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
-    out = writer.Writer(tmp_path, False, {})
+    out = writer.Writer(_public(tmp_path, fresh), False, {})
     out.add(_many_pages(4000, lambda i: b"x"))
     out.render_ahead()
     [rendering] = out._rendering
     for worker in rendering._workers:  # both have answered: blocked in send
         assert worker.reader.poll(None)
     out.discard()
-    assert _left(tmp_path) == []
+    assert _nothing_left(tmp_path, fresh)
     assert multiprocessing.active_children() == []
 
 
-def test_an_interrupt_while_collecting_stops_the_workers_and_leaves_nothing(tmp_path, monkeypatch):
+@FRESH
+def test_an_interrupt_while_collecting_stops_the_workers_and_leaves_nothing(
+    tmp_path, monkeypatch, fresh
+):
     from newsletter.site import writer
 
     monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
-    out = writer.Writer(tmp_path, False, {})
+    out = writer.Writer(_public(tmp_path, fresh), False, {})
     out.add(_many_pages(4000, lambda i: b"x"))
     received = writer._Rendering._receive
 
@@ -569,11 +594,12 @@ def test_an_interrupt_while_collecting_stops_the_workers_and_leaves_nothing(tmp_
     monkeypatch.setattr(writer._Rendering, "_receive", interrupted)
     with pytest.raises(KeyboardInterrupt):
         out.flush()
-    assert _left(tmp_path) == []
+    assert _nothing_left(tmp_path, fresh)
     monkeypatch.setattr(writer._Rendering, "_receive", received)
 
 
-def test_a_worker_killed_after_writing_leaves_no_temp_file(tmp_path, monkeypatch):
+@FRESH
+def test_a_worker_killed_after_writing_leaves_no_temp_file(tmp_path, monkeypatch, fresh):
     """A worker that dies between writing its temp files and sending their
     names (SIGKILL, out of memory): the build fails with one line, and the
     files it wrote are swept."""
@@ -595,14 +621,15 @@ def test_a_worker_killed_after_writing_leaves_no_temp_file(tmp_path, monkeypatch
         return result
 
     monkeypatch.setattr(writer, "_render_share", render_then_die)
-    out = writer.Writer(tmp_path, False, {})
+    out = writer.Writer(_public(tmp_path, fresh), False, {})
     out.add(_many_pages(300, lambda i: f"page {i}".encode()))
     with pytest.raises(NewsletterError, match="ended with code -9"):
         out.flush()
-    assert _left(tmp_path) == []
+    assert _nothing_left(tmp_path, fresh)
 
 
-def test_workers_ignore_ctrl_c_which_the_build_decides(tmp_path, monkeypatch):
+@FRESH
+def test_workers_ignore_ctrl_c_which_the_build_decides(tmp_path, monkeypatch, fresh):
     """Ctrl-C reaches the whole process group; a worker ignores it (the
     build's own process stops the workers and cleans up)."""
     import os
@@ -618,10 +645,10 @@ def test_workers_ignore_ctrl_c_which_the_build_decides(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return f"page {number}".encode()
 
-    out = writer.Writer(tmp_path, False, {})
+    out = writer.Writer(_public(tmp_path, fresh), False, {})
     out.add(_many_pages(300, page))
     out.flush()
-    assert (tmp_path / "p10/index.html").read_bytes() == b"page 10"
+    assert (tmp_path / "public/p10/index.html").read_bytes() == b"page 10"
     assert len(out.written) == 300
 
 

@@ -49,7 +49,7 @@ VALUES = [
 ]
 
 
-@pytest.mark.parametrize("value", VALUES, ids=repr)
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: type(v).__name__)
 def test_html_text_writes_what_markupsafe_escape_writes(value):
     assert templating.html_text(value) == str(escape(value))
     assert type(templating.html_text(value)) is str

@@ -138,7 +138,11 @@ def write_weekly(
     site = SiteContext(config, config.site.search, env)
     writer = Writer(public, dry_run, manifest.keys)
     now = now or dt.datetime.now(config.site.tz)
-    writer.add(weekly_outputs(site, digests, env=env, keys=DigestKeys(), now=now, weeks=[week]))
+    try:
+        writer.add(weekly_outputs(site, digests, env=env, keys=DigestKeys(), now=now, weeks=[week]))
+    except BaseException:
+        writer.discard()  # no temp file (or staging folder) is left
+        raise
     writer.flush()
     if not dry_run:
         keep = manifest.keys | writer.keys

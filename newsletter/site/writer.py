@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from newsletter.errors import NewsletterError, file_error
-from newsletter.files import Temps, commit_temps, discard_temps, sweep_temps, write_temps
+from newsletter.files import (
+    Staging,
+    Temps,
+    commit_temps,
+    discard_temps,
+    sweep_temps,
+    write_temps,
+)
 from newsletter.outputs import Output
 
 
@@ -31,8 +38,11 @@ class Writer:
 
     def __init__(self, public: Path, dry_run: bool, known: dict[str, str]) -> None:
         self.public = public
-        self.root = str(public)
         self.dry_run = dry_run
+        # A public folder that is not there yet is written whole beside it and
+        # renamed into place by the first flush (files.Staging).
+        self._staging = None if dry_run else _start_staging(public)
+        self.root = str(public if self._staging is None else self._staging.path)
         self.known = known
         self.keys: dict[str, str] = {}
         self.written: list[str] = []
@@ -59,7 +69,8 @@ class Writer:
             if out.pure:
                 self._deferred.append(out)
                 continue
-            self._tally(out, _render_one(out, self.root, self.dry_run, self._pending))
+            fresh = self._staging is not None
+            self._tally(out, _render_one(out, self.root, self.dry_run, self._pending, fresh))
             if len(self._pending) >= self.BATCH:
                 self._write_pending()
 
@@ -69,7 +80,8 @@ class Writer:
         collects them."""
         jobs, self._deferred = self._deferred, []
         if jobs:
-            self._rendering.append(_Rendering(jobs, self.root, self.dry_run))
+            fresh = self._staging is not None
+            self._rendering.append(_Rendering(jobs, self.root, self.dry_run, fresh))
 
     def flush(self) -> None:
         """Render the deferred pure outputs (in worker processes when there
@@ -85,11 +97,16 @@ class Writer:
                 for index, size, changed in results:
                     self._tally(part.jobs[index], (size, changed))
             self._write_pending()
-            commit_temps(self._temps)
+            if self._staging is None:
+                commit_temps(self._temps)
+            else:
+                self._staging.commit(self._temps)
+                self._staging, self.root = None, str(self.public)
         except BaseException as exc:
             for part in rendering:
                 part.discard()
             discard_temps(self._temps)
+            self._discard_staging()
             if isinstance(exc, OSError) and not isinstance(exc, NewsletterError):
                 raise file_error(exc) from exc  # one line naming the file, a hint
             raise
@@ -103,12 +120,18 @@ class Writer:
         for part in rendering:
             part.discard()
         discard_temps(self._temps)
+        self._discard_staging()
         self._temps, self._pending, self._deferred = [], [], []
+
+    def _discard_staging(self) -> None:
+        if self._staging is not None:
+            self._staging.discard()
+            self._staging, self.root = None, str(self.public)
 
     def _write_pending(self) -> None:
         """Write the pending files' temp files (renamed by flush)."""
         if self._pending:
-            self._temps += write_temps(self._pending)
+            self._temps += write_temps(self._pending, fresh=self._staging is not None)
             self._pending = []
 
     def _tally(self, out: Output, result: tuple[int, bool]) -> None:
@@ -174,12 +197,13 @@ class Writer:
 
 
 def _render_one(
-    out: Output, root: str, dry_run: bool, pending: list[tuple[Path, bytes]]
+    out: Output, root: str, dry_run: bool, pending: list[tuple[Path, bytes]], fresh: bool
 ) -> tuple[int, bool]:
-    """Render one output; queue it for writing if its bytes changed: (size, changed)."""
+    """Render one output; queue it for writing if its bytes changed (fresh:
+    `root` is a new folder, there is nothing to compare): (size, changed)."""
     data = out.render()
     path = Path(root) / out.path
-    if _same(path, data):
+    if not fresh and _same(path, data):
         return len(data), False
     if not dry_run:
         pending.append((path, data))
@@ -192,6 +216,18 @@ PARALLEL_MIN = 200  # fewer pages than this render in the build's own process
 
 
 Share = tuple[list[tuple[int, int, bool]], Temps, Exception | None]
+
+
+class _Task(NamedTuple):
+    """A share of the jobs to render (indexes into _JOBS), in a forked worker
+    or not, with the folder to write in and whether it is a fresh one
+    (Writer's staging folder: nothing to compare, no temp files)."""
+
+    indexes: list[int]
+    forked: bool
+    root: str
+    dry_run: bool
+    fresh: bool
 
 
 class _Worker(NamedTuple):
@@ -217,9 +253,9 @@ class _Rendering:
     temp files swept (`_sweep`). Workers ignore SIGINT: Ctrl-C reaches the
     whole process group, and this process decides."""
 
-    def __init__(self, jobs: list[Output], root: str, dry_run: bool) -> None:
+    def __init__(self, jobs: list[Output], root: str, dry_run: bool, fresh: bool) -> None:
         global _JOBS
-        self.jobs, self.root, self.dry_run = jobs, root, dry_run
+        self.jobs, self.root, self.dry_run, self.fresh = jobs, root, dry_run, fresh
         self._workers: list[_Worker] = []  # not heard from yet
         self._collected: list[Share] = []
         workers = _workers(len(jobs))
@@ -237,7 +273,7 @@ class _Rendering:
                 readers = [*(worker.reader for worker in self._workers), reader]
                 process = context.Process(
                     target=_share_worker,
-                    args=((share, True, root, dry_run), writer, readers),
+                    args=(_Task(share, True, root, dry_run, fresh), writer, readers),
                     daemon=True,
                 )
                 try:
@@ -261,8 +297,8 @@ class _Rendering:
             else:
                 _set_jobs(jobs)
                 try:
-                    share = (_shares(jobs, 1)[0], False, self.root, self.dry_run)
-                    self._collected.append(_render_share(share))
+                    task = _Task(_shares(jobs, 1)[0], False, self.root, self.dry_run, self.fresh)
+                    self._collected.append(_render_share(task))
                 finally:
                     _set_jobs([])
             shares = self._collected
@@ -325,9 +361,7 @@ def _set_jobs(jobs: list[Output]) -> None:
     _JOBS = jobs
 
 
-def _share_worker(
-    task: tuple[list[int], bool, str, bool], connection: Any, readers: list[Any]
-) -> None:
+def _share_worker(task: _Task, connection: Any, readers: list[Any]) -> None:
     """A worker process: render its share, send the result, exit. Until the
     result is sent its temp files are its own: on SIGTERM (its build stopping)
     or a failed send it deletes them."""
@@ -361,22 +395,22 @@ def _sweep(root: str, paths: list[str]) -> None:
     sweep_temps(Path(root) / path for path in paths)
 
 
-def _render_share(task: tuple[list[int], bool, str, bool]) -> Share:
-    indexes, forked, root, dry_run = task
+def _render_share(task: _Task) -> Share:
+    indexes, forked, root, dry_run, fresh = task
     results: list[tuple[int, int, bool]] = []
     pending: list[tuple[Path, bytes]] = []
     for index in indexes:
         if forked:
             try:
-                size, changed = _render_one(_JOBS[index], root, dry_run, pending)
+                size, changed = _render_one(_JOBS[index], root, dry_run, pending, fresh)
             except Exception:
                 results.append((index, 0, None))  # type: ignore[arg-type]
                 continue
         else:
-            size, changed = _render_one(_JOBS[index], root, dry_run, pending)
+            size, changed = _render_one(_JOBS[index], root, dry_run, pending, fresh)
         results.append((index, size, changed))
     try:
-        temps = write_temps(pending)
+        temps = write_temps(pending, fresh=fresh)
     except Exception as exc:
         if not forked:
             raise
@@ -447,3 +481,11 @@ def remove_empty_parents(folder: Path, public: Path) -> None:
         except OSError:
             return
         folder = folder.parent
+
+
+def _start_staging(public: Path) -> Staging | None:
+    """files.Staging for a public folder not there yet (None when it is)."""
+    try:
+        return Staging.start(public)
+    except OSError as exc:
+        raise file_error(exc) from exc

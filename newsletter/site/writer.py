@@ -213,6 +213,9 @@ def _render_one(
 # Outputs for worker processes: set before they fork, read by _render_share.
 _JOBS: list[Output] = []
 PARALLEL_MIN = 200  # fewer pages than this render in the build's own process
+# A worker writes its pages' files every this many pages: the memory that held
+# them is used again for the next ones (new memory costs a page fault per 4 KiB).
+_WRITE_EVERY = 100
 
 
 Share = tuple[list[tuple[int, int, bool]], Temps, Exception | None]
@@ -399,23 +402,31 @@ def _render_share(task: _Task) -> Share:
     indexes, forked, root, dry_run, fresh = task
     results: list[tuple[int, int, bool]] = []
     pending: list[tuple[Path, bytes]] = []
-    for index in indexes:
-        if forked:
-            try:
-                size, changed = _render_one(_JOBS[index], root, dry_run, pending, fresh)
-            except Exception:
-                results.append((index, 0, None))  # type: ignore[arg-type]
-                continue
-        else:
-            size, changed = _render_one(_JOBS[index], root, dry_run, pending, fresh)
-        results.append((index, size, changed))
+    temps: Temps = []
     try:
-        temps = write_temps(pending, fresh=fresh)
+        for index in indexes:
+            if forked:
+                try:
+                    size, changed = _render_one(_JOBS[index], root, dry_run, pending, fresh)
+                except Exception:
+                    results.append((index, 0, None))  # type: ignore[arg-type]
+                    continue
+            else:
+                size, changed = _render_one(_JOBS[index], root, dry_run, pending, fresh)
+            results.append((index, size, changed))
+            if len(pending) >= _WRITE_EVERY:
+                temps += write_temps(pending, fresh=fresh)
+                pending = []
+        temps += write_temps(pending, fresh=fresh)
     except Exception as exc:
+        discard_temps(temps)
         if not forked:
             raise
         # The parent deletes the other shares' temp files, then raises this.
         return results, [], exc
+    except BaseException:
+        discard_temps(temps)
+        raise
     return results, temps, None
 
 

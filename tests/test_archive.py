@@ -756,3 +756,32 @@ def test_the_template_cache_is_only_a_folder_of_the_users_own(project, cli, tmp_
     assert built.returncode == 0, built.stderr
     assert list((home / ".cache" / "newsletter" / "templates").glob("*.cache"))
     assert not (project / "relative").exists()
+
+
+def test_shared_papers_are_put_into_a_page_wherever_its_template_writes_them(tmp_path, site_config):
+    """Issue and weekly pages get each issue's papers' HTML as bytes put in
+    place of a placeholder after the page is encoded (pages.papers_html): an
+    issue.html that writes it twice, or not at all, gets it twice, or not at
+    all, and no placeholder is ever left in a page."""
+    user = tmp_path / "templates" / "site"
+    user.mkdir(parents=True)
+    (user / "issue.html").write_text(
+        "<main>{{ papers_html }}<hr>{{ papers_html }}</main>\n", encoding="utf-8"
+    )
+    (user / "weekly.html").write_text("<main>{{ count_text }}</main>\n", encoding="utf-8")
+    config = site_config.model_copy(
+        update={
+            "paths": site_config.paths.model_copy(update={"templates": user.parent}),
+            "editions": site_config.editions[:1],
+        }
+    )
+    write_site(config, [day(1, title="모델을 쓰는 & 법"), day(2)])
+    public = config.paths.public
+    issue = (public / "ko/2025-01-01/index.html").read_text(encoding="utf-8")
+    [first, second] = issue.removeprefix("<main>").removesuffix("</main>\n").split("<hr>")
+    assert first == second and 'id="paper-' in first and 'id="2025-01-01-' not in first
+    assert "모델을 쓰는 &amp; 법" in first and 'href="../tags/rl/"' in first
+    weekly = next((public / "ko/weekly").glob("*/index.html")).read_bytes()
+    assert weekly.startswith(b"<main>") and b"<article" not in weekly
+    for path in public.rglob("*.html"):  # Pagefind's own files are binary
+        assert b"\x02" not in path.read_bytes(), path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,18 +75,26 @@ class SiteContext:
         return True
 
     @functools.cached_property
-    def papers_cache(self) -> dict[tuple[str, dt.date], str | None]:
-        """papers_html's memory: (edition, date) -> the papers' HTML with slots."""
+    def papers_cache(self) -> dict[tuple[str, dt.date], bytes | None]:
+        """papers_html's memory: (edition, date) -> the papers' HTML (UTF-8) with slots."""
         return {}
 
 
 def render_page(
-    site: SiteContext, template: str, path: str, *, edition: str | None, **context: Any
+    site: SiteContext,
+    template: str,
+    path: str,
+    *,
+    edition: str | None,
+    splices: list[bytes] | None = None,
+    **context: Any,
 ) -> bytes:
     """Render the page that lives at `path`; the layout's values are added here.
 
     context needs page_lang, page_title, canonical and feeds; it may override
     description (default: site.description) and give og (Open Graph values).
+    splices: bytes that papers_html put in the context as placeholders, put
+    in the page's bytes here (wherever the template wrote them).
     """
     config = site.config
     index_file = "index.html" if config.site.relative_urls else ""
@@ -110,7 +119,8 @@ def render_page(
         search_url=search_url,
         **context,
     )
-    return html.encode("utf-8")
+    data = html.encode("utf-8")
+    return _splice(data, splices) if splices else data
 
 
 def edition_feeds(config: Config, edition: str) -> list[FeedLink]:
@@ -156,19 +166,33 @@ def long_date(date: dt.date, language: str) -> str:
 # characters: the digest parser removes them from all text (digest.py).
 _ID_SLOT = "\x00"
 _TAGS_SLOT = "\x01"
+_ID_SLOT_BYTES = _ID_SLOT.encode()
+_TAGS_SLOT_BYTES = _TAGS_SLOT.encode()
 _REMEMBERED = 64  # issues whose papers' HTML a process keeps
+# The start of splice_mark's placeholders (STX, a nonce; ETX ends each).
+_SPLICE_MARK = f"\x02{secrets.token_hex(8)}:"
+_SPLICE_MARK_BYTES = _SPLICE_MARK.encode()
 
 
 def papers_html(
-    site: SiteContext, digest: Digest, edition: str, *, tag_prefix: str, id_prefix: str = ""
+    site: SiteContext,
+    digest: Digest,
+    edition: str,
+    splices: list[bytes],
+    *,
+    tag_prefix: str,
+    id_prefix: str = "",
 ) -> Markup | None:
     """The papers of `digest` as templates/site/_papers.html shows them in
     `edition` (each through site/_paper.html): the issue page (tag_prefix
     "../tags/") and the weekly page ("../../tags/", ids prefixed with "DATE-")
-    show the same HTML, rendered once per process and kept for the last
-    _REMEMBERED digests (pages are rendered in runs of neighbouring days, so a
-    week's page finds its days' papers there). None when the templates are
-    overridden (SiteContext.shares_papers): the page includes them itself."""
+    show the same HTML, rendered once per process and kept, encoded, for the
+    last _REMEMBERED digests (pages are rendered in runs of neighbouring days,
+    so a week's page finds its days' papers there). The page gets a
+    placeholder (`splice_mark`), and the HTML's UTF-8 goes to `splices`:
+    render_page puts it into the page's bytes, so the page's text neither
+    copies nor encodes it again. None when the templates are overridden
+    (SiteContext.shares_papers): the page includes them itself."""
     if not site.shares_papers:
         return None
     key = (edition, digest.date)
@@ -176,11 +200,33 @@ def papers_html(
     if key not in cache:
         if len(cache) >= _REMEMBERED:
             del cache[next(iter(cache))]
-        cache[key] = None if _has_slots(digest) else _render_papers(site, digest, edition)
+        slots = None if _has_slots(digest) else _render_papers(site, digest, edition)
+        cache[key] = None if slots is None else slots.encode("utf-8")
     html = cache[key]
     if html is None:  # text with a slot's character (not from the parser): no slots
-        return Markup(_render_papers(site, digest, edition, id_prefix, tag_prefix))
-    return Markup(html.replace(_ID_SLOT, id_prefix).replace(_TAGS_SLOT, tag_prefix))
+        data = _render_papers(site, digest, edition, id_prefix, tag_prefix).encode("utf-8")
+    else:
+        data = html.replace(_ID_SLOT_BYTES, id_prefix.encode()).replace(
+            _TAGS_SLOT_BYTES, tag_prefix.encode()
+        )
+    splices.append(data)
+    return Markup(splice_mark(len(splices) - 1))
+
+
+def splice_mark(index: int) -> str:
+    """The placeholder of splices[index] in a page (render_page): a nonce
+    drawn when this program starts, which no digest or config can hold."""
+    return f"{_SPLICE_MARK}{index}\x03"
+
+
+def _splice(data: bytes, splices: list[bytes]) -> bytes:
+    """The page's bytes with each placeholder replaced by its splice."""
+    parts = data.split(_SPLICE_MARK_BYTES)
+    out = [parts[0]]
+    for part in parts[1:]:
+        index, _, rest = part.partition(b"\x03")
+        out += (splices[int(index)], rest)
+    return b"".join(out)
 
 
 def _render_papers(
@@ -239,6 +285,7 @@ def issue_page(site: SiteContext, digest: Digest, edition: str) -> bytes:
         "published": _published(config, digest.date),
         "tags": [tag.name for tag in _issue_tags(papers)],
     }
+    splices: list[bytes] = []
     return render_page(
         site,
         "site/issue.html",
@@ -254,8 +301,9 @@ def issue_page(site: SiteContext, digest: Digest, edition: str) -> bytes:
         date_text=long_date(digest.date, language),
         count_text=render.paper_count(len(papers), language),
         papers=papers,
-        papers_html=papers_html(site, digest, edition, tag_prefix="../tags/"),
+        papers_html=papers_html(site, digest, edition, splices, tag_prefix="../tags/"),
         other_editions=others,
+        splices=splices,
     )
 
 

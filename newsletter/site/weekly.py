@@ -162,10 +162,11 @@ def _page(site: SiteContext, week: Week, days: list[Digest], edition: str) -> by
     config = site.config
     language = Edition(edition).language
     sections = []
+    splices: list[bytes] = []
     for digest in days:
         date_iso = digest.date.isoformat()
         html = papers_html(
-            site, digest, edition, tag_prefix="../../tags/", id_prefix=f"{date_iso}-"
+            site, digest, edition, splices, tag_prefix="../../tags/", id_prefix=f"{date_iso}-"
         )
         sections.append(
             {
@@ -192,6 +193,7 @@ def _page(site: SiteContext, week: Week, days: list[Digest], edition: str) -> by
         span_text=span,
         count_text=render.paper_count(sum(len(d.entries) for d in days), language),
         days=sections,
+        splices=splices,
     )
 
 

@@ -91,3 +91,15 @@ def test_cached_code_of_another_code_generator_is_compiled_again(tmp_path, monke
         assert entry.read_bytes() != first  # compiled again, and stored
     finally:
         templating._environment.cache_clear()
+
+
+def test_template_globals_are_the_environments_and_its_own():
+    """Templates' globals are a plain dict (make_globals): the environment's
+    (lang, edition_name...) with a template's own on top, which stay its own."""
+    env = templating.environment()
+    own = env.from_string("{{ lang('en', 'ko') }}|{{ x }}", globals={"x": "<하나>"})
+    other = env.from_string("{{ x is defined }}")
+    assert type(own.globals) is dict
+    assert own.render() == ' lang="en"|&lt;하나&gt;'
+    assert other.render() == "False"
+    assert "x" not in env.globals

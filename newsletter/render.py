@@ -63,7 +63,7 @@ def lang_attribute(code: str | None, page_lang: str) -> Markup:
     function, not a macro: pages call it for every title and comment."""
     if code and code != page_lang:
         return _lang_markup(code)
-    return Markup("")
+    return _NO_MARKUP
 
 
 @functools.lru_cache(maxsize=64)
@@ -74,6 +74,11 @@ def edition_name(edition: str, page_lang: str) -> Markup:
     if code and code != page_lang:
         return Markup('<span lang="{}">{}</span>').format(code, name)
     return Markup("{}").format(name)
+
+
+# Markup("") once: pages ask for a lang attribute for every title and comment,
+# and most are in the page's language (a Markup is built in Python).
+_NO_MARKUP = Markup("")
 
 
 @functools.lru_cache(maxsize=64)

@@ -107,12 +107,36 @@ def _environment_class() -> type[jinja2.Environment]:
     return Environment
 
 
+# Two built-in templates as one: site/_papers.html with its include of
+# site/_paper.html (once per paper) written in place. Issue and weekly pages
+# render it when neither is overridden (pages.papers_html): an include made a
+# context of its own for every paper, a third of rendering an issue's papers.
+PAPERS_INLINE = "newsletter:site/_papers.html+_paper.html"
+_PAPER_INCLUDE = '{% include "site/_paper.html" %}\n'
+
+
+def _inline_papers(name: str) -> tuple[str, None, Callable[[], bool]] | None:
+    """The source of PAPERS_INLINE (jinja2.FunctionLoader); None for any other name."""
+    if name != PAPERS_INLINE:
+        return None
+    folder = builtin_templates() / "site"
+    papers = (folder / "_papers.html").read_text(encoding="utf-8")
+    paper = (folder / "_paper.html").read_text(encoding="utf-8")
+    # Built-in files only change with the program: always up to date.
+    return papers.replace(_PAPER_INCLUDE, paper, 1), None, lambda: True
+
+
 @functools.cache
 def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
     import jinja2
 
     env = _environment_class()(
-        loader=jinja2.FileSystemLoader([str(path) for path in search_path]),
+        loader=jinja2.ChoiceLoader(
+            [
+                jinja2.FunctionLoader(_inline_papers),
+                jinja2.FileSystemLoader([str(path) for path in search_path]),
+            ]
+        ),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -103,3 +103,40 @@ def test_template_globals_are_the_environments_and_its_own():
     assert own.render() == ' lang="en"|&lt;하나&gt;'
     assert other.render() == "False"
     assert "x" not in env.globals
+
+
+@pytest.mark.parametrize("edition", ["ko", "en", "both"])
+def test_the_papers_template_with_its_include_written_in_place_renders_the_same(edition):
+    """templating.PAPERS_INLINE (site/_papers.html with site/_paper.html
+    written in place of its include) gives the same bytes as the two
+    templates; the built-in _papers.html still has the include it replaces."""
+    from newsletter import render
+    from newsletter.model import Digest, Entry
+
+    env = templating.environment()
+    source = (templating.builtin_templates() / "site" / "_papers.html").read_text("utf-8")
+    assert templating._PAPER_INCLUDE in source
+    entries = tuple(
+        Entry(
+            f"Paper <{n}> & 모델",
+            ("Kim", "Lee"),
+            "Abstract https://arxiv.org/abs/2501.00001 here." if n else "",
+            f"모델을 {n}번 학습 https://example.org/{n}한국" if n != 1 else "",
+            f"Comment {n}." if n != 2 else "",
+            ("rl", "추론") if n else (),
+        )
+        for n in range(4)
+    )
+    digest = Digest(dt.date(2025, 4, 4), entries, "2025-04-04.txt")
+    context = {
+        "papers": render.paper_views(digest, edition),
+        "page_lang": "en" if edition == "en" else "ko",
+        "edition": edition,
+        "edition_names": render.EDITION_NAMES,
+        "labels": render.LABELS["en" if edition == "en" else "ko"],
+        "index_file": "index.html",
+        "tag_prefix": "../tags/",
+    }
+    inline = env.get_template(templating.PAPERS_INLINE).render(**context)
+    assert inline == env.get_template("site/_papers.html").render(**context)
+    assert inline.count("<article") == 4

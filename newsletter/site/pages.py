@@ -238,8 +238,10 @@ def _render_papers(
 ) -> str:
     import dataclasses
 
+    from newsletter.templating import PAPERS_INLINE
+
     language = Edition(edition).language
-    return site.environment.get_template("site/_papers.html").render(
+    return site.environment.get_template(PAPERS_INLINE).render(
         papers=[
             dataclasses.replace(p, anchor=f"{id_prefix}{p.anchor}")
             for p in render.paper_views(digest, edition)

@@ -10,8 +10,10 @@ the real parser. Then, each in a fresh temporary folder:
   rebuild with nothing changed, and publishing one new day (write_site with
   its date; the next day, and so on, for each repeat);
 - Hugo (Debian `hugo`): the same digests as content pages (one page per
-  digest, tags as a taxonomy, RSS on, 30 per page), built from nothing,
-  rebuilt, and built again with one more page;
+  digest, tags as a taxonomy, RSS on, 30 per page), built from nothing right
+  after each of our full builds (the two alternate, so both meet the machine
+  in the same state: a shared disk's speed swings within minutes), rebuilt,
+  and built again with one more page;
 - Pelican (PyPI, installed into a throw-away venv under bench/out/; skipped
   when it cannot be installed): the same as Markdown articles, tag feeds on.
 
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from newsletter.config import config_from_dict
@@ -138,6 +141,15 @@ def _measure_search() -> None:
     build._write_search = measured_step
 
 
+def settle() -> None:
+    """Flush the disk before a timed full build: deleting the last build's
+    tree (ours holds 16,000 search-index files more than Hugo's) leaves the
+    file system work that would otherwise land in the next timed run."""
+    import os
+
+    os.sync()
+
+
 def timed(action):
     """(wall seconds, result); the action's CPU seconds go to CPU["last"]."""
     began, cpu = time.perf_counter(), _cpu()
@@ -162,7 +174,10 @@ def bench_ours(
     more_days: list[Digest],
     editions: list[str],
     profile: bool,
+    between: Callable[[], object] | None = None,
 ) -> dict[str, float]:
+    """Our figures; `between` runs after each full build (a peer's full build,
+    so that both meet the machine in the same state: Hugo.full)."""
     folder = root / "digests"
     folder.mkdir()
     for digest in digests:
@@ -186,6 +201,7 @@ def bench_ours(
     for attempt in range(REPEAT):
         if attempt:
             shutil.rmtree(public)  # each full build starts from nothing
+        settle()
         SEARCH["all"] = 0.0
         if profile and not attempt:
             import cProfile
@@ -198,6 +214,8 @@ def bench_ours(
             wall, result = timed(lambda: write_site(config, parsed))
         # Without Pagefind's indexing, timed apart below.
         fulls.append((wall - result.search_seconds, CPU["last"] - SEARCH["all"], result))
+        if between is not None:
+            between()
     full_alone, full_cpu_alone, result = min(fulls, key=lambda run: run[0])
     full_median = statistics.median(run[0] for run in fulls)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -293,47 +311,85 @@ def hugo_page(digest: Digest) -> str:
     return f'---\ntitle: "{digest.date}"\ndate: {digest.date}\ntags: [{tags}]\n---\n\n{markdown(digest)}'
 
 
-def bench_hugo(root: Path, digests: list[Digest], new_day: Digest) -> dict[str, float | None]:
-    hugo = shutil.which("hugo")
-    if hugo is None:
+class Hugo:
+    """The same digests as a Hugo site (Debian `hugo`): content pages, tags as
+    a taxonomy, RSS on, 30 per page. `full` builds it from nothing (no public/
+    or resources/) once; bench_ours calls it after each of its full builds, so
+    that the two alternate and meet the same machine (a shared disk's speed
+    swings within minutes)."""
+
+    def __init__(self, root: Path, digests: list[Digest]) -> None:
+        self.hugo = shutil.which("hugo")
+        self.fulls: list[tuple[float, float]] = []  # (wall, CPU) of each full build
+        if self.hugo is None:
+            return
+        site = self.site = root / "hugo"
+        (site / "content" / "posts").mkdir(parents=True)
+        (site / "layouts" / "_default").mkdir(parents=True)
+        (site / "hugo.toml").write_text(HUGO_CONFIG, "utf-8")
+        (site / "layouts" / "_default" / "baseof.html").write_text(HUGO_BASE, "utf-8")
+        (site / "layouts" / "_default" / "single.html").write_text(HUGO_SINGLE, "utf-8")
+        (site / "layouts" / "_default" / "list.html").write_text(HUGO_LIST, "utf-8")
+        for digest in digests:
+            (site / "content" / "posts" / f"{digest.date}.md").write_text(
+                hugo_page(digest), "utf-8"
+            )
+        self.command = [
+            self.hugo,
+            "--quiet",
+            "--source",
+            str(site),
+            "--destination",
+            str(site / "public"),
+        ]
+
+    def run(self) -> None:
+        subprocess.run(self.command, check=True, capture_output=True)
+
+    def full(self) -> None:
+        if self.hugo is None:
+            return
+        for folder in ("public", "resources"):
+            shutil.rmtree(self.site / folder, ignore_errors=True)
+        settle()
+        wall, _ = timed(self.run)
+        self.fulls.append((wall, CPU["last"]))
+
+
+def bench_hugo(hugo: Hugo, new_day: Digest) -> dict[str, float | None]:
+    """Hugo's figures: its full builds (Hugo.full, run between ours), then a
+    rebuild and builds with one more page."""
+    if hugo.hugo is None:
         print("Hugo: skipped (apt-get install hugo)")
         return {"full": None, "rebuild": None, "publish": None}
-    site = root / "hugo"
-    (site / "content" / "posts").mkdir(parents=True)
-    (site / "layouts" / "_default").mkdir(parents=True)
-    (site / "hugo.toml").write_text(HUGO_CONFIG, "utf-8")
-    (site / "layouts" / "_default" / "baseof.html").write_text(HUGO_BASE, "utf-8")
-    (site / "layouts" / "_default" / "single.html").write_text(HUGO_SINGLE, "utf-8")
-    (site / "layouts" / "_default" / "list.html").write_text(HUGO_LIST, "utf-8")
-    for digest in digests:
-        (site / "content" / "posts" / f"{digest.date}.md").write_text(hugo_page(digest), "utf-8")
-    command = [hugo, "--quiet", "--source", str(site), "--destination", str(site / "public")]
+    site = hugo.site
 
-    def run() -> None:
-        subprocess.run(command, check=True, capture_output=True)
-
-    def best(runs: int, fresh: bool) -> tuple[float, float, float]:
-        """(best wall, its CPU, median wall) of `runs` builds, each from
-        nothing (no public/ or resources/) when fresh."""
+    def best(runs: int) -> tuple[float, float, float]:
+        """(best wall, its CPU, median wall) of `runs` builds."""
         times = []
         for _ in range(runs):
-            if fresh:
-                for folder in ("public", "resources"):
-                    shutil.rmtree(site / folder, ignore_errors=True)
-            wall, _ = timed(run)
+            wall, _ = timed(hugo.run)
             times.append((wall, CPU["last"]))
         wall, cpu = min(times)
         return wall, cpu, statistics.median(t for t, _ in times)
 
-    full, full_cpu, full_median = best(REPEAT, fresh=True)
-    rebuild, rebuild_cpu, _ = best(1, fresh=False)
+    if not hugo.fulls:
+        hugo.full()
+    full, full_cpu = min(hugo.fulls)
+    full_median = statistics.median(t for t, _ in hugo.fulls)
+    rebuild, rebuild_cpu, _ = best(1)
     (site / "content" / "posts" / f"{new_day.date}.md").write_text(hugo_page(new_day), "utf-8")
-    publish, publish_cpu, publish_median = best(REPEAT, fresh=False)
+    publish, publish_cpu, publish_median = best(REPEAT)
     files = sum(1 for path in (site / "public").rglob("*") if path.is_file())
     print(
-        f"Hugo ({subprocess.run([hugo, 'version'], capture_output=True, text=True).stdout.split()[1]}; {files} files)"
+        f"Hugo ({subprocess.run([hugo.hugo, 'version'], capture_output=True, text=True).stdout.split()[1]}; {files} files)"
     )
-    line("full build", full, f"best of {REPEAT}; median {full_median:.2f} s", full_cpu)
+    line(
+        "full build",
+        full,
+        f"best of {len(hugo.fulls)}, each right after one of ours; median {full_median:.2f} s",
+        full_cpu,
+    )
     line("rebuild, nothing changed", rebuild, "", rebuild_cpu)
     line(
         "build with one more page",
@@ -465,12 +521,19 @@ def main() -> None:
         new_day = new_days[0]
         with tempfile.TemporaryDirectory(prefix="newsletter-bench-") as tmp:
             root = Path(tmp)
+            hugo = None if args.no_peers else Hugo(root, digests)
             ours = bench_ours(
-                root, digests, new_day, new_days[1:], args.editions.split(","), args.profile
+                root,
+                digests,
+                new_day,
+                new_days[1:],
+                args.editions.split(","),
+                args.profile,
+                between=None if hugo is None else hugo.full,
             )
             peers = {}
-            if not args.no_peers:
-                peers["Hugo"] = bench_hugo(root, digests, new_day)
+            if hugo is not None:
+                peers["Hugo"] = bench_hugo(hugo, new_day)
                 peers["Pelican"] = bench_pelican(root, digests, new_day)
         print(f"ratios at {count} (peer time / our time; above 1: we are faster)")
         for name, figures in peers.items():

@@ -125,7 +125,8 @@ def write_temps(files: list[tuple[Path, bytes]], *, fresh: bool = False) -> Temp
             temps.append((tmp, path))
             try:  # plain system calls: no file object, no chmod by path
                 _write_all(fd, data)
-                os.fchmod(fd, 0o644)
+                if not fresh or not _umask_keeps_0644():
+                    os.fchmod(fd, 0o644)
             finally:
                 os.close(fd)
     except BaseException as exc:
@@ -133,6 +134,22 @@ def write_temps(files: list[tuple[Path, bytes]], *, fresh: bool = False) -> Temp
         _name(exc, current)
         raise
     return temps
+
+
+@functools.cache
+def _umask_keeps_0644() -> bool:
+    """Whether this process's umask leaves mode 0644 as it is, so that a file
+    created with it needs no chmod (a chmod is one more inode change for the
+    file system's journal). Read from /proc/self/status (Linux 4.7+): setting
+    the umask to read it would race with other threads. False when unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8) & 0o644 == 0
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def commit_temps(temps: Temps) -> None:

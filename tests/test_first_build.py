@@ -177,3 +177,20 @@ def test_the_staging_folder_is_named_for_its_public_folder_and_process(tmp_path)
     assert staging.path == tmp_path / f".site.building-{os.getpid()}"
     staging.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_first_build_files_are_0644_whatever_the_umask(tmp_path, umask):
+    """Files of a first build are created 0644 and, where the umask takes
+    bits of that away, set to it (a web server reads them as another user)."""
+    old = os.umask(umask)
+    files._umask_keeps_0644.cache_clear()
+    try:
+        writer = Writer(tmp_path / "public", False, {})
+        writer.add(outputs(2))
+        writer.flush()
+    finally:
+        os.umask(old)
+        files._umask_keeps_0644.cache_clear()
+    modes = {mode for _data, mode in tree(tmp_path / "public").values()}
+    assert modes == {0o644}

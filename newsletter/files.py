@@ -125,7 +125,10 @@ def write_temps(files: list[tuple[Path, bytes]], *, fresh: bool = False) -> Temp
             temps.append((tmp, path))
             try:  # plain system calls: no file object, no chmod by path
                 _write_all(fd, data)
-                if not fresh or not _umask_keeps_0644():
+                # A fresh file was made 0644 less the umask (or a default
+                # ACL): a chmod only where that took bits away, as a chmod is
+                # one more inode change for the file system's journal.
+                if not fresh or os.fstat(fd).st_mode & 0o777 != 0o644:
                     os.fchmod(fd, 0o644)
             finally:
                 os.close(fd)
@@ -136,29 +139,17 @@ def write_temps(files: list[tuple[Path, bytes]], *, fresh: bool = False) -> Temp
     return temps
 
 
-@functools.cache
-def _umask_keeps_0644() -> bool:
-    """Whether this process's umask leaves mode 0644 as it is, so that a file
-    created with it needs no chmod (a chmod is one more inode change for the
-    file system's journal). Read from /proc/self/status (Linux 4.7+): setting
-    the umask to read it would race with other threads. False when unknown."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8) & 0o644 == 0
-    except (OSError, ValueError):
-        pass
-    return False
-
-
 def commit_temps(temps: Temps) -> None:
     """Step two of write_many: one flush to disk for all these temp files, then
     each renamed into place, in the given order. On an error the temp files
     not yet renamed are deleted (the files they would replace are untouched);
     an OSError names the file (`filename`)."""
-    if temps:
-        _flush([tmp for tmp, _ in temps])
+    try:
+        if temps:
+            _flush([tmp for tmp, _ in temps])
+    except BaseException:
+        discard_temps(temps)
+        raise
     _rename_all(temps)
 
 
@@ -178,43 +169,67 @@ def _rename_all(temps: Temps) -> None:
 
 class Staging:
     """The first version of a folder that does not exist yet, written whole in
-    a sibling folder, `.NAME.building-PID`, and renamed into place at once
-    (rename(2)): nobody sees a part of it, and its files need no temp files
-    and no renames of their own (write_temps with fresh=True). Used by site
-    builds for a public folder that is not there yet.
+    a sibling folder, `.NAME.building-PID-RANDOM`, and renamed into place at
+    once (rename(2)): its files need no temp files and no renames of their own
+    (write_temps with fresh=True), and nobody sees a part of what it holds
+    when it is renamed. Used by site builds for a public folder that is not
+    there yet (the pages, feeds and sitemaps; the search index follows).
 
-    A staging folder left by a process that died (kill -9, power loss) is
-    deleted by the next Staging of the same folder (`start`), once no living
-    process has that id."""
+    The process writing it holds an flock(2) on the folder until it is
+    renamed or deleted: the kernel lets go when the process ends, however it
+    ends (kill -9), and a folder nobody holds is a dead build's, deleted by
+    the next site build of the same folder (`sweep`). A PID alone would not
+    say: containers and other machines sharing the folder reuse them."""
 
-    def __init__(self, folder: Path, path: Path) -> None:
+    def __init__(self, folder: Path, path: Path, lock: int) -> None:
         self.folder = folder  # where it goes
         self.path = path  # where it is written
+        self._lock = lock  # the folder's descriptor, flock-ed
 
     @classmethod
     def start(cls, folder: Path) -> Staging | None:
         """A new staging folder for `folder`, or None when `folder` exists
         (even as a dangling symlink, which a rename would replace): its files
-        are then replaced one by one (write_temps, commit_temps). OSError
-        when the staging folder cannot be made."""
+        are then replaced one by one (write_temps, commit_temps). Either way
+        dead builds' staging folders are swept first. OSError when the
+        staging folder cannot be made."""
+        import secrets
+
+        cls.sweep(folder)
         if os.path.lexists(folder):
             return None
         folder.parent.mkdir(parents=True, exist_ok=True)
-        _sweep_stagings(folder)
-        path = folder.parent / f".{folder.name}{_STAGING}{os.getpid()}"
-        if os.path.lexists(path):  # an earlier Staging of this very process
-            _remove_tree(path)
+        path = folder.parent / f".{folder.name}{_STAGING}{os.getpid()}-{secrets.token_hex(4)}"
         path.mkdir()
-        return cls(folder, path)
+        lock = _hold(path)
+        if lock is None:  # no flock here: a sweep could not tell it from a dead one's
+            _remove_tree(path)
+            return None
+        return cls(folder, path, lock)
+
+    @staticmethod
+    def sweep(folder: Path) -> None:
+        """Delete the staging folders of `folder` that no process holds."""
+        import glob
+
+        for path in folder.parent.glob(f".{glob.escape(folder.name)}{_STAGING}*"):
+            lock = _hold(path)
+            if lock is not None:
+                try:
+                    _remove_tree(path)
+                finally:
+                    os.close(lock)
 
     def commit(self, temps: Temps) -> None:
         """Flush its files to disk (one syncfs, as commit_temps), then rename
-        it to its folder. If the folder was made meanwhile (another build of
-        it), its files are renamed into that folder one by one instead.
-        Raises OSError naming the file or folder."""
+        it to its folder (rename(2) also replaces an empty folder). If the
+        folder was made meanwhile and holds something (another build of it),
+        its files are renamed into that folder one by one instead. Raises
+        OSError naming the file or folder."""
         _flush([tmp for tmp, _ in temps], devices=[str(self.path)])
         try:
             os.rename(self.path, self.folder)
+            self._release()
             return
         except OSError as exc:
             if not os.path.lexists(self.folder):
@@ -231,29 +246,32 @@ class Staging:
     def discard(self) -> None:
         """Delete the staging folder and everything in it."""
         _remove_tree(self.path)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
 
 
 _STAGING = ".building-"
 
 
-def _sweep_stagings(folder: Path) -> None:
-    """Delete the staging folders of `folder` left by processes that are gone."""
-    import glob
+def _hold(path: Path) -> int | None:
+    """A descriptor of folder `path` with an exclusive flock(2) on it, or None
+    when another process holds it (or it cannot be locked)."""
+    import fcntl
 
-    for path in folder.parent.glob(f".{glob.escape(folder.name)}{_STAGING}*"):
-        pid = path.name.rpartition("-")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            _remove_tree(path)
-
-
-def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _remove_tree(path: Path) -> None:
@@ -301,7 +319,7 @@ def _syncfs() -> Any:
 
     try:
         return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
-    except OSError:
+    except (OSError, TypeError):  # TypeError: Windows has no CDLL(None)
         return None
 
 

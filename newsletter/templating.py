@@ -120,10 +120,17 @@ def _inline_papers(name: str) -> tuple[str, None, Callable[[], bool]] | None:
     if name != PAPERS_INLINE:
         return None
     folder = builtin_templates() / "site"
-    papers = (folder / "_papers.html").read_text(encoding="utf-8")
-    paper = (folder / "_paper.html").read_text(encoding="utf-8")
-    # Built-in files only change with the program: always up to date.
-    return papers.replace(_PAPER_INCLUDE, paper, 1), None, lambda: True
+    files = [folder / "_papers.html", folder / "_paper.html"]
+    papers, paper = (path.read_text(encoding="utf-8") for path in files)
+    loaded = [path.stat().st_mtime_ns for path in files]
+
+    def uptodate() -> bool:  # as FileSystemLoader's: both files as they were
+        try:
+            return [path.stat().st_mtime_ns for path in files] == loaded
+        except OSError:
+            return False
+
+    return papers.replace(_PAPER_INCLUDE, paper, 1), None, uptodate
 
 
 @functools.cache

@@ -759,14 +759,17 @@ def test_the_template_cache_is_only_a_folder_of_the_users_own(project, cli, tmp_
 
 
 def test_shared_papers_are_put_into_a_page_wherever_its_template_writes_them(tmp_path, site_config):
-    """Issue and weekly pages get each issue's papers' HTML as bytes put in
-    place of a placeholder after the page is encoded (pages.papers_html): an
-    issue.html that writes it twice, or not at all, gets it twice, or not at
-    all, and no placeholder is ever left in a page."""
+    """Built-in issue and weekly pages get each issue's papers' HTML as bytes
+    put in place of a placeholder after the page is encoded
+    (pages.papers_html); an overridden page gets the HTML itself: one that
+    writes it twice, filters it or leaves it out gets it twice, filtered or
+    not at all, and no placeholder is ever left in a page."""
     user = tmp_path / "templates" / "site"
     user.mkdir(parents=True)
     (user / "issue.html").write_text(
-        "<main>{{ papers_html }}<hr>{{ papers_html }}</main>\n", encoding="utf-8"
+        "<p>{{ papers_html|striptags|length > 20 }}</p>"
+        "<main>{{ papers_html }}<hr>{{ papers_html }}</main>\n",
+        encoding="utf-8",
     )
     (user / "weekly.html").write_text("<main>{{ count_text }}</main>\n", encoding="utf-8")
     config = site_config.model_copy(
@@ -778,6 +781,8 @@ def test_shared_papers_are_put_into_a_page_wherever_its_template_writes_them(tmp
     write_site(config, [day(1, title="모델을 쓰는 & 법"), day(2)])
     public = config.paths.public
     issue = (public / "ko/2025-01-01/index.html").read_text(encoding="utf-8")
+    assert issue.startswith("<p>True</p>")
+    issue = issue.removeprefix("<p>True</p>")
     [first, second] = issue.removeprefix("<main>").removesuffix("</main>\n").split("<hr>")
     assert first == second and 'id="paper-' in first and 'id="2025-01-01-' not in first
     assert "모델을 쓰는 &amp; 법" in first and 'href="../tags/rl/"' in first

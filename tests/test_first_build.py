@@ -109,21 +109,31 @@ def test_a_full_disk_in_a_first_build_leaves_nothing(tmp_path, site_config, site
         assert list(small.iterdir()) == []
 
 
-def test_a_staging_folder_left_by_a_dead_process_is_swept_and_a_living_ones_kept(tmp_path):
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    dead_pid = int(dead.stdout)  # a process that has ended
-    living = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+def test_a_staging_folder_nobody_holds_is_swept_and_a_held_one_kept(tmp_path):
+    """A build holds an flock on its staging folder while it runs (the kernel
+    lets go when it ends, even by kill -9): the next build deletes folders
+    nobody holds, whatever process id their names carry, and leaves a held one
+    (a build still running, maybe in another container with the same ids)."""
+    left = tmp_path / f".public.building-{os.getpid()}-dead"
+    busy = tmp_path / ".public.building-1-running"
+    other = tmp_path / ".other.building-1-x"  # another folder's: not ours to judge
+    for folder in (left, busy, other):
+        (folder / "ko").mkdir(parents=True)
+        (folder / "ko" / "index.html").write_bytes(b"half")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY);"
+            " fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+            str(busy),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        left = tmp_path / f".public.building-{dead_pid}"
-        busy = tmp_path / f".public.building-{living.pid}"
-        other = tmp_path / ".other.building-1"  # another folder's: not ours to judge
-        for folder in (left, busy, other):
-            (folder / "ko").mkdir(parents=True)
-            (folder / "ko" / "index.html").write_bytes(b"half")
+        assert holder.stdout.readline() == "held\n"
         writer = Writer(tmp_path / "public", False, {})
         writer.add(outputs(1))
         writer.flush()
@@ -131,7 +141,10 @@ def test_a_staging_folder_left_by_a_dead_process_is_swept_and_a_living_ones_kept
         assert busy.exists() and other.exists()
         assert tree(tmp_path / "public") == {"0/index.html": ("<p>논문 0</p>".encode(), 0o644)}
     finally:
-        living.communicate(b"")
+        holder.communicate("")
+    # Once its build is gone, any build sweeps it, a first one or not.
+    Writer(tmp_path / "public", False, {}).flush()
+    assert not busy.exists() and other.exists()
 
 
 def test_a_public_folder_made_while_a_first_build_ran_gets_its_files_one_by_one(tmp_path):
@@ -174,8 +187,11 @@ def test_a_dry_run_makes_no_staging_folder(tmp_path):
 def test_the_staging_folder_is_named_for_its_public_folder_and_process(tmp_path):
     staging = files.Staging.start(tmp_path / "site")
     assert staging is not None
-    assert staging.path == tmp_path / f".site.building-{os.getpid()}"
+    assert staging.path.name.startswith(f".site.building-{os.getpid()}-")
+    again = files.Staging.start(tmp_path / "site")  # a second build at once
+    assert again is not None and again.path != staging.path and staging.path.exists()
     staging.discard()
+    again.discard()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -184,13 +200,11 @@ def test_first_build_files_are_0644_whatever_the_umask(tmp_path, umask):
     """Files of a first build are created 0644 and, where the umask takes
     bits of that away, set to it (a web server reads them as another user)."""
     old = os.umask(umask)
-    files._umask_keeps_0644.cache_clear()
     try:
         writer = Writer(tmp_path / "public", False, {})
         writer.add(outputs(2))
         writer.flush()
     finally:
         os.umask(old)
-        files._umask_keeps_0644.cache_clear()
     modes = {mode for _data, mode in tree(tmp_path / "public").values()}
     assert modes == {0o644}

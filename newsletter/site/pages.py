@@ -63,16 +63,32 @@ class SiteContext:
         """Whether pages may share each issue's papers' HTML (papers_html):
         only with the built-in site/_papers.html and site/_paper.html, whose
         values are known; an overridden one may use anything of its page."""
-        from pathlib import Path
+        return self.builtin("site/_papers.html") and self.builtin("site/_paper.html")
 
-        from newsletter.templating import builtin_templates
+    def builtin(self, name: str) -> bool:
+        """Whether template `name` is the built-in one (not overridden in paths.templates)."""
+        known = self._builtin
+        if name not in known:
+            from pathlib import Path
 
-        builtin = builtin_templates().resolve()
-        for name in ("site/_papers.html", "site/_paper.html"):
+            from newsletter.templating import builtin_templates
+
             filename = self.environment.get_template(name).filename
-            if filename is None or builtin not in Path(filename).resolve().parents:
-                return False
-        return True
+            folder = builtin_templates().resolve()
+            known[name] = filename is not None and folder in Path(filename).resolve().parents
+        return known[name]
+
+    @functools.cached_property
+    def _builtin(self) -> dict[str, bool]:
+        return {}
+
+    def splices(self, page: str) -> list[bytes] | None:
+        """Where papers_html puts the papers' bytes for a page of template
+        `page`: a list that render_page splices into the page, when the page
+        and its layout are the built-in ones (which write papers_html as it
+        is); None, for the HTML itself, when a template that may filter it
+        (`|striptags`, `|length`) is overridden."""
+        return [] if self.builtin(page) and self.builtin("site/base.html") else None
 
     @functools.cached_property
     def papers_cache(self) -> dict[tuple[str, dt.date], bytes | None]:
@@ -178,7 +194,7 @@ def papers_html(
     site: SiteContext,
     digest: Digest,
     edition: str,
-    splices: list[bytes],
+    splices: list[bytes] | None,
     *,
     tag_prefix: str,
     id_prefix: str = "",
@@ -191,8 +207,10 @@ def papers_html(
     so a week's page finds its days' papers there). The page gets a
     placeholder (`splice_mark`), and the HTML's UTF-8 goes to `splices`:
     render_page puts it into the page's bytes, so the page's text neither
-    copies nor encodes it again. None when the templates are overridden
-    (SiteContext.shares_papers): the page includes them itself."""
+    copies nor encodes it again (splices None: the HTML itself, for a page
+    whose template is overridden: SiteContext.splices). None when the papers'
+    templates are overridden (SiteContext.shares_papers): the page includes
+    them itself."""
     if not site.shares_papers:
         return None
     key = (edition, digest.date)
@@ -209,6 +227,8 @@ def papers_html(
         data = html.replace(_ID_SLOT_BYTES, id_prefix.encode()).replace(
             _TAGS_SLOT_BYTES, tag_prefix.encode()
         )
+    if splices is None:
+        return Markup(data.decode("utf-8"))
     splices.append(data)
     return Markup(splice_mark(len(splices) - 1))
 
@@ -287,7 +307,7 @@ def issue_page(site: SiteContext, digest: Digest, edition: str) -> bytes:
         "published": _published(config, digest.date),
         "tags": [tag.name for tag in _issue_tags(papers)],
     }
-    splices: list[bytes] = []
+    splices = site.splices("site/issue.html")
     return render_page(
         site,
         "site/issue.html",

@@ -162,7 +162,7 @@ def _page(site: SiteContext, week: Week, days: list[Digest], edition: str) -> by
     config = site.config
     language = Edition(edition).language
     sections = []
-    splices: list[bytes] = []
+    splices = site.splices("site/weekly.html")
     for digest in days:
         date_iso = digest.date.isoformat()
         html = papers_html(

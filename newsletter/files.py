@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
@@ -321,6 +322,16 @@ def _syncfs() -> Any:
         return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
     except (OSError, TypeError):  # TypeError: Windows has no CDLL(None)
         return None
+
+
+def flush_folder(path: str) -> None:
+    """Start making durable what was written to the file system of `path`
+    (one syncfs; nothing where there is none): an early flush, so that a
+    later one (commit_temps, Staging.commit) has less to wait for. OSError
+    is ignored: the later flush reports it."""
+    if _syncfs() is not None:
+        with contextlib.suppress(OSError):
+            _flush([], devices=[path])
 
 
 def _flush(paths: list[str], devices: list[str] | None = None) -> None:

@@ -790,3 +790,20 @@ def test_shared_papers_are_put_into_a_page_wherever_its_template_writes_them(tmp
     assert weekly.startswith(b"<main>") and b"<article" not in weekly
     for path in public.rglob("*.html"):  # Pagefind's own files are binary
         assert b"\x02" not in path.read_bytes(), path
+
+
+def test_the_disk_starts_flushing_when_the_first_worker_is_done(tmp_path, monkeypatch):
+    """A worker's share received while another still renders: the file system
+    starts flushing (files.flush_folder) what is written so far, once per
+    worker that finishes before the last; a dry run flushes nothing."""
+    from newsletter.site import writer
+
+    monkeypatch.setattr(writer, "_workers", lambda jobs: 2)
+    flushed = []
+    monkeypatch.setattr(writer, "flush_folder", flushed.append)
+    for dry_run in (False, True):
+        out = writer.Writer(tmp_path / f"public-{dry_run}", dry_run, {})
+        out.add(_many_pages(300, lambda i: f"page {i}".encode()))
+        out.flush()
+    assert len(flushed) == 1 and ".public-False.building-" in flushed[0]
+    assert len(list((tmp_path / "public-False").rglob("index.html"))) == 300

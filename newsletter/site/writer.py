@@ -24,6 +24,7 @@ from newsletter.files import (
     Temps,
     commit_temps,
     discard_temps,
+    flush_folder,
     sweep_temps,
     write_temps,
 )
@@ -41,7 +42,10 @@ class Writer:
         self.dry_run = dry_run
         # A public folder that is not there yet is written whole beside it and
         # renamed into place by the first flush (files.Staging).
-        self._staging = None if dry_run else _start_staging(public)
+        try:
+            self._staging = None if dry_run else Staging.start(public)
+        except OSError as exc:
+            raise file_error(exc) from exc
         self.root = str(public if self._staging is None else self._staging.path)
         self.known = known
         self.keys: dict[str, str] = {}
@@ -318,9 +322,15 @@ class _Rendering:
         return results, [temp for share in shares for temp in share[1]]
 
     def _receive(self) -> None:
-        """Each worker's share, in turn, recorded as it comes."""
+        """Each worker's share, recorded as it comes (whichever is first).
+        While others still render, the file system starts flushing what the
+        finished ones wrote (files.flush_folder): the flush that must come
+        before the renames then has less left to do."""
+        from multiprocessing.connection import wait
+
         while self._workers:
-            worker = self._workers[0]
+            ready = wait([worker.reader for worker in self._workers])
+            worker = next(w for w in self._workers if w.reader in ready)
             try:
                 share = worker.reader.recv()
             except (EOFError, OSError):  # it died (killed, out of memory) before it answered
@@ -331,10 +341,12 @@ class _Rendering:
                     hint="run the build again; if it recurs, check the machine's memory",
                 )
                 share = ([], [], error)
-            self._workers.pop(0)
+            self._workers.remove(worker)
             self._collected.append(share)
             worker.reader.close()
             worker.process.join()
+            if self._workers and not self.dry_run:
+                flush_folder(self.root)
 
     def discard(self) -> None:
         """Stop the workers not heard from, then delete every temp file of this
@@ -492,11 +504,3 @@ def remove_empty_parents(folder: Path, public: Path) -> None:
         except OSError:
             return
         folder = folder.parent
-
-
-def _start_staging(public: Path) -> Staging | None:
-    """files.Staging for a public folder not there yet (None when it is)."""
-    try:
-        return Staging.start(public)
-    except OSError as exc:
-        raise file_error(exc) from exc

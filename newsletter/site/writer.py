@@ -73,8 +73,7 @@ class Writer:
             if out.pure:
                 self._deferred.append(out)
                 continue
-            fresh = self._staging is not None
-            self._tally(out, _render_one(out, self.root, self.dry_run, self._pending, fresh))
+            self._tally(out, _render_one(out, self.root, self.dry_run, self._pending, self._fresh))
             if len(self._pending) >= self.BATCH:
                 self._write_pending()
 
@@ -84,8 +83,7 @@ class Writer:
         collects them."""
         jobs, self._deferred = self._deferred, []
         if jobs:
-            fresh = self._staging is not None
-            self._rendering.append(_Rendering(jobs, self.root, self.dry_run, fresh))
+            self._rendering.append(_Rendering(jobs, self.root, self.dry_run, self._fresh))
 
     def flush(self) -> None:
         """Render the deferred pure outputs (in worker processes when there
@@ -105,7 +103,7 @@ class Writer:
                 commit_temps(self._temps)
             else:
                 self._staging.commit(self._temps)
-                self._staging, self.root = None, str(self.public)
+                self._end_staging()
         except BaseException as exc:
             for part in rendering:
                 part.discard()
@@ -127,15 +125,24 @@ class Writer:
         self._discard_staging()
         self._temps, self._pending, self._deferred = [], [], []
 
+    @property
+    def _fresh(self) -> bool:
+        """Whether files go to a staging folder (write_temps' fresh)."""
+        return self._staging is not None
+
     def _discard_staging(self) -> None:
         if self._staging is not None:
             self._staging.discard()
-            self._staging, self.root = None, str(self.public)
+            self._end_staging()
+
+    def _end_staging(self) -> None:
+        """Write in public itself from now on (its staging folder is renamed or gone)."""
+        self._staging, self.root = None, str(self.public)
 
     def _write_pending(self) -> None:
         """Write the pending files' temp files (renamed by flush)."""
         if self._pending:
-            self._temps += write_temps(self._pending, fresh=self._staging is not None)
+            self._temps += write_temps(self._pending, fresh=self._fresh)
             self._pending = []
 
     def _tally(self, out: Output, result: tuple[int, bool]) -> None:
